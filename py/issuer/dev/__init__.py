@@ -1,0 +1,1 @@
+"""Development-only stand-ins (fake Clerk). Never active unless configured."""
