@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests need, when they are missing.
+# Run by `make setup` (and so by `make test`, `make demo`) and by .ci/run.
+# As root it installs with apt-get; otherwise it says what to install.
+set -euo pipefail
+
+missing=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# Postgres server binaries: only when no DATABASE_URL is given.
+if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+    && ! command -v initdb >/dev/null 2>&1; then
+    missing+=(postgresql-15)
+fi
+have_pkg postgresql-15-pgtap || missing+=(postgresql-15-pgtap)
+command -v pg_prove >/dev/null 2>&1 || missing+=(libtap-parser-sourcehandler-pgtap-perl)
+have_pkg postgresql-15-plpgsql-check || missing+=(postgresql-15-plpgsql-check)
+# pgbench ships with postgresql-contrib on Debian 12 (postgresql-15 has it).
+# Debian's Chromium drives the browser tests (Playwright cannot download its own here).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "Missing system packages: ${missing[*]}" >&2
+    echo "Install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and run again." >&2
+    exit 1
+fi
+
+echo "Installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
