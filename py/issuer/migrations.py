@@ -145,7 +145,7 @@ def apply_sql_dir(url: str, folder: Path) -> list[Path]:
     with psycopg.connect(url, autocommit=True) as conn:
         for path in sorted(folder.glob("*.sql")):
             with conn.transaction():
-                conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+                conn.execute(path.read_text(encoding="utf-8"))
             applied.append(path)
     return applied
 
@@ -181,7 +181,7 @@ def migrate(url: str, folder: Path | None = None) -> list[Migration]:
     known = {m.version for m in migrations}
     applied_now: list[Migration] = []
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(_HISTORY_DDL)  # type: ignore[arg-type]
+        conn.execute(_HISTORY_DDL)
         done = set(applied_versions(conn))
         unknown = sorted(done - known)
         if unknown:
@@ -197,7 +197,7 @@ def migrate(url: str, folder: Path | None = None) -> list[Migration]:
             try:
                 with conn.transaction():
                     for stmt in statements:
-                        conn.execute(stmt)  # type: ignore[arg-type]
+                        conn.execute(stmt)
                     conn.execute(
                         sql.SQL(
                             "insert into supabase_migrations.schema_migrations "
