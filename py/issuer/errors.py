@@ -1,0 +1,113 @@
+"""The issuer's exception hierarchy: errors are values with names.
+
+Every error the issuer raises on purpose is an :class:`IssuerError`. Each
+class carries a stable machine ``code`` and an HTTP ``status`` so that the HTTP
+layer maps errors to responses in exactly one place (``error.code`` becomes
+the JSON ``error`` field, ``error.status`` the status code).
+
+Messages are written to be safe to show a client: they never contain a token,
+a secret or a value read from the environment. Anything else (a bug, an
+unexpected library exception) is not an ``IssuerError`` and surfaces as a 500.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class IssuerError(Exception):
+    """Base class: a named failure with a stable ``code`` and HTTP ``status``."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.code
+        super().__init__(self.message)
+
+
+class ConfigError(IssuerError):
+    """A configuration variable is missing or invalid; start-up must stop.
+
+    ``variable`` names the offending environment variable (T9) when known.
+    """
+
+    code = "config_error"
+    status = 500
+
+    def __init__(self, message: str, *, variable: str | None = None) -> None:
+        self.variable = variable
+        super().__init__(message)
+
+
+class BadRequest(IssuerError):
+    """The request is malformed (OAuth ``invalid_request``)."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidGrant(IssuerError):
+    """A code, verifier or refresh token is wrong, expired or reused (OAuth)."""
+
+    code = "invalid_grant"
+    status = 400
+
+
+class InvalidToken(IssuerError):
+    """A bearer token (ours or Clerk's) failed verification.
+
+    ``reason`` is a short fixed identifier (``expired``, ``bad_signature``,
+    ``wrong_type`` ...) chosen by the verifier, never text from the token, so it
+    may be logged and returned as an ``error_description``.
+    """
+
+    code = "invalid_token"
+    status = 401
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid token: {reason}")
+
+
+class Forbidden(IssuerError):
+    """Authenticated, but not allowed to do this."""
+
+    code = "forbidden"
+    status = 403
+
+
+class OrgScopeDenied(Forbidden):
+    """Org scope was requested (and required) but cannot be granted.
+
+    ``reason`` is one of ``not_a_member``, ``no_active_seat``,
+    ``clerk_unavailable`` (see :mod:`issuer.attribution`).
+    """
+
+    code = "org_scope_denied"
+    status = 403
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"organization scope denied: {reason}")
+
+
+class NotFound(IssuerError):
+    """The named resource does not exist (or is not the caller's)."""
+
+    code = "not_found"
+    status = 404
+
+
+class ClerkUnavailable(IssuerError):
+    """Clerk did not answer in time or answered with an error: fail closed (A3)."""
+
+    code = "clerk_unavailable"
+    status = 503
+
+
+class DatabaseUnavailable(IssuerError):
+    """Postgres could not be reached or the connection broke: retryable (F1)."""
+
+    code = "database_unavailable"
+    status = 503

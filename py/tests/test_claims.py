@@ -1,0 +1,155 @@
+"""The claim schema (ARCHITECTURE.md, Issuer contract; SECURITY.md T10)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from issuer.claims import (
+    CLAIM_KEYS,
+    ORG_KEYS,
+    TOKEN_TYPE_ACCESS,
+    TOKEN_TYPE_EXTENSION,
+    OrgAttribution,
+    build_claims,
+    validate_claims,
+)
+
+NOW = 1_750_000_000
+
+RPC_ROW: dict[str, Any] = {
+    "pool": "organization",
+    "clerk_org_id": "org_acme",
+    "organization_id": "7d0e3c1a-3f5e-4d5e-9a43-2b1f3c4d5e6f",
+    "organization_name": "Acme",
+    "stripe_customer_id": "cus_123",
+    "organization_subscription_id": None,
+    "seat_id": "0b8f1c2d-1111-4222-8333-944455566677",
+    "seat_role": "member",
+}
+
+
+def personal(**overrides: Any) -> dict[str, Any]:
+    payload = build_claims(
+        "user_1",
+        "a@example.com",
+        TOKEN_TYPE_ACCESS,
+        None,
+        issuer="softcodes.ai",
+        audience="vscode-extension",
+        ttl_seconds=3600,
+        now=NOW,
+    ).to_dict()
+    payload.update(overrides)
+    return payload
+
+
+def org(**overrides: Any) -> dict[str, Any]:
+    attribution = OrgAttribution.from_rpc(RPC_ROW, org_role="org:member")
+    payload = build_claims(
+        "user_1",
+        None,
+        TOKEN_TYPE_EXTENSION,
+        attribution,
+        issuer="softcodes.ai",
+        audience="vscode-extension",
+        ttl_seconds=3600,
+        now=NOW,
+    ).to_dict()
+    payload.update(overrides)
+    return payload
+
+
+def test_personal_token_has_every_key_and_null_org_keys() -> None:
+    claims = personal()
+    assert list(claims) == list(CLAIM_KEYS)
+    assert claims["pool"] == "personal"
+    assert all(claims[key] is None for key in ORG_KEYS)
+    assert (claims["iat"], claims["exp"]) == (NOW, NOW + 3600)
+    assert claims["type"] == "access"
+
+
+def test_org_token_copies_attribution_and_org_role() -> None:
+    claims = org()
+    assert list(claims) == list(CLAIM_KEYS)
+    assert claims["pool"] == "organization"
+    for key in RPC_ROW:
+        assert claims[key] == RPC_ROW[key]
+    assert claims["org_role"] == "org:member"
+    assert claims["type"] == "extension_long_lived"
+
+
+def test_every_token_gets_its_own_jti() -> None:
+    assert personal()["jti"] != personal()["jti"]
+    uuid.UUID(personal()["jti"])
+
+
+@pytest.mark.parametrize("key", ["clerk_org_id", "organization_id", "seat_id"])
+def test_T10_org_token_needs_clerk_org_id_organization_id_seat_id(key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        validate_claims(org(**{key: None}))
+    with pytest.raises(ValueError, match=key):
+        validate_claims(org(**{key: ""}))
+
+
+@pytest.mark.parametrize("key", ORG_KEYS)
+def test_T10_personal_token_carries_org_keys_as_null(key: str) -> None:
+    assert validate_claims(personal()).pool == "personal"
+    with pytest.raises(ValueError, match="personal token must not carry"):
+        validate_claims(personal(**{key: "something"}))
+
+
+def test_T10_every_key_must_be_present_and_no_other() -> None:
+    for key in CLAIM_KEYS:
+        payload = personal()
+        del payload[key]
+        with pytest.raises(ValueError, match="lack keys"):
+            validate_claims(payload)
+    with pytest.raises(ValueError, match="unknown keys"):
+        validate_claims(personal(admin=True))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"type": "refresh"}, "token type"),
+        ({"type": None}, "token type"),
+        ({"pool": "team"}, "pool"),
+        ({"iat": True}, "iat"),
+        ({"exp": "1750003600"}, "exp"),
+        ({"exp": NOW}, "after iat"),
+        ({"sub": ""}, "sub"),
+        ({"jti": None}, "jti"),
+        ({"aud": ["vscode-extension"]}, "aud"),
+        ({"email": 42}, "email"),
+    ],
+)
+def test_T10_wrong_values_are_refused(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_claims(personal(**overrides))
+
+
+def test_org_attribution_from_rpc_needs_every_contract_key() -> None:
+    for key in RPC_ROW:
+        row = {k: v for k, v in RPC_ROW.items() if k != key}
+        with pytest.raises(ValueError, match=key):
+            OrgAttribution.from_rpc(row)
+    with pytest.raises(ValueError, match="pool"):
+        OrgAttribution.from_rpc({**RPC_ROW, "pool": "personal"})
+    with pytest.raises(ValueError, match="seat_id"):
+        OrgAttribution.from_rpc({**RPC_ROW, "seat_id": None})
+
+
+def test_org_attribution_accepts_uuid_objects_from_a_driver() -> None:
+    seat = uuid.uuid4()
+    attribution = OrgAttribution.from_rpc({**RPC_ROW, "seat_id": seat})
+    assert attribution.seat_id == str(seat)
+
+
+def test_build_claims_refuses_a_nonpositive_ttl() -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        build_claims(
+            "user_1", None, TOKEN_TYPE_ACCESS, None, issuer="i", audience="a", ttl_seconds=0
+        )
