@@ -1,0 +1,381 @@
+-- Long-lived extension tokens, stored as hashes.
+--
+-- The issuer signs a long-lived JWT, hashes it (sha256, lower-case hex) and
+-- stores only the hash here. Verification of such a token checks the
+-- signature in Python and then asks validate_extension_token whether the hash
+-- is still live (SECURITY.md T7). Raw tokens never reach the database.
+--
+-- Nobody reads or writes the table directly: anon and authenticated have no
+-- privileges and no policies (RLS denies everything), and service_role goes
+-- through the security definer RPCs below.
+--
+-- Also defines the argument checks shared by the token-store RPCs (schema
+-- private): 20260102000100_oauth_codes_and_refresh_tokens.sql uses them too.
+
+-- Private helpers -----------------------------------------------------------
+
+create or replace function private.require_sha256_hex(p_value text, p_argument text)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+    if p_value is null or p_value !~ '^[0-9a-f]{64}$' then
+        raise exception '% must be the lower-case hex SHA-256 of the secret (64 characters)', p_argument
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+create or replace function private.require_token_text(
+    p_value text,
+    p_argument text,
+    p_max_length integer default 255
+)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+    if p_value is null or pg_catalog.btrim(p_value) = '' then
+        raise exception '% is required', p_argument
+            using errcode = '22023';
+    end if;
+    if pg_catalog.char_length(p_value) > p_max_length then
+        raise exception '% is longer than % characters', p_argument, p_max_length
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+revoke execute on function private.require_sha256_hex(text, text) from public;
+revoke execute on function private.require_token_text(text, text, integer) from public;
+
+comment on function private.require_sha256_hex(text, text) is
+'Raises 22023 naming the argument unless the value is a lower-case hex SHA-256 (64 characters). '
+'Token stores keep hashes only.';
+comment on function private.require_token_text(text, text, integer) is
+'Raises 22023 naming the argument when the value is null, blank or longer than p_max_length.';
+
+-- Table ---------------------------------------------------------------------
+
+create table public.extension_tokens (
+    id uuid primary key default gen_random_uuid(),
+    clerk_user_id text not null check (clerk_user_id <> '' and char_length(clerk_user_id) <= 255),
+    clerk_org_id text check (clerk_org_id <> '' and char_length(clerk_org_id) <= 255),
+    name text not null check (btrim(name) <> '' and char_length(name) <= 200),
+    token_hash text not null unique check (token_hash ~ '^[0-9a-f]{64}$'),
+    jti text check (jti <> '' and char_length(jti) <= 255),
+    created_at timestamptz not null default now(),
+    expires_at timestamptz not null,
+    last_used_at timestamptz,
+    revoked_at timestamptz,
+    replaced_by uuid references public.extension_tokens (id) on delete set null,
+    constraint extension_tokens_expires_after_creation check (expires_at > created_at),
+    constraint extension_tokens_replaced_only_when_revoked check (replaced_by is null or revoked_at is not null)
+);
+
+-- token_hash is indexed by its unique constraint.
+create index extension_tokens_clerk_user_id_idx
+on public.extension_tokens (clerk_user_id, created_at desc);
+
+create unique index extension_tokens_jti_key
+on public.extension_tokens (jti)
+where jti is not null;
+
+create index extension_tokens_replaced_by_idx
+on public.extension_tokens (replaced_by)
+where replaced_by is not null;
+
+create index extension_tokens_expires_at_idx
+on public.extension_tokens (expires_at);
+
+alter table public.extension_tokens enable row level security;
+-- No policies: RLS denies anon and authenticated everything. No privileges
+-- either, not even for service_role (Supabase's default privileges grant all
+-- of them on every new table in public).
+revoke all on table public.extension_tokens from public, anon, authenticated, service_role;
+
+comment on table public.extension_tokens is
+'Long-lived extension tokens (type extension_long_lived), by SHA-256 hash only. Read and written '
+'only through the token RPCs (service_role).';
+comment on column public.extension_tokens.token_hash is
+'Lower-case hex SHA-256 of the signed token. The token itself is never stored.';
+comment on column public.extension_tokens.jti is
+'The jti claim of the signed token, when the issuer passes it; unique.';
+comment on column public.extension_tokens.last_used_at is
+'Last successful validation, coarse: validate_extension_token writes it at most once a minute per token.';
+comment on column public.extension_tokens.revoked_at is
+'When the token was revoked by its owner or replaced by rotate_extension_token; a revoked token never validates again.';
+comment on column public.extension_tokens.replaced_by is
+'The token that rotate_extension_token issued in place of this one.';
+
+-- RPCs ----------------------------------------------------------------------
+
+create or replace function public.create_extension_token(
+    p_clerk_user_id text,
+    p_token_hash text,
+    p_name text,
+    p_expires_at timestamptz,
+    p_clerk_org_id text default null,
+    p_jti text default null
+)
+returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_id uuid;
+begin
+    perform private.require_token_text(p_clerk_user_id, 'p_clerk_user_id');
+    perform private.require_sha256_hex(p_token_hash, 'p_token_hash');
+    perform private.require_token_text(p_name, 'p_name', 200);
+    if p_clerk_org_id is not null then
+        perform private.require_token_text(p_clerk_org_id, 'p_clerk_org_id');
+    end if;
+    if p_jti is not null then
+        perform private.require_token_text(p_jti, 'p_jti');
+    end if;
+    if p_expires_at is null or p_expires_at <= pg_catalog.now() then
+        raise exception 'p_expires_at must be in the future'
+            using errcode = '22023';
+    end if;
+
+    insert into public.extension_tokens (
+        clerk_user_id, clerk_org_id, name, token_hash, jti, expires_at
+    )
+    values (
+        p_clerk_user_id, p_clerk_org_id, p_name, p_token_hash, p_jti, p_expires_at
+    )
+    returning id into v_id;
+
+    return v_id;
+end
+$$;
+
+revoke execute on function public.create_extension_token(text, text, text, timestamptz, text, text)
+from public, anon, authenticated;
+grant execute on function public.create_extension_token(text, text, text, timestamptz, text, text)
+to service_role;
+
+comment on function public.create_extension_token(text, text, text, timestamptz, text, text) is
+'Stores a new long-lived extension token by hash and returns its id. Bad input: SQLSTATE 22023 '
+'naming the argument; a hash or jti already stored: 23505. service_role only.';
+
+
+create or replace function public.validate_extension_token(p_token_hash text)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_token public.extension_tokens%rowtype;
+begin
+    perform private.require_sha256_hex(p_token_hash, 'p_token_hash');
+
+    select t.*
+    into v_token
+    from public.extension_tokens as t
+    where t.token_hash = p_token_hash
+        and t.revoked_at is null
+        and t.expires_at > pg_catalog.now();
+
+    if not found then
+        return null;
+    end if;
+
+    -- Coarse last_used_at: write at most once a minute per token, and never
+    -- wait for a row lock (a concurrent validation or rotation holding it
+    -- means the row is being written anyway).
+    if v_token.last_used_at is null
+        or v_token.last_used_at < pg_catalog.now() - interval '60 seconds' then
+        update public.extension_tokens as t
+        set last_used_at = pg_catalog.now()
+        where t.id = (
+            select l.id
+            from public.extension_tokens as l
+            where l.id = v_token.id
+                and (l.last_used_at is null
+                    or l.last_used_at < pg_catalog.now() - interval '60 seconds')
+            for update skip locked
+        );
+    end if;
+
+    return pg_catalog.jsonb_build_object(
+        'id', v_token.id,
+        'clerk_user_id', v_token.clerk_user_id,
+        'clerk_org_id', v_token.clerk_org_id,
+        'expires_at', v_token.expires_at,
+        'jti', v_token.jti
+    );
+end
+$$;
+
+revoke execute on function public.validate_extension_token(text) from public, anon, authenticated;
+grant execute on function public.validate_extension_token(text) to service_role;
+
+comment on function public.validate_extension_token(text) is
+'Null unless the hash names a stored token that is neither revoked nor expired; else {id, '
+'clerk_user_id, clerk_org_id, expires_at, jti}. Touches last_used_at at most once a minute per '
+'token. service_role only.';
+
+
+create or replace function public.revoke_extension_token(p_token_id uuid, p_clerk_user_id text)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    perform private.require_token_text(p_clerk_user_id, 'p_clerk_user_id');
+    if p_token_id is null then
+        raise exception 'p_token_id is required'
+            using errcode = '22023';
+    end if;
+
+    update public.extension_tokens as t
+    set revoked_at = coalesce(t.revoked_at, pg_catalog.now())
+    where t.id = p_token_id
+        and t.clerk_user_id = p_clerk_user_id;
+
+    return found;
+end
+$$;
+
+revoke execute on function public.revoke_extension_token(uuid, text) from public, anon, authenticated;
+grant execute on function public.revoke_extension_token(uuid, text) to service_role;
+
+comment on function public.revoke_extension_token(uuid, text) is
+'Revokes the token if it belongs to p_clerk_user_id. True when it does (also when it was already '
+'revoked, which keeps the first revoked_at); false when no such token of that user exists. '
+'service_role only.';
+
+
+create or replace function public.list_extension_tokens(p_clerk_user_id text)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+    v_tokens jsonb;
+begin
+    perform private.require_token_text(p_clerk_user_id, 'p_clerk_user_id');
+
+    select coalesce(
+        pg_catalog.jsonb_agg(
+            pg_catalog.jsonb_build_object(
+                'id', t.id,
+                'name', t.name,
+                'clerk_org_id', t.clerk_org_id,
+                'created_at', t.created_at,
+                'last_used_at', t.last_used_at,
+                'expires_at', t.expires_at,
+                'revoked_at', t.revoked_at
+            )
+            order by t.created_at desc, t.id
+        ),
+        '[]'::jsonb
+    )
+    into v_tokens
+    from public.extension_tokens as t
+    where t.clerk_user_id = p_clerk_user_id;
+
+    return v_tokens;
+end
+$$;
+
+revoke execute on function public.list_extension_tokens(text) from public, anon, authenticated;
+grant execute on function public.list_extension_tokens(text) to service_role;
+
+comment on function public.list_extension_tokens(text) is
+'The user''s extension tokens, newest first, as a JSON array of {id, name, clerk_org_id, '
+'created_at, last_used_at, expires_at, revoked_at}; revoked and expired ones included; never the '
+'hash. service_role only.';
+
+
+create or replace function public.rotate_extension_token(
+    p_old_token_hash text,
+    p_new_token_hash text,
+    p_new_expires_at timestamptz,
+    p_clerk_org_id text default null,
+    p_jti text default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_old public.extension_tokens%rowtype;
+    v_new_id uuid;
+begin
+    perform private.require_sha256_hex(p_old_token_hash, 'p_old_token_hash');
+    perform private.require_sha256_hex(p_new_token_hash, 'p_new_token_hash');
+    if p_old_token_hash = p_new_token_hash then
+        raise exception 'p_new_token_hash must differ from p_old_token_hash'
+            using errcode = '22023';
+    end if;
+    if p_clerk_org_id is not null then
+        perform private.require_token_text(p_clerk_org_id, 'p_clerk_org_id');
+    end if;
+    if p_jti is not null then
+        perform private.require_token_text(p_jti, 'p_jti');
+    end if;
+    if p_new_expires_at is null or p_new_expires_at <= pg_catalog.now() then
+        raise exception 'p_new_expires_at must be in the future'
+            using errcode = '22023';
+    end if;
+
+    -- Revoke the old token only if it is still valid. Concurrent rotations of
+    -- one token queue on its row lock; the condition is re-checked after the
+    -- first commits, so exactly one of them gets a row back.
+    update public.extension_tokens as t
+    set revoked_at = pg_catalog.now()
+    where t.token_hash = p_old_token_hash
+        and t.revoked_at is null
+        and t.expires_at > pg_catalog.now()
+    returning t.* into v_old;
+
+    if not found then
+        return null;
+    end if;
+
+    insert into public.extension_tokens (
+        clerk_user_id, clerk_org_id, name, token_hash, jti, expires_at
+    )
+    values (
+        v_old.clerk_user_id, p_clerk_org_id, v_old.name, p_new_token_hash, p_jti, p_new_expires_at
+    )
+    returning id into v_new_id;
+
+    update public.extension_tokens as t
+    set replaced_by = v_new_id
+    where t.id = v_old.id;
+
+    return pg_catalog.jsonb_build_object(
+        'id', v_new_id,
+        'clerk_user_id', v_old.clerk_user_id,
+        'clerk_org_id', p_clerk_org_id,
+        'name', v_old.name,
+        'expires_at', p_new_expires_at,
+        'replaced_id', v_old.id
+    );
+end
+$$;
+
+revoke execute on function public.rotate_extension_token(text, text, timestamptz, text, text)
+from public, anon, authenticated;
+grant execute on function public.rotate_extension_token(text, text, timestamptz, text, text)
+to service_role;
+
+comment on function public.rotate_extension_token(text, text, timestamptz, text, text) is
+'Atomically revokes a valid token and stores its replacement (same owner and name; p_clerk_org_id '
+'is the new token''s org, null = personal). Returns {id, clerk_user_id, clerk_org_id, name, '
+'expires_at, replaced_id}, or null when the old token is unknown, revoked or expired. Of '
+'concurrent rotations of one token exactly one succeeds. service_role only.';
