@@ -43,6 +43,7 @@ __all__ = [
     "PostgrestRpc",
     "PsycopgRpc",
     "Rpc",
+    "RpcConflict",
     "RpcError",
     "make_rpc",
 ]
@@ -57,6 +58,31 @@ class RpcError(BadRequest):
     def __init__(self, sqlstate: str | None, message: str) -> None:
         self.sqlstate = sqlstate
         super().__init__(message)
+
+
+class RpcConflict(RpcError):
+    """SQLSTATE 23505 from an RPC: e.g. an idempotency key reused with other arguments."""
+
+    code = "conflict"
+    status = 409
+
+    def __init__(self, sqlstate: str | None, message: str) -> None:
+        super().__init__(sqlstate, message)
+        if "idempotency" in message:
+            self.code = "idempotency_key_reused"  # type: ignore[misc]
+
+
+class RpcBug(RuntimeError):
+    """The call itself is wrong (undefined function, privilege, syntax): a bug, HTTP 500."""
+
+
+def rpc_error(sqlstate: str | None, message: str) -> Exception:
+    """Input the database refused is the caller's error; anything else is ours."""
+    if sqlstate == "23505":
+        return RpcConflict(sqlstate, message)
+    if sqlstate and (sqlstate[:2] in {"22", "23"} or sqlstate == "P0001"):
+        return RpcError(sqlstate, message)
+    return RpcBug(f"{sqlstate}: {message}")
 
 
 @dataclass(frozen=True)
@@ -280,7 +306,7 @@ class PsycopgRpc:
             if sqlstate and sqlstate[:2] in {"08", "57", "53"}:  # connection, shutdown, resources
                 raise DatabaseUnavailable("database unavailable") from exc
             message = diag.message_primary if diag and diag.message_primary else str(exc)
-            raise RpcError(sqlstate, message or "database error") from exc
+            raise rpc_error(sqlstate, message or "database error") from exc
         return None if row is None else row[0]
 
     def ping(self) -> bool:
@@ -322,7 +348,7 @@ class PostgrestRpc:
                 raise DatabaseUnavailable("database unavailable") from exc
             if code and str(code).startswith("PGRST"):
                 raise DatabaseUnavailable(f"PostgREST error {code}") from exc
-            raise RpcError(str(code) if code else None, exc.message or "database error") from exc
+            raise rpc_error(str(code) if code else None, exc.message or "database error") from exc
         except Exception as exc:
             if type(exc).__module__.startswith(("httpx", "httpcore")):
                 raise DatabaseUnavailable("database unavailable (PostgREST)") from exc

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from issuer import localdb
+from issuer.dev.fake_clerk import FakeClerk
 from support import db as testdb
+from support.world import World, make_world
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +66,20 @@ def new_db(pg_server: localdb.PostgresServer, template_db: str) -> Iterator[Call
     finally:
         for name in created:
             localdb.drop_database(pg_server.url, name)
+
+
+@pytest.fixture(scope="module")
+def fake_clerk() -> Iterator[FakeClerk]:
+    with FakeClerk() as clerk:
+        yield clerk
+
+
+@pytest.fixture(scope="module")
+def world(db_url: str, fake_clerk: FakeClerk) -> Iterator[World]:
+    """Fake Clerk + this module's database + a real Issuer and an in-process HTTP client."""
+    w = make_world(db_url, fake_clerk)
+    try:
+        yield w
+    finally:
+        w.close()
+        w.issuer.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from issuer.cli import db
+from issuer.cli import db, serve
 from issuer.cli._common import run_app
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.command(name="serve")(serve.serve)
 
 
 def main() -> None:

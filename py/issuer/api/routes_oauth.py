@@ -1,0 +1,162 @@
+"""The extension's OAuth endpoints: PKCE code creation, token endpoint, revocation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from issuer.api.deps import IssuerDep, SessionDep
+from issuer.api.models import (
+    AuthorizationCodeIssued,
+    CompleteVscodeAuth,
+    RevokeRequest,
+    TokenIssued,
+    TokenRequest,
+)
+from issuer.errors import BadRequest, IssuerError
+from issuer.flows import oauth
+
+router = APIRouter()
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+_FORM_OR_JSON: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"$ref": "#/components/schemas/TokenRequest"}
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}},
+        },
+    }
+}
+
+
+class UnsupportedGrantType(IssuerError):
+    code = "unsupported_grant_type"
+    status = 400
+
+
+async def _params(request: Request) -> dict[str, Any]:
+    """OAuth clients send forms (RFC 6749); ours may send JSON. Both are accepted."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        form = await request.form()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    if ctype == "application/json" or not ctype:
+        raw = await request.body()
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise BadRequest("body is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise BadRequest("body must be a JSON object")
+        return data
+    raise BadRequest("send application/x-www-form-urlencoded or application/json")
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _model(cls: type[ModelT], data: dict[str, Any]) -> ModelT:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise BadRequest(f"{where}: {first.get('msg', 'invalid')}") from exc
+
+
+@router.post(
+    "/api/auth/complete-vscode-auth",
+    response_model=AuthorizationCodeIssued,
+    tags=["extension sign-in"],
+)
+def complete_vscode_auth(
+    issuer: IssuerDep, session: SessionDep, body: CompleteVscodeAuth, response: Response
+) -> dict[str, Any]:
+    """The signed-in user approves the extension: a single-use PKCE code."""
+    result = oauth.complete_vscode_auth(
+        issuer,
+        session,
+        client_id=body.client_id,
+        redirect_uri=body.redirect_uri,
+        state=body.state,
+        code_challenge=body.code_challenge,
+        code_challenge_method=body.code_challenge_method,
+        clerk_org_id=body.clerk_org_id,
+        require_org=body.require_org,
+    )
+    response.headers.update(NO_STORE)
+    return {
+        "code": result.code,
+        "state": result.state,
+        "redirect_to": result.redirect_to,
+        "org_scope_denied": result.scope.denial(),
+    }
+
+
+async def _token(issuer: IssuerDep, request: Request, response: Response) -> dict[str, Any]:
+    req = _model(TokenRequest, await _params(request))
+    if req.grant_type == "authorization_code":
+        grant = oauth.exchange_code(
+            issuer,
+            code=req.code or "",
+            code_verifier=req.code_verifier or "",
+            redirect_uri=req.redirect_uri or "",
+            client_id=req.client_id or "",
+            clerk_org_id=req.clerk_org_id,
+            require_org=req.require_org,
+        )
+    elif req.grant_type == "refresh_token":
+        grant = oauth.refresh_grant(
+            issuer,
+            refresh_token=req.refresh_token or "",
+            client_id=req.client_id or "",
+            clerk_org_id=req.clerk_org_id,
+            require_org=req.require_org,
+        )
+    else:
+        raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
+    response.headers.update(NO_STORE)
+    return grant.response()
+
+
+@router.post(
+    "/api/extension/auth/token",
+    response_model=TokenIssued,
+    openapi_extra=_FORM_OR_JSON,
+    tags=["extension sign-in"],
+)
+async def extension_token_endpoint(
+    issuer: IssuerDep, request: Request, response: Response
+) -> dict[str, Any]:
+    """OAuth token endpoint (public client, PKCE): code or refresh grant."""
+    return await _token(issuer, request, response)
+
+
+@router.post(
+    "/api/auth/token",
+    response_model=TokenIssued,
+    openapi_extra=_FORM_OR_JSON,
+    tags=["extension sign-in"],
+)
+async def token_endpoint(issuer: IssuerDep, request: Request, response: Response) -> dict[str, Any]:
+    """The same token endpoint at the original system's second path."""
+    return await _token(issuer, request, response)
+
+
+@router.post("/api/extension/auth/revoke", openapi_extra=_FORM_OR_JSON, tags=["extension sign-in"])
+async def revoke(issuer: IssuerDep, request: Request) -> dict[str, Any]:
+    """RFC 7009: always 200, also for unknown tokens; revokes descendants."""
+    try:
+        req = _model(RevokeRequest, await _params(request))
+    except BadRequest:
+        return {}
+    oauth.revoke(issuer, req.token, req.token_type_hint)
+    return {}

@@ -1,0 +1,184 @@
+"""Token routes for signed-in users (Clerk session) and the extension."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Response
+
+from issuer.api.deps import IssuerDep, SessionDep
+from issuer.api.models import (
+    AccessTokenIssued,
+    DashboardTokenIssued,
+    ExtensionTokenInfo,
+    ExtensionTokenIssued,
+    GenerateExtensionToken,
+    RefreshExtensionToken,
+    RevokeExtensionToken,
+    ScopeRequest,
+    Validation,
+)
+from issuer.claims import TOKEN_TYPE_ACCESS
+from issuer.errors import InvalidToken
+from issuer.flows import extension_tokens
+from issuer.flows.bearer import bearer_token, verify_bearer
+from issuer.flows.minting import mint
+from issuer.flows.scope import resolve_scope
+
+router = APIRouter()
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _issued(result: extension_tokens.IssuedExtensionToken) -> dict[str, Any]:
+    return {
+        "token": result.minted.token,
+        "token_id": result.token_id,
+        "token_type": "extension_long_lived",
+        "expires_at": result.minted.expires_at,
+        "claims": result.minted.claims.to_dict(),
+        "org_scope_denied": result.scope.denial(),
+    }
+
+
+@router.post(
+    "/api/extension-token/generate",
+    status_code=201,
+    response_model=ExtensionTokenIssued,
+    tags=["extension tokens"],
+)
+def generate_extension_token(
+    issuer: IssuerDep,
+    session: SessionDep,
+    response: Response,
+    body: Annotated[GenerateExtensionToken | None, Body()] = None,
+) -> dict[str, Any]:
+    """A long-lived extension token for the signed-in user, optionally org-scoped."""
+    req = body or GenerateExtensionToken()
+    response.headers.update(NO_STORE)
+    return _issued(
+        extension_tokens.generate(
+            issuer,
+            session,
+            name=req.name,
+            clerk_org_id=req.clerk_org_id,
+            expires_in_days=req.expires_in_days,
+            require_org=req.require_org,
+        )
+    )
+
+
+@router.post(
+    "/api/extension-token/refresh", response_model=ExtensionTokenIssued, tags=["extension tokens"]
+)
+def refresh_extension_token(
+    issuer: IssuerDep,
+    response: Response,
+    authorization: Annotated[str | None, Header()] = None,
+    body: Annotated[RefreshExtensionToken | None, Body()] = None,
+) -> dict[str, Any]:
+    """Rotate a long-lived token (bearer): org re-checked, the old token revoked."""
+    req = body or RefreshExtensionToken()
+    response.headers.update(NO_STORE)
+    return _issued(
+        extension_tokens.refresh(
+            issuer,
+            bearer_token(authorization),
+            clerk_org_id=req.clerk_org_id,
+            require_org=req.require_org,
+        )
+    )
+
+
+@router.get(
+    "/api/extension-token", response_model=list[ExtensionTokenInfo], tags=["extension tokens"]
+)
+def list_extension_tokens(issuer: IssuerDep, session: SessionDep) -> list[dict[str, Any]]:
+    """The caller's long-lived tokens (never the token itself)."""
+    return extension_tokens.list_tokens(issuer, session)
+
+
+@router.post("/api/extension-token/revoke", status_code=204, tags=["extension tokens"])
+def revoke_extension_token(
+    issuer: IssuerDep, session: SessionDep, body: RevokeExtensionToken
+) -> Response:
+    extension_tokens.revoke(issuer, session, body.token_id)
+    return Response(status_code=204)
+
+
+@router.post("/api/auth/refresh-token", response_model=AccessTokenIssued, tags=["access tokens"])
+def refresh_access_token(
+    issuer: IssuerDep,
+    session: SessionDep,
+    response: Response,
+    body: Annotated[ScopeRequest | None, Body()] = None,
+) -> dict[str, Any]:
+    """A fresh access token for the Clerk session (the dashboard's refresh)."""
+    req = body or ScopeRequest()
+    scope = resolve_scope(issuer, session, req.clerk_org_id, require_org=req.require_org)
+    minted = mint(
+        issuer,
+        sub=session.user_id,
+        email=session.email,
+        token_type=TOKEN_TYPE_ACCESS,
+        attribution=scope.attribution,
+        ttl_seconds=issuer.settings.access_token_ttl,
+    )
+    response.headers.update(NO_STORE)
+    return {
+        "access_token": minted.token,
+        "token_type": "Bearer",
+        "expires_in": minted.expires_in,
+        "pool": minted.claims.pool,
+        "org_scope_denied": scope.denial(),
+    }
+
+
+@router.post(
+    "/api/dashboard-token/generate", response_model=DashboardTokenIssued, tags=["access tokens"]
+)
+def generate_dashboard_token(
+    issuer: IssuerDep,
+    session: SessionDep,
+    response: Response,
+    body: Annotated[ScopeRequest | None, Body()] = None,
+) -> dict[str, Any]:
+    """A short-lived access token for the web dashboard."""
+    req = body or ScopeRequest()
+    scope = resolve_scope(issuer, session, req.clerk_org_id, require_org=req.require_org)
+    minted = mint(
+        issuer,
+        sub=session.user_id,
+        email=session.email,
+        token_type=TOKEN_TYPE_ACCESS,
+        attribution=scope.attribution,
+        ttl_seconds=issuer.settings.access_token_ttl,
+    )
+    response.headers.update(NO_STORE)
+    return {
+        "token": minted.token,
+        "expires_at": minted.expires_at,
+        "claims": minted.claims.to_dict(),
+        "org_scope_denied": scope.denial(),
+    }
+
+
+@router.get(
+    "/api/extension/auth/validate",
+    response_model=Validation,
+    responses={401: {"model": Validation}},
+    tags=["access tokens"],
+)
+def validate_token(
+    issuer: IssuerDep,
+    response: Response,
+    authorization: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    """Is this bearer token (access or long-lived) valid now? Returns its claims."""
+    response.headers.update(NO_STORE)
+    try:
+        claims = verify_bearer(issuer, bearer_token(authorization))
+    except InvalidToken as exc:
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return {"valid": False, "error": exc.reason}
+    return {"valid": True, "claims": claims.to_dict()}

@@ -1,0 +1,36 @@
+"""``issuer serve``: the HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from issuer.settings import load_settings
+
+
+def serve(
+    host: Annotated[str, typer.Option(envvar="HOST", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="PORT", help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(envvar="WEB_CONCURRENCY", help="Worker processes.", min=1)
+    ] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API (settings from the environment; see docs/operations.md)."""
+    import uvicorn
+
+    load_settings()  # fail here, with the variable's name, not inside a worker
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    uvicorn.run(
+        "issuer.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        timeout_keep_alive=5,
+        limit_concurrency=1000,
+        h11_max_incomplete_event_size=16 * 1024,
+    )

@@ -1,0 +1,38 @@
+"""Verifying the bearer tokens our API receives.
+
+Access tokens are checked by signature and claims alone (no database). A
+long-lived extension token is also looked up by hash in ``extension_tokens``
+(T7): revoked or unknown means rejected although the signature is valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, TokenClaims
+from issuer.errors import InvalidToken
+from issuer.flows.minting import token_hash
+from issuer.service import Issuer
+
+ANY_BEARER = (TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION)
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise InvalidToken("missing_bearer_token")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise InvalidToken("missing_bearer_token")
+    return token
+
+
+def verify_bearer(
+    issuer: Issuer, token: str, *, allowed: Collection[str] = ANY_BEARER
+) -> TokenClaims:
+    claims = issuer.keys.verify(token, expected_type=allowed)
+    if claims.type == TOKEN_TYPE_EXTENSION:
+        row = issuer.rpc.call("validate_extension_token", p_token_hash=token_hash(token))
+        if not isinstance(row, dict) or row.get("clerk_user_id") != claims.sub:
+            raise InvalidToken("revoked")
+    return claims

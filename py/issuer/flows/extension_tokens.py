@@ -1,0 +1,129 @@
+"""Long-lived extension tokens: generate, refresh (rotate), list, revoke.
+
+A long-lived token is a JWT of type ``extension_long_lived``; the database
+keeps its SHA-256 hash, so it can be revoked (T7) and listed without ever
+being shown again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from issuer.claims import TOKEN_TYPE_EXTENSION
+from issuer.clerk import ClerkSession
+from issuer.errors import BadRequest, InvalidToken, NotFound
+from issuer.flows.bearer import verify_bearer
+from issuer.flows.minting import Minted, mint, token_hash
+from issuer.flows.scope import Scope, resolve_scope, session_for_user
+from issuer.service import Issuer
+
+MAX_NAME_LENGTH = 100
+MAX_DAYS = 365
+
+
+@dataclass(frozen=True)
+class IssuedExtensionToken:
+    minted: Minted
+    token_id: str
+    scope: Scope
+
+
+def _ttl(issuer: Issuer, expires_in_days: int | None) -> int:
+    if expires_in_days is None:
+        return issuer.settings.extension_token_ttl
+    if not 1 <= expires_in_days <= MAX_DAYS:
+        raise BadRequest(f"expires_in_days must be between 1 and {MAX_DAYS}")
+    return expires_in_days * 86_400
+
+
+def generate(
+    issuer: Issuer,
+    session: ClerkSession,
+    *,
+    name: str | None = None,
+    clerk_org_id: str | None = None,
+    expires_in_days: int | None = None,
+    require_org: bool = False,
+) -> IssuedExtensionToken:
+    label = (name or "VS Code").strip()
+    if not label or len(label) > MAX_NAME_LENGTH:
+        raise BadRequest(f"name must be 1 to {MAX_NAME_LENGTH} characters")
+    scope = resolve_scope(issuer, session, clerk_org_id, require_org=require_org)
+    minted = mint(
+        issuer,
+        sub=session.user_id,
+        email=session.email,
+        token_type=TOKEN_TYPE_EXTENSION,
+        attribution=scope.attribution,
+        ttl_seconds=_ttl(issuer, expires_in_days),
+    )
+    token_id = issuer.rpc.call(
+        "create_extension_token",
+        p_clerk_user_id=session.user_id,
+        p_token_hash=token_hash(minted.token),
+        p_name=label,
+        p_expires_at=minted.expires_at,
+        p_clerk_org_id=scope.clerk_org_id,
+        p_jti=minted.claims.jti,
+    )
+    return IssuedExtensionToken(minted, str(token_id), scope)
+
+
+def refresh(
+    issuer: Issuer,
+    old_token: str,
+    *,
+    clerk_org_id: str | None = None,
+    keep_org: bool = True,
+    require_org: bool = False,
+) -> IssuedExtensionToken:
+    """Rotate a long-lived token: the org is re-checked, the old token revoked.
+
+    Without ``clerk_org_id`` the new token asks for the org the old one named
+    (``keep_org``); membership is re-read from Clerk's API and the seat from
+    the database, so a lost seat yields a personal token.
+    """
+    claims = verify_bearer(issuer, old_token, allowed=(TOKEN_TYPE_EXTENSION,))
+    wanted = clerk_org_id if clerk_org_id else (claims.clerk_org_id if keep_org else None)
+    scope = resolve_scope(issuer, session_for_user(claims.sub), wanted, require_org=require_org)
+    remaining = max(claims.exp - claims.iat, 86_400)
+    minted = mint(
+        issuer,
+        sub=claims.sub,
+        email=claims.email,
+        token_type=TOKEN_TYPE_EXTENSION,
+        attribution=scope.attribution,
+        ttl_seconds=min(remaining, issuer.settings.extension_token_ttl),
+    )
+    row = issuer.rpc.call(
+        "rotate_extension_token",
+        p_old_token_hash=token_hash(old_token),
+        p_new_token_hash=token_hash(minted.token),
+        p_new_expires_at=minted.expires_at,
+        p_clerk_org_id=scope.clerk_org_id,
+        p_jti=minted.claims.jti,
+    )
+    if not isinstance(row, dict) or not row.get("ok", True) or not row.get("id"):
+        raise InvalidToken("revoked")
+    return IssuedExtensionToken(minted, str(row["id"]), scope)
+
+
+def list_tokens(issuer: Issuer, session: ClerkSession) -> list[dict[str, Any]]:
+    rows = issuer.rpc.call("list_extension_tokens", p_clerk_user_id=session.user_id)
+    return list(rows or [])
+
+
+def revoke(issuer: Issuer, session: ClerkSession, token_id: str) -> None:
+    if not token_id or len(token_id) > 64:
+        raise BadRequest("token_id is required")
+    try:
+        uuid.UUID(token_id)
+    except ValueError as exc:
+        raise BadRequest("token_id must be a uuid") from exc
+    done = issuer.rpc.call(
+        "revoke_extension_token", p_token_id=token_id, p_clerk_user_id=session.user_id
+    )
+    if not done:
+        raise NotFound("no such token")

@@ -1,0 +1,242 @@
+"""The extension's OAuth flows: PKCE authorization code, refresh grants, revocation.
+
+* ``complete_vscode_auth``: the signed-in user (Clerk session) approves; a
+  single-use code (≤ 10 minutes, S256 only) is stored by hash (O1, O3).
+* ``exchange_code``: the database consumes the code and checks the verifier
+  in one statement, so a code is redeemed once even under concurrency; a
+  second redemption revokes what the first issued (O2).
+* ``refresh_grant``: the refresh token rotates; reuse outside the grace
+  window revokes the whole family (O4-O6).
+* ``revoke``: RFC 7009; always "ok" to the caller (O7).
+
+Every grant re-resolves the org scope (Clerk membership + seat), so a token
+never outlives the seat that justified it by more than one access-token TTL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION
+from issuer.clerk import ClerkSession
+from issuer.errors import BadRequest, InvalidGrant, InvalidToken
+from issuer.flows.minting import CODE_PREFIX, REFRESH_PREFIX, Minted, mint, new_secret, token_hash
+from issuer.flows.scope import Scope, check_org_id, resolve_scope, session_for_user
+from issuer.service import Issuer
+
+_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+MAX_STATE = 1024
+
+
+@dataclass(frozen=True)
+class AuthorizationCode:
+    code: str
+    state: str
+    redirect_to: str
+    scope: Scope
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access: Minted
+    refresh_token: str
+    scope: Scope
+
+    def response(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": self.access.token,
+            "token_type": "Bearer",
+            "expires_in": self.access.expires_in,
+            "refresh_token": self.refresh_token,
+            "pool": self.access.claims.pool,
+        }
+        denial = self.scope.denial()
+        if denial:
+            body["org_scope_denied"] = denial
+        return body
+
+
+def check_client(issuer: Issuer, client_id: str, redirect_uri: str) -> None:
+    """Unknown client or unregistered redirect URI: never redirect (RFC 6749 §4.1.2.1)."""
+    if not client_id or not issuer.clients.known(client_id):
+        raise BadRequest("unknown client_id")
+    if not redirect_uri or not issuer.clients.redirect_allowed(client_id, redirect_uri):
+        raise BadRequest("redirect_uri is not registered for this client")
+
+
+def redirect_with(redirect_uri: str, params: dict[str, str]) -> str:
+    parts = urlsplit(redirect_uri)
+    query = parts.query + ("&" if parts.query else "") + urlencode(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def complete_vscode_auth(
+    issuer: Issuer,
+    session: ClerkSession,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    state: str,
+    code_challenge: str,
+    code_challenge_method: str,
+    clerk_org_id: str | None = None,
+    require_org: bool = False,
+) -> AuthorizationCode:
+    check_client(issuer, client_id, redirect_uri)
+    if code_challenge_method != "S256":
+        raise BadRequest("code_challenge_method must be S256")  # O1: plain refused
+    if not _CHALLENGE.match(code_challenge or ""):
+        raise BadRequest("code_challenge must be 43 base64url characters (S256)")
+    if not state or len(state) > MAX_STATE:
+        raise BadRequest(f"state must be 1 to {MAX_STATE} characters")
+    # Decide the scope now, so the user sees a denial before the extension does.
+    scope = resolve_scope(issuer, session, clerk_org_id, require_org=require_org)
+    code = new_secret(CODE_PREFIX)
+    issuer.rpc.call(
+        "create_oauth_code",
+        p_code_hash=token_hash(code),
+        p_clerk_user_id=session.user_id,
+        p_client_id=client_id,
+        p_redirect_uri=redirect_uri,
+        p_code_challenge=code_challenge,
+        p_code_challenge_method="S256",
+        p_clerk_org_id=scope.clerk_org_id,
+        p_email=session.email,
+    )
+    redirect_to = redirect_with(redirect_uri, {"code": code, "state": state})
+    return AuthorizationCode(code, state, redirect_to, scope)
+
+
+def _access(
+    issuer: Issuer,
+    *,
+    clerk_user_id: str,
+    email: str | None,
+    wanted_org: str | None,
+    require_org: bool,
+) -> tuple[Minted, Scope]:
+    """A fresh access token; the org scope is re-resolved (membership + seat) every time."""
+    scope = resolve_scope(
+        issuer, session_for_user(clerk_user_id), wanted_org, require_org=require_org
+    )
+    access = mint(
+        issuer,
+        sub=clerk_user_id,
+        email=email,
+        token_type=TOKEN_TYPE_ACCESS,
+        attribution=scope.attribution,
+        ttl_seconds=issuer.settings.access_token_ttl,
+    )
+    return access, scope
+
+
+def _refresh_expiry(issuer: Issuer) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=issuer.settings.refresh_token_ttl)
+
+
+def exchange_code(
+    issuer: Issuer,
+    *,
+    code: str,
+    code_verifier: str,
+    redirect_uri: str,
+    client_id: str,
+    clerk_org_id: str | None = None,
+    require_org: bool = False,
+) -> TokenGrant:
+    if not code or not code_verifier or not redirect_uri or not client_id:
+        raise BadRequest("code, code_verifier, redirect_uri and client_id are required")
+    if not _VERIFIER.match(code_verifier):
+        raise InvalidGrant("code_verifier must be 43-128 characters of [A-Za-z0-9-._~]")
+    result = issuer.rpc.call(
+        "consume_oauth_code",
+        p_code_hash=token_hash(code),
+        p_client_id=client_id,
+        p_redirect_uri=redirect_uri,
+        p_code_verifier=code_verifier,
+    )
+    if not isinstance(result, dict) or not result.get("ok"):
+        reason = result.get("reason") if isinstance(result, dict) else None
+        raise InvalidGrant(f"authorization code rejected: {reason or 'invalid'}")
+    user = str(result["clerk_user_id"])
+    wanted = check_org_id(clerk_org_id) or result.get("clerk_org_id")
+    access, scope = _access(
+        issuer,
+        clerk_user_id=user,
+        email=result.get("email"),
+        wanted_org=wanted,
+        require_org=require_org,
+    )
+    refresh_token = new_secret(REFRESH_PREFIX)
+    issuer.rpc.call(
+        "issue_refresh_token",
+        p_token_hash=token_hash(refresh_token),
+        p_clerk_user_id=user,
+        p_client_id=client_id,
+        p_expires_at=_refresh_expiry(issuer),
+        p_clerk_org_id=wanted,
+        p_oauth_code_id=result.get("code_id"),
+        p_email=result.get("email"),
+    )
+    return TokenGrant(access, refresh_token, scope)
+
+
+def refresh_grant(
+    issuer: Issuer,
+    *,
+    refresh_token: str,
+    client_id: str,
+    clerk_org_id: str | None = None,
+    require_org: bool = False,
+) -> TokenGrant:
+    if not refresh_token or not client_id:
+        raise BadRequest("refresh_token and client_id are required")
+    if not refresh_token.startswith(REFRESH_PREFIX) or len(refresh_token) > 200:
+        raise InvalidGrant("not a refresh token")  # T5: a JWT is never a refresh token
+    new_token = new_secret(REFRESH_PREFIX)
+    result = issuer.rpc.call(
+        "rotate_refresh_token",
+        p_old_token_hash=token_hash(refresh_token),
+        p_new_token_hash=token_hash(new_token),
+        p_client_id=client_id,
+        p_new_expires_at=_refresh_expiry(issuer),
+        p_grace_seconds=issuer.settings.refresh_grace_seconds,
+    )
+    if not isinstance(result, dict) or not result.get("ok"):
+        reason = result.get("reason") if isinstance(result, dict) else None
+        raise InvalidGrant(f"refresh token rejected: {reason or 'invalid'}")
+    wanted = check_org_id(clerk_org_id) or result.get("clerk_org_id")
+    access, scope = _access(
+        issuer,
+        clerk_user_id=str(result["clerk_user_id"]),
+        email=result.get("email"),
+        wanted_org=wanted,
+        require_org=require_org,
+    )
+    return TokenGrant(access, new_token, scope)
+
+
+def revoke(issuer: Issuer, token: str, token_type_hint: str | None = None) -> None:
+    """RFC 7009: revoke a refresh token (and its descendants) or a long-lived token.
+
+    Unknown, malformed or already revoked tokens are not an error (O7).
+    """
+    if not token or len(token) > 8192:
+        return
+    if token.startswith(REFRESH_PREFIX):
+        issuer.rpc.call("revoke_refresh_token", p_token_hash=token_hash(token))
+        return
+    try:
+        claims = issuer.keys.verify(token, expected_type=(TOKEN_TYPE_EXTENSION,))
+    except InvalidToken:
+        return  # access tokens are short-lived and stateless; nothing to revoke
+    row = issuer.rpc.call("validate_extension_token", p_token_hash=token_hash(token))
+    if isinstance(row, dict) and row.get("clerk_user_id") == claims.sub and row.get("id"):
+        issuer.rpc.call(
+            "revoke_extension_token", p_token_id=str(row["id"]), p_clerk_user_id=claims.sub
+        )

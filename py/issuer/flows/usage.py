@@ -1,0 +1,59 @@
+"""The metered business endpoint's deduction.
+
+The pool is decided by the VERIFIED token only (A4): an org token spends the
+org's pool (the database re-checks the seat and the subscription at this
+moment, C3), a personal token spends personal credits. Nothing in the request
+body can name an org.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from issuer.claims import TokenClaims
+from issuer.errors import BadRequest
+from issuer.rpc import CreditResult
+from issuer.service import Issuer
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def parse_amount(value: Any) -> Decimal:
+    """Accept a JSON number or a decimal string; the database validates the rest."""
+    if isinstance(value, bool) or value is None:
+        raise BadRequest("amount must be a number")
+    if isinstance(value, float):
+        value = repr(value)
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise BadRequest("amount must be a number") from exc
+    if not amount.is_finite():
+        raise BadRequest("amount must be a finite number")
+    return amount
+
+
+def spend(
+    issuer: Issuer,
+    claims: TokenClaims,
+    *,
+    amount: Decimal,
+    description: str,
+    context: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> CreditResult:
+    if idempotency_key is not None and (
+        not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY
+    ):
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    # The context goes in unchanged: adding per-token values (jti) would make a
+    # retry with a refreshed token look like "same key, other arguments".
+    return issuer.rpc.deduct_credits_pooled(
+        claims.sub,
+        amount,
+        description,
+        clerk_org_id=claims.clerk_org_id if claims.is_org_scoped else None,
+        idempotency_key=idempotency_key,
+        context=context or {},
+    )

@@ -1,0 +1,67 @@
+"""A real `issuer serve` process on loopback, for tests that need real HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from issuer.localdb import _free_port
+
+
+@dataclass
+class Served:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+@contextmanager
+def issuer_serve(env: dict[str, str], log_dir: Path, *, workers: int = 1) -> Iterator[Served]:
+    """Start `issuer serve` with ``env`` on a free port; stop it afterwards (always)."""
+    port = _free_port()
+    log_path = log_dir / f"issuer-serve-{port}.log"
+    exe = Path(sys.executable).parent / "issuer"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--port", str(port), "--workers", str(workers),
+             "--log-level", "warning"],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(f"http://127.0.0.1:{port}", proc, log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"issuer serve exited early:\n{served.log()}")
+            try:
+                if httpx.get(served.url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"issuer serve did not become healthy:\n{served.log()}")
+            time.sleep(0.1)
+        yield served
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
