@@ -262,6 +262,8 @@ class PsycopgRpc:
         )
         self._checker.start()
         self._sql_cache: dict[tuple[str, tuple[str, ...], bool], sql.Composed] = {}
+        self.statements_sent = 0
+        """Statements this backend sent (each one round trip); tests count them."""
 
     @staticmethod
     def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -295,6 +297,7 @@ class PsycopgRpc:
         stmt = self._statement(fn, names, composite)
         try:
             with self.pool.connection(timeout=self.acquire_timeout) as conn:
+                self.statements_sent += 1
                 row = conn.execute(stmt, values).fetchone()
         except PoolTimeout as exc:
             raise DatabaseUnavailable("database unavailable: no connection") from exc

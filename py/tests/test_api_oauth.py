@@ -47,7 +47,11 @@ def _redeem(world: World, code: str, verifier: str, *, form: bool = True, **kw: 
 def _refresh(world: World, refresh_token: str, path: str = "/api/extension/auth/token"):
     return world.client.post(
         path,
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLIENT_ID},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": CLIENT_ID,
+        },
     )
 
 
@@ -140,8 +144,10 @@ def test_O3_expired_code_is_invalid_grant(world: World) -> None:
     user = world.user()
     verifier, challenge = pkce_pair()
     code = _code(world, user, challenge)
-    world.sql("update public.oauth_codes set created_at = created_at - interval '11 minutes', "
-              "expires_at = expires_at - interval '11 minutes'")
+    world.sql(
+        "update public.oauth_codes set created_at = created_at - interval '11 minutes', "
+        "expires_at = expires_at - interval '11 minutes'"
+    )
     r = _redeem(world, code, verifier)
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 

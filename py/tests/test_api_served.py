@@ -14,7 +14,9 @@ from support.world import CLIENT_ID, REDIRECT_URI, World, issuer_env, pkce_pair
 
 
 @pytest.fixture(scope="module")
-def served(world: World, fake_clerk: FakeClerk, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    world: World, fake_clerk: FakeClerk, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     with issuer_serve(issuer_env(world.db_url, fake_clerk), tmp_path_factory.mktemp("serve")) as s:
         yield s
 
@@ -51,21 +53,28 @@ def test_pkce_sign_in_and_metered_usage_over_real_http(world: World, served: Ser
         assert r.status_code == 200, r.text
         access = r.json()["access_token"]
         headers = {"Authorization": f"Bearer {access}", "Idempotency-Key": "served-1"}
-        r = http.post("/api/extension/usage", json={"amount": 5, "description": "x"}, headers=headers)
+        r = http.post(
+            "/api/extension/usage", json={"amount": 5, "description": "x"}, headers=headers
+        )
         assert r.status_code == 200, r.text
         assert r.json()["remaining"] == 15
-        r = http.post("/api/extension/usage", json={"amount": 5, "description": "x"}, headers=headers)
+        r = http.post(
+            "/api/extension/usage", json={"amount": 5, "description": "x"}, headers=headers
+        )
         assert r.json()["replayed"] is True
         r = http.post(
-            "/api/extension/usage", json={"amount": 50, "description": "big"},
+            "/api/extension/usage",
+            json={"amount": 50, "description": "big"},
             headers={"Authorization": f"Bearer {access}"},
         )
         assert r.status_code == 402
         assert r.json()["organization_name"] == "Acme Inc"
         assert http.get("/healthz").json() == {"status": "ok"}
-        big = http.post("/api/extension/usage", content=b"{" * 70_000,
-                        headers={"Authorization": f"Bearer {access}",
-                                 "Content-Type": "application/json"})
+        big = http.post(
+            "/api/extension/usage",
+            content=b"{" * 70_000,
+            headers={"Authorization": f"Bearer {access}", "Content-Type": "application/json"},
+        )
         assert big.status_code == 413
     assert world.pool_balance(org) == 15
     assert world.consistency_problems() == []

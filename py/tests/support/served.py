@@ -37,8 +37,16 @@ def issuer_serve(env: dict[str, str], log_dir: Path, *, workers: int = 1) -> Ite
     exe = Path(sys.executable).parent / "issuer"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(port), "--workers", str(workers),
-             "--log-level", "warning"],
+            [
+                str(exe),
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+            ],
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,

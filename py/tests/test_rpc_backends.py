@@ -1,0 +1,126 @@
+"""The RPC client's two backends against the real test database.
+
+* psycopg (DATABASE_URL): the issuer's default.
+* supabase-py over PostgREST: exercised through a PostgREST-compatible DOUBLE
+  (support/postgrest_double.py), because no PostgREST binary can be installed
+  on this machine. The double runs every call in the real database, as
+  service_role, with PostgREST's wire format; supabase-py is the real client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from issuer.errors import DatabaseUnavailable
+from issuer.rpc import PostgrestRpc, PsycopgRpc, Rpc, RpcConflict, RpcError
+from support.postgrest_double import PostgrestDouble, running_postgrest_double
+from support.world import World
+
+SERVICE_KEY = "service-role-key-for-the-double"
+
+
+@pytest.fixture(scope="module")
+def double(world: World) -> Iterator[PostgrestDouble]:
+    with running_postgrest_double(world.db_url, SERVICE_KEY) as d:
+        yield d
+
+
+@pytest.fixture(params=["psycopg", "postgrest"])
+def rpc(request: pytest.FixtureRequest, world: World) -> Iterator[Rpc]:
+    if request.param == "psycopg":
+        client = Rpc(PsycopgRpc(world.db_url, max_size=2))
+    else:
+        d = request.getfixturevalue("double")
+        client = Rpc(PostgrestRpc(d.url, SERVICE_KEY))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_grant_and_deduct_round_trip_with_exact_decimals(rpc: Rpc, world: World) -> None:
+    user = world.user()
+    granted = rpc.grant_credits("10.1234", "welcome", clerk_user_id=user)
+    assert granted.ok and granted.balance == Decimal("10.1234")
+    spent = rpc.deduct_credits_pooled(user, "0.1234", "call", idempotency_key="k1")
+    assert spent.ok and spent.pool == "personal"
+    assert spent.balance == Decimal("10.0000")
+    replay = rpc.deduct_credits_pooled(user, "0.1234", "call", idempotency_key="k1")
+    assert replay.replayed and replay.transaction_id == spent.transaction_id
+    assert world.personal_balance(user) == Decimal(10)
+
+
+def test_refusals_are_results(rpc: Rpc, world: World) -> None:
+    org = world.org(pool=1)
+    user = world.user(personal=100)
+    refused = rpc.deduct_credits_pooled(user, 1, "x", clerk_org_id=org)
+    assert not refused.ok and refused.reason == "no_active_seat"
+    assert rpc.deduct_credits_pooled("user_nobody", 1, "x").reason == "unknown_user"
+
+
+def test_bad_input_is_an_error_naming_the_argument(rpc: Rpc, world: World) -> None:
+    user = world.user(personal=1)
+    with pytest.raises(RpcError) as info:
+        rpc.deduct_credits_pooled(user, 0, "x")
+    assert info.value.sqlstate == "22023"
+    assert "p_amount" in str(info.value)
+
+
+def test_reused_idempotency_key_with_other_arguments_is_a_conflict(rpc: Rpc, world: World) -> None:
+    user = world.user(personal=10)
+    rpc.deduct_credits_pooled(user, 1, "x", idempotency_key="same")
+    with pytest.raises(RpcConflict):
+        rpc.deduct_credits_pooled(user, 2, "x", idempotency_key="same")
+
+
+def test_attribution_is_seat_gated(rpc: Rpc, world: World) -> None:
+    org = world.org(pool=5, name="Gated Co")
+    member, suspended = world.user(), world.user()
+    world.seat(org, member)
+    world.seat(org, suspended, status="suspended")
+    row = rpc.resolve_org_attribution(member, org)
+    assert row is not None and row["organization_name"] == "Gated Co"
+    assert rpc.resolve_org_attribution(suspended, org) is None
+
+
+def test_postgrest_double_checks_the_key(world: World, double: PostgrestDouble) -> None:
+    bad = Rpc(PostgrestRpc(double.url, "wrong-key"))
+    with pytest.raises(DatabaseUnavailable):
+        bad.deduct_credits_pooled(world.user(), 1, "x")
+
+
+def test_unreachable_database_is_unavailable_not_an_error() -> None:
+    client = Rpc(PsycopgRpc("postgresql://postgres@127.0.0.1:1/none", acquire_timeout=1))
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            client.deduct_credits_pooled("user_x", 1, "x")
+        assert client.ping() is False
+    finally:
+        client.close()
+
+
+def test_org_scoped_issuance_is_one_database_round_trip(world: World) -> None:
+    """Issue 4 acceptance: an org-scoped token costs exactly one statement.
+
+    The Clerk session names the org (claims first, no Clerk API call); the
+    seat and every attribution field come from resolve_org_attribution.
+    """
+    org = world.org(pool=5)
+    alice = world.user()
+    world.seat(org, alice, role="admin")
+    backend = world.issuer.rpc.backend
+    assert isinstance(backend, PsycopgRpc)
+    world.clerk.reset_calls()
+    before = backend.statements_sent
+    r = world.client.post(
+        "/api/dashboard-token/generate",
+        json={"clerk_org_id": org},
+        headers=world.clerk_auth(alice, org_id=org, org_role="admin"),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["claims"]["pool"] == "organization"
+    assert backend.statements_sent - before == 1
+    assert world.clerk.api_calls == 0
