@@ -96,7 +96,7 @@ def test_O1_plain_and_malformed_challenges_are_refused(world: World) -> None:
         )
         assert r.status_code == 400, (method, ch, r.text)
     # A verifier of the wrong form never reaches the database's comparison.
-    verifier, challenge = pkce_pair()
+    _, challenge = pkce_pair()
     code = _code(world, user, challenge)
     assert _redeem(world, code, "too-short").json()["error"] == "invalid_grant"
     # ...and a wrong (well-formed) verifier is refused.
