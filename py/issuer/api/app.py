@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from issuer import __version__
-from issuer.api import routes_meta, routes_oauth, routes_tokens, routes_usage
+from issuer.api import pages, routes_meta, routes_oauth, routes_tokens, routes_usage
 from issuer.errors import IssuerError, OrgScopeDenied
 from issuer.service import Issuer
 
@@ -165,7 +165,7 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(error_body("internal_error"), status_code=500)
 
-    for module in (routes_tokens, routes_oauth, routes_usage, routes_meta):
+    for module in (routes_tokens, routes_oauth, routes_usage, routes_meta, pages):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
     return app
