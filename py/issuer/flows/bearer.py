@@ -12,7 +12,9 @@ from collections.abc import Collection
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, TokenClaims
 from issuer.errors import InvalidToken
 from issuer.flows.minting import token_hash
+from issuer.rpc import Rpc
 from issuer.service import Issuer
+from issuer.signing import KeyRing
 
 ANY_BEARER = (TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION)
 
@@ -27,12 +29,25 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-def verify_bearer(
-    issuer: Issuer, token: str, *, allowed: Collection[str] = ANY_BEARER
+def verify_token(
+    keys: KeyRing, rpc: Rpc | None, token: str, *, allowed: Collection[str] = ANY_BEARER
 ) -> TokenClaims:
-    claims = issuer.keys.verify(token, expected_type=allowed)
+    """Signature and claims; for a long-lived token also its stored hash (T7).
+
+    Without an ``rpc`` a long-lived token cannot be checked for revocation,
+    so it is refused (fail closed).
+    """
+    claims = keys.verify(token, expected_type=allowed)
     if claims.type == TOKEN_TYPE_EXTENSION:
-        row = issuer.rpc.call("validate_extension_token", p_token_hash=token_hash(token))
+        if rpc is None:
+            raise InvalidToken("wrong_type")
+        row = rpc.call("validate_extension_token", p_token_hash=token_hash(token))
         if not isinstance(row, dict) or row.get("clerk_user_id") != claims.sub:
             raise InvalidToken("revoked")
     return claims
+
+
+def verify_bearer(
+    issuer: Issuer, token: str, *, allowed: Collection[str] = ANY_BEARER
+) -> TokenClaims:
+    return verify_token(issuer.keys, issuer.rpc, token, allowed=allowed)
