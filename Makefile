@@ -68,5 +68,5 @@ serve: setup
 	$(BIN)/issuer serve
 
 clean:
-	@if [ -x $(BIN)/issuer ]; then $(BIN)/issuer db down >/dev/null 2>&1 || true; fi
+	@if [ -x $(BIN)/issuer ]; then $(BIN)/issuer db down --purge >/dev/null 2>&1 || true; fi
 	rm -rf .local

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from issuer.cli import db, serve
+from issuer.cli import credits, db, demo, keys, serve, tokens
 from issuer.cli._common import run_app
 
 app = typer.Typer(
@@ -21,9 +21,14 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.command(name="serve")(serve.serve)
+app.command(name="demo")(demo.demo)
+app.add_typer(tokens.app, name="token")
+app.add_typer(credits.app, name="credits")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:
+    """The console script."""
     run_app(app)
 
 

@@ -30,7 +30,11 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
-        timeout_keep_alive=5,
-        limit_concurrency=1000,
-        h11_max_incomplete_event_size=16 * 1024,
+        # Request limits at the HTTP layer (F4, docs/reliability.md); the app
+        # adds its own (issuer.api.app: 431 headers, 413 bodies, JSON depth).
+        http="h11",  # pinned: the header limit below is h11's (httptools has none)
+        h11_max_incomplete_event_size=16 * 1024,  # request line + headers > 16 KB: 400
+        limit_concurrency=1000,  # more open connections/requests: 503
+        timeout_keep_alive=5,  # idle keep-alive connections closed after 5 s
+        server_header=False,  # do not advertise the server software
     )

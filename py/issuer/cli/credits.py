@@ -1,0 +1,293 @@
+"""``issuer credits``: grant, deduct and show credits through the database's RPCs.
+
+The rules are the database's (``grant_credits``, ``deduct_credits_pooled``):
+this is a thin operator's tool, acting as ``service_role`` like any backend.
+A refusal (``ok = false``) is printed and exits 1, so scripts can test ``$?``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+import psycopg
+import typer
+from psycopg.rows import dict_row
+
+from issuer.cli._common import CliError, console, emit_json, err_console
+from issuer.cli.db import DbUrlOption, resolve_database_url
+from issuer.rpc import CreditResult, Rpc, RpcBug, make_rpc
+
+app = typer.Typer(
+    help="Grant, deduct and show credits (the database's RPCs, as service_role).",
+    no_args_is_help=True,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+UserOption = Annotated[
+    str | None,
+    typer.Option("--user", help="Clerk user id (user_...): personal credits.", show_default=False),
+]
+OrgOption = Annotated[
+    str | None,
+    typer.Option(
+        "--org", help="Clerk organization id (org_...): the org's pool.", show_default=False
+    ),
+]
+AmountOption = Annotated[
+    str, typer.Option("--amount", help="Credits, up to 4 decimals (e.g. 2.5).", show_default=False)
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        help="A retry with the same key is applied once.",
+        show_default=False,
+    ),
+]
+
+
+def out(text: str, *, style: str | None = None) -> None:
+    """One line on stdout (rich markup), never wrapped mid-word."""
+    console.print(text, style=style, highlight=False, soft_wrap=True)
+
+
+def err(text: str) -> None:
+    """One line on stderr (hints, so stdout stays clean for scripts)."""
+    err_console.print(text, highlight=False, soft_wrap=True)
+
+
+def database_role() -> str | None:
+    """The role the connection takes: DATABASE_ROLE (default service_role; empty: login role)."""
+    role = os.environ.get("DATABASE_ROLE", "service_role").strip()
+    return role or None
+
+
+def _options(role: str | None) -> str:
+    return f"-c role={role}" if role else ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def connect(database_url: str | None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """A direct connection as DATABASE_ROLE, with one-line errors for the usual mistakes."""
+    url = resolve_database_url(database_url)
+    try:
+        conn = psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=5,
+            options=_options(database_role()),
+            row_factory=dict_row,
+        )
+    except psycopg.OperationalError as exc:
+        raise CliError(f"cannot connect to the database: {_first_line(exc)}") from None
+    with conn:
+        try:
+            yield conn
+        except psycopg.errors.UndefinedTable as exc:
+            raise CliError(
+                f"{_first_line(exc)}: is the database migrated? (`issuer db migrate`)"
+            ) from None
+        except psycopg.Error as exc:
+            raise CliError(f"database error: {_first_line(exc)}") from None
+
+
+@contextlib.contextmanager
+def open_rpc(database_url: str | None) -> Iterator[Rpc]:
+    """The RPC client on a direct connection (checked first, for a readable error)."""
+    url = resolve_database_url(database_url)
+    with connect(url):
+        pass
+    rpc = make_rpc(database_url=url, role=database_role(), max_size=1)
+    try:
+        yield rpc
+    except RpcBug as exc:
+        raise CliError(
+            f"database error: {exc} (is the database migrated? `issuer db migrate`)"
+        ) from None
+    finally:
+        rpc.close()
+
+
+def parse_amount(value: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise CliError(f"--amount: {value!r} is not a number") from None
+    if not amount.is_finite():
+        raise CliError("--amount must be a finite number")
+    return amount
+
+
+def parse_context(value: str | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    try:
+        context = json.loads(value)
+    except json.JSONDecodeError:
+        raise CliError("--context must be a JSON object") from None
+    if not isinstance(context, dict):
+        raise CliError("--context must be a JSON object")
+    return context
+
+
+def _result_json(result: CreditResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "pool": result.pool,
+        "reason": result.reason,
+        "transaction_id": result.transaction_id,
+        "amount": None if result.amount is None else str(result.amount),
+        "balance": None if result.balance is None else str(result.balance),
+        "replayed": result.replayed,
+    }
+
+
+def _report(verb: str, who: str, result: CreditResult, json_out: bool) -> None:
+    if json_out:
+        emit_json(_result_json(result))
+    if not result.ok:
+        balance = "" if result.balance is None else f" (balance {result.balance.normalize():f})"
+        raise CliError(f"refused: {result.reason}{balance}")
+    if json_out or result.amount is None or result.balance is None:
+        return
+    replay = " (replayed: nothing moved this time)" if result.replayed else ""
+    out(
+        f"{verb} {result.amount.normalize():f} {'to' if verb == 'granted' else 'from'} {who} "
+        f"({result.pool} pool): balance {result.balance.normalize():f}{replay}",
+    )
+    out(f"  transaction {result.transaction_id}", style="dim")
+
+
+def _one_owner(user: str | None, org: str | None) -> None:
+    if (user is None) == (org is None):
+        raise CliError("give exactly one of --user and --org")
+
+
+@app.command()
+def grant(
+    amount: AmountOption,
+    user: UserOption = None,
+    org: OrgOption = None,
+    description: Annotated[str, typer.Option(help="Ledger description.")] = "granted by issuer CLI",
+    idempotency_key: KeyOption = None,
+    database_url: DbUrlOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Add credits to a user's personal balance or an organization's pool (grant_credits)."""
+    _one_owner(user, org)
+    value = parse_amount(amount)
+    with open_rpc(database_url) as rpc:
+        result = rpc.grant_credits(
+            value,
+            description,
+            clerk_user_id=user,
+            clerk_org_id=org,
+            idempotency_key=idempotency_key,
+        )
+    _report("granted", user or str(org), result, json_out)
+
+
+@app.command()
+def deduct(
+    amount: AmountOption,
+    user: Annotated[
+        str,
+        typer.Option("--user", help="Clerk user id (user_...) who spends.", show_default=False),
+    ],
+    org: Annotated[
+        str | None,
+        typer.Option(
+            "--org",
+            help="Spend the org's pool (needs an active seat); without it: personal credits.",
+            show_default=False,
+        ),
+    ] = None,
+    description: Annotated[str, typer.Option(help="Ledger description.")] = "spent via issuer CLI",
+    idempotency_key: KeyOption = None,
+    context: Annotated[
+        str | None,
+        typer.Option(help="JSON object stored under metadata.context.", show_default=False),
+    ] = None,
+    database_url: DbUrlOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Spend credits (deduct_credits_pooled): the org's pool with --org, never a fallback."""
+    value = parse_amount(amount)
+    ctx = parse_context(context)
+    with open_rpc(database_url) as rpc:
+        result = rpc.deduct_credits_pooled(
+            user,
+            value,
+            description,
+            clerk_org_id=org,
+            idempotency_key=idempotency_key,
+            context=ctx,
+        )
+    _report("deducted", org or user, result, json_out)
+
+
+_BALANCE_SQL = """
+select pool, clerk_user_id, clerk_org_id, organization_name, subscription_status, balance
+from public.credit_balances
+where (pool = 'personal' and clerk_user_id = %(user)s)
+   or (pool = 'organization' and clerk_org_id = %(org)s and is_current)
+order by pool desc
+"""
+
+
+@app.command()
+def balance(
+    user: UserOption = None,
+    org: OrgOption = None,
+    database_url: DbUrlOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show a user's personal balance and/or an organization's current pool."""
+    if user is None and org is None:
+        raise CliError("give --user, --org or both")
+    with connect(database_url) as conn:
+        rows = conn.execute(_BALANCE_SQL, {"user": user, "org": org}).fetchall()
+    found = {("personal", r["clerk_user_id"]) for r in rows} | {
+        ("organization", r["clerk_org_id"]) for r in rows
+    }
+    missing = []
+    if user is not None and ("personal", user) not in found:
+        missing.append(f"no user {user}")
+    if org is not None and ("organization", org) not in found:
+        missing.append(f"no organization {org} with a current subscription")
+    if json_out:
+        emit_json(
+            [
+                {
+                    "pool": r["pool"],
+                    "clerk_user_id": r["clerk_user_id"],
+                    "clerk_org_id": r["clerk_org_id"],
+                    "organization_name": r["organization_name"],
+                    "subscription_status": r["subscription_status"],
+                    "balance": str(r["balance"]),
+                }
+                for r in rows
+            ]
+        )
+    else:
+        for r in rows:
+            if r["pool"] == "personal":
+                who = f"{r['clerk_user_id']} (personal)"
+            else:
+                who = (
+                    f"{r['clerk_org_id']} {r['organization_name']} "
+                    f"(organization pool, subscription {r['subscription_status']})"
+                )
+            out(f"{who}: {Decimal(r['balance']).normalize():f}")
+    if missing:
+        raise CliError("; ".join(missing))
