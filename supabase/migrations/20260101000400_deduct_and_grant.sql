@@ -1,0 +1,559 @@
+-- Deductions and grants: the only ways a balance goes down or up (refunds
+-- follow in 20260101000500_refunds).
+--
+-- Shape of every credit RPC, for a short pool-row lock (PERFORMANCE.md):
+--   1. validate the arguments (SQLSTATE 22023 names the bad one);
+--   2. read and check: user, org, seat, subscription (refusals return here,
+--      having written nothing);
+--   3. with an idempotency key: take a transaction-scoped advisory lock on
+--      (pool owner, key), then replay an earlier result if there is one;
+--   4. last, one statement: the conditional update of the pool row and the
+--      ledger insert (a data-modifying CTE). The pool row is locked from that
+--      statement until commit, and nothing else happens in between.
+-- No exception blocks (subtransactions) anywhere on this path.
+--
+-- Checks in step 2 read the state as of the call: a seat revoked or a
+-- subscription cancelled while a deduction is already past step 2 does not
+-- stop that one deduction. The balance, the contended value, is re-checked
+-- under the row lock by the update itself.
+
+-- Validation -----------------------------------------------------------------
+
+create function private.valid_credit_amount(p_amount numeric)
+returns numeric
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+    if p_amount is null then
+        raise exception 'p_amount must not be null' using errcode = '22023';
+    elsif p_amount = 'NaN'::numeric then
+        raise exception 'p_amount must be a number, not NaN' using errcode = '22023';
+    elsif p_amount in ('Infinity'::numeric, '-Infinity'::numeric) then
+        raise exception 'p_amount must be finite' using errcode = '22023';
+    elsif p_amount <= 0 then
+        raise exception 'p_amount must be greater than 0 (got %)', p_amount
+            using errcode = '22023';
+    elsif p_amount > 1000000000000 then
+        raise exception 'p_amount must not exceed 1000000000000 (got %)', p_amount
+            using errcode = '22023';
+    elsif p_amount <> pg_catalog.round(p_amount, 4) then
+        raise exception 'p_amount must have at most 4 decimal places (got %)', p_amount
+            using errcode = '22023';
+    end if;
+    return pg_catalog.round(p_amount, 4);
+end
+$$;
+
+revoke all on function private.valid_credit_amount(numeric) from public;
+
+comment on function private.valid_credit_amount(numeric) is
+'p_amount rounded to the ledger scale, or SQLSTATE 22023 naming p_amount: null, NaN, '
+'infinite, not > 0, above 1e12, more than 4 decimals.';
+
+create function private.valid_credit_context(
+    p_description text,
+    p_idempotency_key text,
+    p_context jsonb
+)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+    if p_description is null or pg_catalog.btrim(p_description, E' \t\r\n') = '' then
+        raise exception 'p_description must not be empty' using errcode = '22023';
+    elsif pg_catalog.char_length(p_description) > 500 then
+        raise exception 'p_description must be at most 500 characters' using errcode = '22023';
+    elsif p_idempotency_key = '' then
+        raise exception 'p_idempotency_key must not be empty (pass null for none)'
+            using errcode = '22023';
+    elsif pg_catalog.char_length(p_idempotency_key) > 200 then
+        raise exception 'p_idempotency_key must be at most 200 characters'
+            using errcode = '22023';
+    elsif p_context is null then
+        return '{}'::jsonb;
+    elsif pg_catalog.jsonb_typeof(p_context) <> 'object' then
+        raise exception 'p_context must be a JSON object (got %)', pg_catalog.jsonb_typeof(p_context)
+            using errcode = '22023';
+    elsif pg_catalog.octet_length(p_context::text) > 8192 then
+        raise exception 'p_context must be at most 8192 bytes as JSON text'
+            using errcode = '22023';
+    end if;
+    return p_context;
+end
+$$;
+
+revoke all on function private.valid_credit_context(text, text, jsonb) from public;
+
+comment on function private.valid_credit_context(text, text, jsonb) is
+'p_context (null becomes {}), or SQLSTATE 22023 naming the argument: p_description empty or '
+'over 500 characters, p_idempotency_key empty or over 200, p_context not an object or over 8 KB.';
+
+-- Idempotency ----------------------------------------------------------------
+
+create function private.credit_request_fingerprint(p_request jsonb)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+    return pg_catalog.encode(
+        pg_catalog.sha256(pg_catalog.convert_to(p_request::text, 'UTF8')), 'hex'
+    );
+end
+$$;
+
+revoke all on function private.credit_request_fingerprint(jsonb) from public;
+
+comment on function private.credit_request_fingerprint(jsonb) is
+'sha256 (hex) of the canonical JSON of a request''s arguments.';
+
+create function private.idempotent_replay(
+    p_pool text,
+    p_owner_id uuid,
+    p_idempotency_key text,
+    p_fingerprint text
+)
+returns public.credit_result
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    v_id uuid;
+    v_amount numeric;
+    v_balance numeric;
+    v_fingerprint text;
+begin
+    -- Serialize requests that share a key (held until commit), so a
+    -- concurrent repeat waits for the first and then replays it.
+    perform pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtextextended(
+            'credit_transactions:' || p_owner_id::text || ':' || p_idempotency_key, 0
+        )
+    );
+
+    if p_pool = 'organization' then
+        select t.id, t.amount, t.balance_after, t.request_fingerprint
+        into v_id, v_amount, v_balance, v_fingerprint
+        from public.credit_transactions as t
+        where
+            t.pool = 'organization'
+            and t.organization_id = p_owner_id
+            and t.idempotency_key = p_idempotency_key;
+    else
+        select t.id, t.amount, t.balance_after, t.request_fingerprint
+        into v_id, v_amount, v_balance, v_fingerprint
+        from public.credit_transactions as t
+        where
+            t.pool = 'personal'
+            and t.user_id = p_owner_id
+            and t.idempotency_key = p_idempotency_key;
+    end if;
+
+    if v_id is null then
+        return null;
+    elsif v_fingerprint <> p_fingerprint then
+        raise exception 'p_idempotency_key was already used with different arguments'
+            using
+                errcode = '23505',
+                detail = pg_catalog.format('first used by credit transaction %s', v_id),
+                hint = 'Use a new idempotency key for a new request.';
+    end if;
+    return row(
+        true, p_pool, null, v_id, pg_catalog.abs(v_amount), v_balance, true
+    )::public.credit_result;
+end
+$$;
+
+revoke all on function private.idempotent_replay(text, uuid, text, text) from public;
+
+comment on function private.idempotent_replay(text, uuid, text, text) is
+'Locks (pool owner, key) until commit and returns the first result for that key flagged '
+'replayed, or null when the key is new. Same key, other arguments: SQLSTATE 23505.';
+
+-- deduct_credits_pooled ------------------------------------------------------
+
+create function public.deduct_credits_pooled(
+    p_clerk_user_id text,
+    p_amount numeric,
+    p_description text,
+    p_clerk_org_id text default null,
+    p_idempotency_key text default null,
+    p_context jsonb default '{}'
+)
+returns public.credit_result
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_amount numeric(20, 4);
+    v_context jsonb;
+    v_fingerprint text;
+    v_replay public.credit_result;
+    v_user_id uuid;
+    v_org_id uuid;
+    v_org_name text;
+    v_stripe_customer_id text;
+    v_seat_id uuid;
+    v_seat_role text;
+    v_seat_status text;
+    v_subscription_id uuid;
+    v_subscription_status text;
+    v_metadata jsonb;
+    v_transaction_id uuid;
+    v_new_id uuid := private.uuid_v7();  -- made here, not under the row lock
+    v_balance numeric;
+begin
+    v_amount := private.valid_credit_amount(p_amount);
+    v_context := private.valid_credit_context(p_description, p_idempotency_key, p_context);
+    if p_clerk_user_id is null then
+        raise exception 'p_clerk_user_id must not be null' using errcode = '22023';
+    end if;
+    if p_idempotency_key is not null then
+        v_fingerprint := private.credit_request_fingerprint(
+            pg_catalog.jsonb_build_array(
+                'deduction', p_clerk_user_id, p_clerk_org_id, v_amount, p_description, v_context
+            )
+        );
+    end if;
+
+    -- Personal credits: only when no organization is named.
+    if p_clerk_org_id is null then
+        select u.id into v_user_id
+        from public.users as u
+        where u.clerk_user_id = p_clerk_user_id;
+        if v_user_id is null then
+            return row(false, 'personal', 'unknown_user', null, null, null, false)::public.credit_result;
+        end if;
+
+        if p_idempotency_key is not null then
+            v_replay := private.idempotent_replay(
+                'personal', v_user_id, p_idempotency_key, v_fingerprint
+            );
+            if v_replay.ok then
+                return v_replay;
+            end if;
+        end if;
+
+        v_metadata := pg_catalog.jsonb_build_object(
+            'pool', 'personal',
+            'clerk_user_id', p_clerk_user_id,
+            'context', v_context
+        );
+
+        with debited as (
+            update public.users as u
+            set credits_balance = u.credits_balance - v_amount
+            where u.id = v_user_id and u.credits_balance >= v_amount
+            returning u.credits_balance
+        )
+
+        insert into public.credit_transactions (
+            id, pool, kind, user_id, amount, balance_after, description,
+            idempotency_key, request_fingerprint, metadata
+        )
+        select
+            v_new_id, 'personal', 'deduction', v_user_id, -v_amount, d.credits_balance,
+            p_description, p_idempotency_key, v_fingerprint, v_metadata
+        from debited as d
+        returning id, balance_after into v_transaction_id, v_balance;
+
+        if v_transaction_id is null then
+            select u.credits_balance into v_balance
+            from public.users as u
+            where u.id = v_user_id;
+            return row(
+                false, 'personal', 'insufficient_credits', null, null, v_balance, false
+            )::public.credit_result;
+        end if;
+        return row(
+            true, 'personal', null, v_transaction_id, v_amount, v_balance, false
+        )::public.credit_result;
+    end if;
+
+    -- The organization's pool. Never personal credits from here on (C2).
+    select
+        u.id, o.id, o.name, o.stripe_customer_id, s.id, s.role, s.status,
+        sub.id, sub.status
+    into
+        v_user_id, v_org_id, v_org_name, v_stripe_customer_id, v_seat_id, v_seat_role,
+        v_seat_status, v_subscription_id, v_subscription_status
+    from (values (1)) as one (x)
+    left join public.users as u
+        on u.clerk_user_id = p_clerk_user_id
+    left join public.organizations as o
+        on o.clerk_org_id = p_clerk_org_id
+    -- lateral ... limit 1: one index probe each, never a hash of a table
+    left join lateral (
+        select s.id, s.role, s.status
+        from public.organization_seats as s
+        where s.organization_id = o.id and s.user_id = u.id
+        limit 1
+    ) as s on true
+    left join lateral (
+        select sub.id, sub.status
+        from public.organization_subscriptions as sub
+        where sub.organization_id = o.id and sub.is_current
+        limit 1
+    ) as sub on true;
+
+    if v_user_id is null then
+        return row(false, 'organization', 'unknown_user', null, null, null, false)::public.credit_result;
+    elsif v_org_id is null then
+        return row(
+            false, 'organization', 'unknown_organization', null, null, null, false
+        )::public.credit_result;
+    end if;
+
+    -- A repeat of a deduction that succeeded replays it, even if the seat has
+    -- been revoked since: the retry refers to what already happened.
+    if p_idempotency_key is not null then
+        v_replay := private.idempotent_replay(
+            'organization', v_org_id, p_idempotency_key, v_fingerprint
+        );
+        if v_replay.ok then
+            return v_replay;
+        end if;
+    end if;
+
+    if v_seat_status is distinct from 'active' then
+        return row(false, 'organization', 'no_active_seat', null, null, null, false)::public.credit_result;
+    elsif v_subscription_id is null or not private.subscription_allows_spending(v_subscription_status) then
+        return row(
+            false, 'organization', 'no_active_subscription', null, null, null, false
+        )::public.credit_result;
+    end if;
+
+    v_metadata := pg_catalog.jsonb_build_object(
+        'pool', 'organization',
+        'clerk_org_id', p_clerk_org_id,
+        'organization_id', v_org_id,
+        'organization_name', v_org_name,
+        'stripe_customer_id', v_stripe_customer_id,
+        'organization_subscription_id', v_subscription_id,
+        'seat_id', v_seat_id,
+        'seat_role', v_seat_role,
+        'clerk_user_id', p_clerk_user_id,
+        'context', v_context
+    );
+
+    with debited as (
+        update public.organization_subscriptions as sub
+        set credits_balance = sub.credits_balance - v_amount
+        where sub.id = v_subscription_id and sub.credits_balance >= v_amount
+        returning sub.credits_balance, sub.current_period_start, sub.current_period_end
+    )
+
+    insert into public.credit_transactions (
+        id, pool, kind, user_id, organization_id, organization_subscription_id, seat_id,
+        amount, balance_after, description, idempotency_key, request_fingerprint,
+        subscription_period_start, subscription_period_end, metadata
+    )
+    select
+        v_new_id, 'organization', 'deduction', v_user_id, v_org_id, v_subscription_id, v_seat_id,
+        -v_amount, d.credits_balance, p_description, p_idempotency_key, v_fingerprint,
+        d.current_period_start, d.current_period_end, v_metadata
+    from debited as d
+    returning id, balance_after into v_transaction_id, v_balance;
+
+    if v_transaction_id is null then
+        select sub.credits_balance into v_balance
+        from public.organization_subscriptions as sub
+        where sub.id = v_subscription_id;
+        return row(
+            false, 'organization', 'insufficient_credits', null, null, v_balance, false
+        )::public.credit_result;
+    end if;
+    return row(
+        true, 'organization', null, v_transaction_id, v_amount, v_balance, false
+    )::public.credit_result;
+end
+$$;
+
+revoke all on function public.deduct_credits_pooled(text, numeric, text, text, text, jsonb)
+from public, anon, authenticated, service_role;
+grant execute on function public.deduct_credits_pooled(text, numeric, text, text, text, jsonb)
+to service_role;
+
+comment on function public.deduct_credits_pooled(text, numeric, text, text, text, jsonb) is
+'Spend credits. With p_clerk_org_id: from that org''s current subscription pool; requires an '
+'active seat at call time and a subscription status that may spend (trialing, active); never '
+'falls back to personal credits. Without: from the user''s personal credits. Refusals are '
+'results (ok = false, reason: insufficient_credits, no_active_seat, no_active_subscription, '
+'unknown_user, unknown_organization) and write nothing. Bad input: SQLSTATE 22023 naming the '
+'argument. A repeated p_idempotency_key (per pool owner) with the same arguments returns the '
+'first result with replayed = true; with other arguments: SQLSTATE 23505. One ledger row per '
+'success, attribution in metadata, p_context under metadata.context. Service role only.';
+
+-- grant_credits --------------------------------------------------------------
+
+create function public.grant_credits(
+    p_amount numeric,
+    p_description text,
+    p_clerk_user_id text default null,
+    p_clerk_org_id text default null,
+    p_idempotency_key text default null,
+    p_context jsonb default '{}'
+)
+returns public.credit_result
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_amount numeric(20, 4);
+    v_context jsonb;
+    v_fingerprint text;
+    v_replay public.credit_result;
+    v_user_id uuid;
+    v_org_id uuid;
+    v_org_name text;
+    v_stripe_customer_id text;
+    v_subscription_id uuid;
+    v_metadata jsonb;
+    v_transaction_id uuid;
+    v_balance numeric;
+begin
+    v_amount := private.valid_credit_amount(p_amount);
+    v_context := private.valid_credit_context(p_description, p_idempotency_key, p_context);
+    if (p_clerk_user_id is null) = (p_clerk_org_id is null) then
+        raise exception 'exactly one of p_clerk_user_id and p_clerk_org_id must be given'
+            using errcode = '22023';
+    end if;
+    if p_idempotency_key is not null then
+        v_fingerprint := private.credit_request_fingerprint(
+            pg_catalog.jsonb_build_array(
+                'grant', p_clerk_user_id, p_clerk_org_id, v_amount, p_description, v_context
+            )
+        );
+    end if;
+
+    if p_clerk_user_id is not null then
+        select u.id into v_user_id
+        from public.users as u
+        where u.clerk_user_id = p_clerk_user_id;
+        if v_user_id is null then
+            return row(false, 'personal', 'unknown_user', null, null, null, false)::public.credit_result;
+        end if;
+
+        if p_idempotency_key is not null then
+            v_replay := private.idempotent_replay(
+                'personal', v_user_id, p_idempotency_key, v_fingerprint
+            );
+            if v_replay.ok then
+                return v_replay;
+            end if;
+        end if;
+
+        v_metadata := pg_catalog.jsonb_build_object(
+            'pool', 'personal',
+            'clerk_user_id', p_clerk_user_id,
+            'context', v_context
+        );
+
+        with credited as (
+            update public.users as u
+            set credits_balance = u.credits_balance + v_amount
+            where u.id = v_user_id
+            returning u.credits_balance
+        )
+
+        insert into public.credit_transactions (
+            pool, kind, user_id, amount, balance_after, description,
+            idempotency_key, request_fingerprint, metadata
+        )
+        select
+            'personal', 'grant', v_user_id, v_amount, c.credits_balance, p_description,
+            p_idempotency_key, v_fingerprint, v_metadata
+        from credited as c
+        returning id, balance_after into v_transaction_id, v_balance;
+
+        return row(
+            true, 'personal', null, v_transaction_id, v_amount, v_balance, false
+        )::public.credit_result;
+    end if;
+
+    select o.id, o.name, o.stripe_customer_id, sub.id
+    into v_org_id, v_org_name, v_stripe_customer_id, v_subscription_id
+    from public.organizations as o
+    left join public.organization_subscriptions as sub
+        on o.id = sub.organization_id and sub.is_current
+    where o.clerk_org_id = p_clerk_org_id;
+
+    if v_org_id is null then
+        return row(
+            false, 'organization', 'unknown_organization', null, null, null, false
+        )::public.credit_result;
+    end if;
+
+    if p_idempotency_key is not null then
+        v_replay := private.idempotent_replay(
+            'organization', v_org_id, p_idempotency_key, v_fingerprint
+        );
+        if v_replay.ok then
+            return v_replay;
+        end if;
+    end if;
+
+    if v_subscription_id is null then
+        return row(
+            false, 'organization', 'no_active_subscription', null, null, null, false
+        )::public.credit_result;
+    end if;
+
+    v_metadata := pg_catalog.jsonb_build_object(
+        'pool', 'organization',
+        'clerk_org_id', p_clerk_org_id,
+        'organization_id', v_org_id,
+        'organization_name', v_org_name,
+        'stripe_customer_id', v_stripe_customer_id,
+        'organization_subscription_id', v_subscription_id,
+        'seat_id', null,
+        'seat_role', null,
+        'context', v_context
+    );
+
+    with credited as (
+        update public.organization_subscriptions as sub
+        set credits_balance = sub.credits_balance + v_amount
+        where sub.id = v_subscription_id
+        returning sub.credits_balance, sub.current_period_start, sub.current_period_end
+    )
+
+    insert into public.credit_transactions (
+        pool, kind, organization_id, organization_subscription_id,
+        amount, balance_after, description, idempotency_key, request_fingerprint,
+        subscription_period_start, subscription_period_end, metadata
+    )
+    select
+        'organization', 'grant', v_org_id, v_subscription_id,
+        v_amount, c.credits_balance, p_description, p_idempotency_key, v_fingerprint,
+        c.current_period_start, c.current_period_end, v_metadata
+    from credited as c
+    returning id, balance_after into v_transaction_id, v_balance;
+
+    return row(
+        true, 'organization', null, v_transaction_id, v_amount, v_balance, false
+    )::public.credit_result;
+end
+$$;
+
+revoke all on function public.grant_credits(numeric, text, text, text, text, jsonb)
+from public, anon, authenticated, service_role;
+grant execute on function public.grant_credits(numeric, text, text, text, text, jsonb)
+to service_role;
+
+comment on function public.grant_credits(numeric, text, text, text, text, jsonb) is
+'Add credits to exactly one pool: a user''s personal credits (p_clerk_user_id) or an org''s '
+'current subscription pool (p_clerk_org_id; any status). Refusals: unknown_user, '
+'unknown_organization, no_active_subscription (no current subscription). Same validation '
+'(22023), idempotency (replay / 23505) and ledger rules as deduct_credits_pooled. '
+'Service role only.';
