@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -38,6 +40,13 @@ from issuer.errors import BadRequest, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
+# psycopg_pool logs each failed reconnection attempt as a warning: several lines
+# a second while the database is away. PsycopgRpc logs the transitions itself
+# ("database unavailable" / "available again"); a deployer who configured the
+# pool's logger keeps their level.
+if logging.getLogger("psycopg.pool").level == logging.NOTSET:
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
 __all__ = [
     "CreditResult",
     "PostgrestRpc",
@@ -45,6 +54,7 @@ __all__ = [
     "Rpc",
     "RpcConflict",
     "RpcError",
+    "RpcNotFound",
     "make_rpc",
 ]
 
@@ -72,6 +82,13 @@ class RpcConflict(RpcError):
             self.code = "idempotency_key_reused"  # type: ignore[misc]
 
 
+class RpcNotFound(RpcError):
+    """SQLSTATE P0002 from an RPC: the named row does not exist (e.g. no such seat)."""
+
+    code = "not_found"
+    status = 404
+
+
 class RpcBug(RuntimeError):
     """The call itself is wrong (undefined function, privilege, syntax): a bug, HTTP 500."""
 
@@ -80,7 +97,9 @@ def rpc_error(sqlstate: str | None, message: str) -> Exception:
     """Input the database refused is the caller's error; anything else is ours."""
     if sqlstate == "23505":
         return RpcConflict(sqlstate, message)
-    if sqlstate and (sqlstate[:2] in {"22", "23"} or sqlstate == "P0001"):
+    if sqlstate == "P0002":
+        return RpcNotFound(sqlstate, message)
+    if sqlstate and (sqlstate[:2] in {"22", "23", "54"} or sqlstate == "P0001"):
         return RpcError(sqlstate, message)
     return RpcBug(f"{sqlstate}: {message}")
 
@@ -219,11 +238,35 @@ def _loads(data: str | bytes) -> Any:
 class PsycopgRpc:
     """A direct connection pool. One statement per RPC; no client transaction.
 
-    Health: a background thread checks idle connections every
-    ``check_interval`` seconds (``pool.check()``), so a restarted server is
-    noticed without adding a round trip to every request; a call that meets a
-    dead connection fails fast with :class:`DatabaseUnavailable` and the
-    pool replaces the connection.
+    Faults (SECURITY.md F1, F2), all ending in :class:`DatabaseUnavailable`
+    (HTTP 503 ``database_unavailable`` with ``Retry-After``), never a 500:
+
+    * **Dead pooled connections** (server restarted, backend terminated) are
+      found before a statement is sent, without a round trip: an idle
+      connection whose socket is readable has been told something by the
+      server (a FATAL "terminating connection", or EOF); only then is it
+      probed with an empty query, and discarded if dead. The call takes the
+      next connection. A statement is sent only on a connection that looked
+      alive, so a lost answer (the server died after the commit) is the only
+      ambiguous case, and an idempotency key makes its retry safe.
+    * **The server is away**: a connection attempt refused or timed out
+      (``connect_timeout``) gives up at once (``reconnect_timeout=0``) and
+      marks the database *unavailable*. While it is, calls wait at most
+      ``unavailable_timeout`` (not ``acquire_timeout``) for a connection, so
+      requests fail fast instead of piling up, and the health thread probes
+      every ``probe_interval`` seconds instead of ``check_interval``. The first
+      call that succeeds marks it available again: recovery needs no restart.
+    * **A statement that hangs** is cancelled by the server after
+      ``statement_timeout`` seconds (SQLSTATE 57014, also a 503; sent with the
+      role in the startup packet, so not when ``role`` is empty); TCP
+      keepalives notice a peer that vanished.
+    * SQLSTATE classes 08 (connection), 40 (serialization, deadlock), 53
+      (resources), 55 (lock not available), 57 (shutdown, cancel), 58 and
+      every other ``OperationalError`` mean "unavailable, retry" (503);
+      classes 22, 23, 54 (too complex) and ``P0001`` are the caller's bad
+      input (:class:`RpcError`, 400; 23505 is 409), ``P0002`` is 404, and so are
+      values psycopg cannot send (a NUL byte in text, a lone surrogate);
+      anything else is a bug (:class:`RpcBug`, 500).
     """
 
     def __init__(
@@ -235,31 +278,51 @@ class PsycopgRpc:
         max_size: int = 10,
         connect_timeout: float = 3.0,
         acquire_timeout: float = 5.0,
+        unavailable_timeout: float = 0.5,
         check_interval: float = 5.0,
+        probe_interval: float = 0.5,
+        statement_timeout: float | None = 15.0,
         open_wait: bool = False,
     ) -> None:
-        options = f"-c role={role}" if role else ""
+        # Startup options only with a role: DATABASE_ROLE empty is the setting
+        # for poolers that refuse startup options (docs/operations.md); give the
+        # login role a statement_timeout there (alter role ... set ...).
+        options = [f"-c role={role}"] if role else []
+        if role and statement_timeout:
+            options.append(f"-c statement_timeout={int(statement_timeout * 1000)}")
         self.acquire_timeout = acquire_timeout
+        self.unavailable_timeout = min(unavailable_timeout, acquire_timeout)
+        self.check_interval = check_interval
+        self.probe_interval = probe_interval
+        self._available = threading.Event()
+        self._available.set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
         self.pool = ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             kwargs={
                 "autocommit": True,
-                "connect_timeout": max(1, int(connect_timeout)),
-                "options": options,
+                "connect_timeout": max(2, int(connect_timeout)),  # libpq's minimum is 2 s
+                "options": " ".join(options),
                 "prepare_threshold": 0,
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
             },
             configure=self._configure,
-            reconnect_timeout=0,  # keep trying in the background, forever
+            # A failed (re)connection is given up at once and the database
+            # marked unavailable; the next call (or the health thread) grows
+            # the pool again, so recovery waits for no backoff.
+            reconnect_timeout=0,
+            reconnect_failed=self._reconnect_failed,
             open=False,
             name="issuer",
         )
         self.pool.open(wait=open_wait, timeout=acquire_timeout)
-        self._stop = threading.Event()
-        self._checker = threading.Thread(
-            target=self._check_loop, args=(check_interval,), daemon=True, name="pool-check"
-        )
+        self._checker = threading.Thread(target=self._check_loop, daemon=True, name="pool-check")
         self._checker.start()
         self._sql_cache: dict[tuple[str, tuple[str, ...], bool], sql.Composed] = {}
         self.statements_sent = 0
@@ -269,13 +332,58 @@ class PsycopgRpc:
     def _configure(conn: psycopg.Connection[Any]) -> None:
         set_json_loads(_loads, conn)
 
-    def _check_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+    # -- health ----------------------------------------------------------------
+    @property
+    def available(self) -> bool:
+        """False from a connection failure until the next call that succeeds."""
+        return self._available.is_set()
+
+    def _reconnect_failed(self, _: ConnectionPool) -> None:
+        self._mark_unavailable()
+
+    def _mark_unavailable(self) -> None:
+        if self._available.is_set():
+            log.warning("database unavailable: failing fast until it answers again")
+        self._available.clear()
+        self._wake.set()  # check the idle connections now, not in check_interval
+
+    def _mark_available(self) -> None:
+        if not self._available.is_set():
+            log.warning("database available again")
+            self._available.set()
+
+    def _check_loop(self) -> None:
+        while not self._stop.is_set():
+            interval = self.check_interval if self._available.is_set() else self.probe_interval
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
+                # Discards dead idle connections and grows an empty pool: while
+                # the database is away this is the probe that notices its return.
                 self.pool.check()
             except Exception:
                 log.debug("pool check failed", exc_info=True)
 
+    @staticmethod
+    def _went_away(conn: psycopg.Connection[Any]) -> bool:
+        """Is this idle pooled connection dead? A round trip only if the server spoke."""
+        if conn.closed or conn.broken:
+            return True
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        except (OSError, ValueError, psycopg.Error):
+            return True
+        if not readable:
+            return False
+        try:  # a notice, a parameter status ... or a FATAL and EOF
+            conn.execute("")
+        except psycopg.Error:
+            return True
+        return False
+
+    # -- calls -----------------------------------------------------------------
     def _statement(self, fn: str, names: tuple[str, ...], composite: bool) -> sql.Composed:
         key = (fn, names, composite)
         stmt = self._sql_cache.get(key)
@@ -291,38 +399,99 @@ class PsycopgRpc:
             self._sql_cache[key] = stmt
         return stmt
 
+    def _timeout(self) -> float:
+        return self.acquire_timeout if self._available.is_set() else self.unavailable_timeout
+
     def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any:
         names = tuple(sorted(params))
         values = {k: (Jsonb(v) if isinstance(v, dict | list) else v) for k, v in params.items()}
-        stmt = self._statement(fn, names, composite)
+        row = self._execute(self._statement(fn, names, composite), values)
+        return None if row is None else row[0]
+
+    def _execute(
+        self,
+        stmt: sql.Composed | sql.SQL,
+        values: dict[str, Any],
+        *,
+        max_wait: float | None = None,
+        count: bool = True,
+    ) -> tuple[Any, ...] | None:
+        """One statement on a live pooled connection; failures mapped (class docstring).
+
+        The wait for a connection is re-decided every ``_ACQUIRE_SLICE``
+        seconds: a call that started while the database looked available
+        stops waiting as soon as it is known to be away.
+        """
+        start = time.monotonic()
         try:
-            with self.pool.connection(timeout=self.acquire_timeout) as conn:
-                self.statements_sent += 1
-                row = conn.execute(stmt, values).fetchone()
+            while True:
+                budget = self._timeout() if max_wait is None else min(self._timeout(), max_wait)
+                left = start + budget - time.monotonic()
+                if left <= 0:
+                    raise PoolTimeout(f"no connection within {budget:.1f} s")
+                try:
+                    # (Only getting the connection can raise PoolTimeout.)
+                    with self.pool.connection(timeout=min(left, _ACQUIRE_SLICE)) as conn:
+                        if self._went_away(conn):
+                            conn.close()  # the pool replaces it; take the next one
+                            self._wake.set()
+                            continue
+                        if count:
+                            self.statements_sent += 1
+                        row: tuple[Any, ...] | None = conn.execute(stmt, values).fetchone()
+                        break
+                except PoolTimeout:
+                    continue
         except PoolTimeout as exc:
             raise DatabaseUnavailable("database unavailable: no connection") from exc
-        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
-            raise DatabaseUnavailable("database unavailable") from exc
+        except UnicodeEncodeError as exc:  # a lone surrogate from JSON ("\ud800")
+            raise RpcError(None, "text must be valid Unicode (no lone surrogates)") from exc
         except psycopg.Error as exc:
-            diag = getattr(exc, "diag", None)
-            sqlstate = getattr(exc, "sqlstate", None)
-            if sqlstate and sqlstate[:2] in {"08", "57", "53"}:  # connection, shutdown, resources
-                raise DatabaseUnavailable("database unavailable") from exc
-            message = diag.message_primary if diag and diag.message_primary else str(exc)
-            raise rpc_error(sqlstate, message or "database error") from exc
-        return None if row is None else row[0]
+            raise self._map_error(exc) from exc
+        self._mark_available()
+        return row
+
+    def _map_error(self, exc: psycopg.Error) -> Exception:
+        sqlstate = getattr(exc, "sqlstate", None)
+        cls = sqlstate[:2] if sqlstate else None
+        if sqlstate is None and isinstance(exc, psycopg.DataError):
+            # Refused by psycopg before sending: e.g. a NUL byte in a text value.
+            return RpcError(None, str(exc) or "invalid value")
+        if cls not in _CALLER_CLASSES and (
+            isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+            or cls in _UNAVAILABLE_CLASSES
+        ):
+            if cls is None or cls in {"08", "53", "57", "58"}:
+                self._mark_unavailable()
+            log.info("database call failed, answering 503: %s", sqlstate or type(exc).__name__)
+            return DatabaseUnavailable("database unavailable")
+        diag = getattr(exc, "diag", None)
+        message = diag.message_primary if diag and diag.message_primary else str(exc)
+        return rpc_error(sqlstate, message or "database error")
 
     def ping(self) -> bool:
         try:
-            with self.pool.connection(timeout=min(self.acquire_timeout, 2.0)) as conn:
-                conn.execute("select 1")
-            return True
-        except (PoolTimeout, psycopg.Error):
+            self._execute(sql.SQL("select 1"), {}, max_wait=2.0, count=False)
+        except (DatabaseUnavailable, RpcError, RpcBug):
             return False
+        return True
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self.pool.close()
+
+
+#: How long one wait for a pooled connection lasts before the call looks again
+#: at whether the database is known to be away (PsycopgRpc._execute).
+_ACQUIRE_SLICE = 0.25
+
+#: SQLSTATE classes that mean "the database cannot serve this now": retry.
+_UNAVAILABLE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+#: ... and those that mean "this input cannot be processed" although psycopg
+#: files them under OperationalError (54: statement too complex, e.g. a context
+#: nested too deeply): retrying would not help.
+_CALLER_CLASSES = frozenset({"22", "23", "54"})
 
 
 # -- PostgREST backend (supabase-py) --------------------------------------------

@@ -1,7 +1,11 @@
 """The app factory, its middleware, and the one place errors become responses.
 
-Limits (F4): request bodies over ``MAX_BODY_BYTES`` get 413 before they are
-read into memory; JSON nesting is bounded by the body size and pydantic.
+Limits (F4, docs/reliability.md), enforced by :class:`BodyLimit` before any
+route runs: header names and values over ``MAX_HEADER_BYTES`` get 431, a path
+and query over ``MAX_URL_BYTES`` get 414, bodies over ``MAX_BODY_BYTES`` get
+413 (from Content-Length before a byte is read, otherwise as soon as a chunked
+body passes the limit), JSON bodies nested deeper than ``MAX_JSON_DEPTH`` get
+400. ``issuer serve`` adds uvicorn's own limits (cli/serve.py).
 Every response carries security headers; token responses add ``no-store``.
 Unexpected exceptions become a logged 500 without details; known errors
 (:class:`~issuer.errors.IssuerError`) keep their stable ``error`` code.
@@ -27,7 +31,20 @@ from issuer.service import Issuer
 
 log = logging.getLogger(__name__)
 
+#: Largest request body (bytes). The biggest legitimate body is a token
+#: request of a few KB.
 MAX_BODY_BYTES = 64 * 1024
+#: Largest sum of header name and value sizes (bytes). A Clerk session token is
+#: 1-3 KB. (uvicorn's h11 parser under ``issuer serve`` also refuses, with 400, a
+#: request head that is still incomplete after 16 KB; a head that arrives in one
+#: read is not caught there, so this check is the one that always holds.)
+MAX_HEADER_BYTES = 12 * 1024
+#: Longest path plus query string (bytes): 414 beyond.
+MAX_URL_BYTES = 8 * 1024
+#: Deepest nesting of arrays and objects in a JSON body. Python's parser
+#: recurses per level: ~1,000 levels (2 KB of brackets) would raise
+#: RecursionError, a 500, on any route that parses JSON itself.
+MAX_JSON_DEPTH = 64
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -46,51 +63,135 @@ def error_body(code: str, description: str | None = None, **extra: Any) -> dict[
 
 
 class BodyLimit:
-    """Pure ASGI middleware: refuse bodies larger than ``limit`` bytes with 413."""
+    """Pure ASGI middleware: the request limits (module docstring), answered as JSON.
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    The request line and headers are checked first; then the body is read
+    here, at most ``limit`` bytes (a larger Content-Length is refused before a
+    byte is read, a chunked body as soon as it passes the limit), a body that
+    may be JSON (JSON or no content type) is checked for nesting depth, and
+    the app gets the body unchanged. Reading it here, not while the app
+    parses, keeps the answer a 413: FastAPI turns any error raised while it
+    reads a body into a 400.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int = MAX_BODY_BYTES,
+        header_limit: int = MAX_HEADER_BYTES,
+        json_depth: int = MAX_JSON_DEPTH,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.header_limit = header_limit
+        self.json_depth = json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        header_bytes = 0
+        has_body = False
+        maybe_json = True
         for name, value in scope.get("headers", []):
+            header_bytes += len(name) + len(value)
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    length = int(value)
                 except ValueError:
-                    too_big = True
-                if too_big:
-                    await self._reject(send)
+                    length = self.limit + 1
+                if length > self.limit:
+                    await self._reject(send, 413)
                     return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+                has_body = has_body or length > 0
+            elif name == b"transfer-encoding":
+                has_body = True
+            elif name == b"content-type":
+                ctype = value.split(b";")[0].strip().lower()
+                maybe_json = ctype == b"" or b"json" in ctype
+        if header_bytes > self.header_limit:
+            await self._reject(send, 431)
+            return
+        url_bytes = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if url_bytes > MAX_URL_BYTES:
+            await self._reject(send, 414)
+            return
+        if not has_body:  # HTTP/1.1: no Content-Length and not chunked means no body
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await self._reject(send, 413)
+                return
+            if not message.get("more_body", False):
+                break
+        if maybe_json and _json_deeper_than(bytes(body), self.json_depth):
+            await self._reject(send, 400)
+            return
+        await self.app(scope, _replay(bytes(body), receive), send)
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._reject(send)
-
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, status: int) -> None:
+        code, description = {
+            400: ("invalid_request", f"JSON bodies may nest at most {self.json_depth} levels"),
+            413: ("request_too_large", f"bodies are limited to {self.limit} bytes"),
+            414: ("uri_too_long", f"path and query are limited to {MAX_URL_BYTES} bytes"),
+            431: (
+                "request_header_fields_too_large",
+                f"headers are limited to {self.header_limit} bytes in total",
+            ),
+        }[status]
         response = JSONResponse(
-            error_body("request_too_large", f"bodies are limited to {self.limit} bytes"),
-            status_code=413,
+            error_body(code, description), status_code=status, headers=SECURITY_HEADERS
         )
         await response({"type": "http"}, _empty_receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _json_deeper_than(body: bytes, limit: int) -> bool:
+    """Does this (JSON) body nest arrays/objects more than ``limit`` deep?
+
+    Counting brackets at C speed settles almost every body; only one with
+    more brackets than the limit is scanned (strings skipped).
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that yields the already-read body once, then the real channel."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _empty_receive() -> Message:
@@ -154,7 +255,13 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        codes = {
+            400: "invalid_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "request_too_large",
+            422: "invalid_request",
+        }
         return JSONResponse(
             error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
             status_code=exc.status_code,
