@@ -887,10 +887,19 @@ def test_api_md_documents_every_route_the_app_serves() -> None:
 
 
 def test_api_md_names_the_tests_of_every_route() -> None:
+    """Every route names at least one test, and every test named exists and calls it.
+
+    A new test that calls a route does not fail this check (the list may lag);
+    a listed test that was renamed or no longer calls the route does. Refresh
+    the lists with the command in SYNC.
+    """
     lines = documented_tests()
     for route, tests in route_tests().items():
         assert route in lines, f"{route}: no **Tests:** line"
-        assert lines[route] == _tests_line(tests), f"{route}: the tests changed; {SYNC}"
+        listed = set(re.findall(r"`([^`]+::[^`]+)`", lines[route]))
+        assert listed, f"{route}: no test named; {SYNC}"
+        stale = listed - set(tests)
+        assert not stale, f"{route}: named tests that do not call it: {sorted(stale)}; {SYNC}"
 
 
 def test_api_md_lists_every_error_code() -> None:

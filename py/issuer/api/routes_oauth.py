@@ -22,17 +22,19 @@ from issuer.flows import oauth
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
-_FORM_OR_JSON: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {"$ref": "#/components/schemas/TokenRequest"}
+
+def _form_or_json(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI request body for endpoints that read forms (RFC 6749) or JSON themselves."""
+    schema = model.model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": schema},
+                "application/json": {"schema": schema},
             },
-            "application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}},
-        },
+        }
     }
-}
 
 
 class UnsupportedGrantType(IssuerError):
@@ -130,7 +132,7 @@ async def _token(issuer: IssuerDep, request: Request, response: Response) -> dic
 @router.post(
     "/api/extension/auth/token",
     response_model=TokenIssued,
-    openapi_extra=_FORM_OR_JSON,
+    openapi_extra=_form_or_json(TokenRequest),
     tags=["extension sign-in"],
 )
 async def extension_token_endpoint(
@@ -143,7 +145,7 @@ async def extension_token_endpoint(
 @router.post(
     "/api/auth/token",
     response_model=TokenIssued,
-    openapi_extra=_FORM_OR_JSON,
+    openapi_extra=_form_or_json(TokenRequest),
     tags=["extension sign-in"],
 )
 async def token_endpoint(issuer: IssuerDep, request: Request, response: Response) -> dict[str, Any]:
@@ -151,7 +153,11 @@ async def token_endpoint(issuer: IssuerDep, request: Request, response: Response
     return await _token(issuer, request, response)
 
 
-@router.post("/api/extension/auth/revoke", openapi_extra=_FORM_OR_JSON, tags=["extension sign-in"])
+@router.post(
+    "/api/extension/auth/revoke",
+    openapi_extra=_form_or_json(RevokeRequest),
+    tags=["extension sign-in"],
+)
 async def revoke(issuer: IssuerDep, request: Request) -> dict[str, Any]:
     """RFC 7009: always 200, also for unknown tokens; revokes descendants."""
     try:

@@ -8,6 +8,7 @@ body can name an org.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -17,6 +18,9 @@ from issuer.rpc import CreditResult
 from issuer.service import Issuer
 
 MAX_IDEMPOTENCY_KEY = 200
+#: Plain decimal notation only: no whitespace, no "1_000", no hex; exponents and
+#: NaN/Infinity spellings are refused here or (out of range) by the database.
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?$")
 
 
 def parse_amount(value: Any) -> Decimal:
@@ -25,8 +29,11 @@ def parse_amount(value: Any) -> Decimal:
         raise BadRequest("amount must be a number")
     if isinstance(value, float):
         value = repr(value)
+    text = str(value)
+    if not _DECIMAL.match(text):
+        raise BadRequest("amount must be a decimal number such as 2.5")
     try:
-        amount = Decimal(str(value))
+        amount = Decimal(text)
     except (InvalidOperation, ValueError) as exc:
         raise BadRequest("amount must be a number") from exc
     if not amount.is_finite():
