@@ -29,10 +29,10 @@ begin
             end;
         end if;
     end loop;
+    -- PostgREST logs in as authenticator and switches to these roles.
+    execute 'grant anon, authenticated, service_role to authenticator';
 end
 $$;
-
-grant anon, authenticated, service_role to authenticator;
 
 -- Schemas -------------------------------------------------------------------
 create schema if not exists auth;

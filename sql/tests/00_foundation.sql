@@ -14,22 +14,27 @@ select is(current_user::text, 'authenticated', 'act_as_user switches to authenti
 select tests.reset_role();
 
 select is(
-    (select count(*)::int
-     from pg_catalog.pg_namespace as n
-     where n.nspname = 'private'
-       and (pg_catalog.has_schema_privilege('anon', n.oid, 'usage')
-            or pg_catalog.has_schema_privilege('authenticated', n.oid, 'usage'))),
+    (
+        select count(*)::int
+        from pg_catalog.pg_namespace as n
+        where n.nspname = 'private'
+            and (
+                pg_catalog.has_schema_privilege('anon', n.oid, 'usage')
+                or pg_catalog.has_schema_privilege('authenticated', n.oid, 'usage')
+            )
+    ),
     0,
     'anon and authenticated cannot use schema private'
 );
 
 select is(
-    (select count(*)::int
-     from pg_catalog.pg_default_acl as d
-     where d.defaclobjtype = 'f'
-       and d.defaclnamespace = 0
-       and pg_catalog.array_to_string(d.defaclacl, ',') like '%=X/%'
-       and pg_catalog.array_to_string(d.defaclacl, ',') not like '%postgres=X/%'
+    (
+        select count(*)::int
+        from pg_catalog.pg_default_acl as d
+        where d.defaclobjtype = 'f'
+            and d.defaclnamespace = 0
+            and pg_catalog.array_to_string(d.defaclacl, ',') like '%=X/%'
+            and pg_catalog.array_to_string(d.defaclacl, ',') not like '%postgres=X/%'
     ),
     0,
     'no global default execute grant to PUBLIC'

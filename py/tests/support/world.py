@@ -46,7 +46,7 @@ def issuer_env(db_url: str, clerk: FakeClerk, **extra: str) -> dict[str, str]:
         "JWT_SECRET": JWT_SECRET,
         "DATABASE_URL": db_url,
         **clerk.env(),
-        "OAUTH_CLIENTS": '{"%s": ["%s", "http://127.0.0.1/callback"]}' % (CLIENT_ID, REDIRECT_URI),
+        "OAUTH_CLIENTS": json.dumps({CLIENT_ID: [REDIRECT_URI, "http://127.0.0.1/callback"]}),
         **extra,
     }
 
