@@ -19,11 +19,13 @@ from issuer.api.models import (
     Validation,
 )
 from issuer.claims import TOKEN_TYPE_ACCESS
+from issuer.clerk import ClerkSession
 from issuer.errors import InvalidToken
 from issuer.flows import extension_tokens
 from issuer.flows.bearer import bearer_token, verify_bearer
-from issuer.flows.minting import mint
-from issuer.flows.scope import resolve_scope
+from issuer.flows.minting import Minted, mint
+from issuer.flows.scope import Scope, resolve_scope
+from issuer.service import Issuer
 
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -105,15 +107,10 @@ def revoke_extension_token(
     return Response(status_code=204)
 
 
-@router.post("/api/auth/refresh-token", response_model=AccessTokenIssued, tags=["access tokens"])
-def refresh_access_token(
-    issuer: IssuerDep,
-    session: SessionDep,
-    response: Response,
-    body: Annotated[ScopeRequest | None, Body()] = None,
-) -> dict[str, Any]:
-    """A fresh access token for the Clerk session (the dashboard's refresh)."""
-    req = body or ScopeRequest()
+def _session_access_token(
+    issuer: Issuer, session: ClerkSession, req: ScopeRequest
+) -> tuple[Minted, Scope]:
+    """An access token for a Clerk session, org-scoped when membership and seat allow."""
     scope = resolve_scope(issuer, session, req.clerk_org_id, require_org=req.require_org)
     minted = mint(
         issuer,
@@ -123,6 +120,18 @@ def refresh_access_token(
         attribution=scope.attribution,
         ttl_seconds=issuer.settings.access_token_ttl,
     )
+    return minted, scope
+
+
+@router.post("/api/auth/refresh-token", response_model=AccessTokenIssued, tags=["access tokens"])
+def refresh_access_token(
+    issuer: IssuerDep,
+    session: SessionDep,
+    response: Response,
+    body: Annotated[ScopeRequest | None, Body()] = None,
+) -> dict[str, Any]:
+    """A fresh access token for the Clerk session (the dashboard's refresh)."""
+    minted, scope = _session_access_token(issuer, session, body or ScopeRequest())
     response.headers.update(NO_STORE)
     return {
         "access_token": minted.token,
@@ -143,16 +152,7 @@ def generate_dashboard_token(
     body: Annotated[ScopeRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     """A short-lived access token for the web dashboard."""
-    req = body or ScopeRequest()
-    scope = resolve_scope(issuer, session, req.clerk_org_id, require_org=req.require_org)
-    minted = mint(
-        issuer,
-        sub=session.user_id,
-        email=session.email,
-        token_type=TOKEN_TYPE_ACCESS,
-        attribution=scope.attribution,
-        ttl_seconds=issuer.settings.access_token_ttl,
-    )
+    minted, scope = _session_access_token(issuer, session, body or ScopeRequest())
     response.headers.update(NO_STORE)
     return {
         "token": minted.token,
