@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
 
+import httpx
 import psycopg
 import psycopg.errors
 from psycopg import sql
@@ -503,10 +504,17 @@ class PostgrestRpc:
     def __init__(self, supabase_url: str, service_role_key: str, *, timeout: float = 10.0) -> None:
         from supabase import ClientOptions, create_client
 
+        self._http = httpx.Client(timeout=timeout)
         self.client = create_client(
             supabase_url,
             service_role_key,
-            options=ClientOptions(postgrest_client_timeout=timeout, auto_refresh_token=False),
+            options=ClientOptions(
+                httpx_client=self._http,
+                auto_refresh_token=False,
+                # No automatic retries: a deduction retried without its
+                # idempotency key could be charged twice. Callers retry, with keys.
+                postgrest_client_retry=False,
+            ),
         )
 
     def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any:
@@ -536,7 +544,7 @@ class PostgrestRpc:
             return False
 
     def close(self) -> None:
-        return None
+        self._http.close()
 
 
 def _decimalize(value: Any) -> Any:
