@@ -3,33 +3,41 @@
 
 create function public.resolve_org_attribution(p_clerk_user_id text, p_clerk_org_id text)
 returns jsonb
-language sql
+language plpgsql
 stable
 security invoker
 set search_path = ''
 as $$
-    select
-        pg_catalog.jsonb_build_object(
-            'pool', 'organization',
-            'clerk_org_id', o.clerk_org_id,
-            'organization_id', o.id,
-            'organization_name', o.name,
-            'stripe_customer_id', o.stripe_customer_id,
-            'organization_subscription_id', sub.id,
-            'seat_id', s.id,
-            'seat_role', s.role
-        )
-    from public.organizations as o
-    inner join public.organization_seats as s
-        on o.id = s.organization_id
-    inner join public.users as u
-        on s.user_id = u.id
-    left join public.organization_subscriptions as sub
-        on o.id = sub.organization_id and sub.is_current
-    where
-        o.clerk_org_id = p_clerk_org_id
-        and u.clerk_user_id = p_clerk_user_id
-        and s.status = 'active'
+begin
+    -- plpgsql, not sql: a sql function with a SET clause is never inlined and
+    -- its query is planned again on every call (Postgres 15). This one runs
+    -- for every org-scoped token; bench/ measured about 600 µs of server time
+    -- per call as sql and under 80 µs as plpgsql, whose plan is cached.
+    return (
+        select
+            pg_catalog.jsonb_build_object(
+                'pool', 'organization',
+                'clerk_org_id', o.clerk_org_id,
+                'organization_id', o.id,
+                'organization_name', o.name,
+                'stripe_customer_id', o.stripe_customer_id,
+                'organization_subscription_id', sub.id,
+                'seat_id', s.id,
+                'seat_role', s.role
+            )
+        from public.organizations as o
+        inner join public.organization_seats as s
+            on o.id = s.organization_id
+        inner join public.users as u
+            on s.user_id = u.id
+        left join public.organization_subscriptions as sub
+            on o.id = sub.organization_id and sub.is_current
+        where
+            o.clerk_org_id = p_clerk_org_id
+            and u.clerk_user_id = p_clerk_user_id
+            and s.status = 'active'
+    );
+end
 $$;
 
 revoke all on function public.resolve_org_attribution(text, text)
