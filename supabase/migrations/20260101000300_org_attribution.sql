@@ -11,8 +11,9 @@ as $$
 begin
     -- plpgsql, not sql: a sql function with a SET clause is never inlined and
     -- its query is planned again on every call (Postgres 15). This one runs
-    -- for every org-scoped token; bench/ measured about 600 µs of server time
-    -- per call as sql and under 80 µs as plpgsql, whose plan is cached.
+    -- for every org-scoped token; `python -m bench --scenario experiments`
+    -- measured 500-600 µs of server time per call as sql, under 80 µs as
+    -- plpgsql, whose plan is cached (docs/performance.md).
     return (
         select
             pg_catalog.jsonb_build_object(

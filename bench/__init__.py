@@ -1,0 +1,1 @@
+"""Benchmarks against Postgres' own ceiling (see docs/performance.md)."""

@@ -1,0 +1,292 @@
+"""deduct_credits_pooled against the raw row update, with pgbench.
+
+Hot: every client spends from ONE pool (one org pool, or one user's personal
+credits), against ``update ... where id = 1`` on one row. Spread: each
+transaction picks one of 1,000 pools at random, against the same update on a
+random row of 10,000. Baseline and ours run back to back at each client
+count, alternating which goes first, in every run; the ratio is the median
+of those paired ratios.
+
+Correctness per load: the pools' balance fell by exactly the number of
+transactions pgbench completed (amount 1 each), the ledger gained exactly
+that many rows, no transaction failed; after the scenario,
+``credit_consistency_check()`` is empty.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from bench import pg, seed
+from bench.context import Ctx
+from bench.report import Result, Row
+
+RAW_HOT = "update bench_raw.pool set bal = bal - 1 where id = 1 and bal >= 1;\n"
+RAW_SPREAD = (
+    f"\\set id random(1, {seed.RAW_ROWS})\n"
+    "update bench_raw.pool set bal = bal - 1 where id = :id and bal >= 1;\n"
+)
+ORG_HOT = (
+    "select * from public.deduct_credits_pooled("
+    "'user_hot_' || :client_id, 1, 'bench', 'org_hot');\n"
+)
+ORG_SPREAD = (
+    f"\\set o random(1, {seed.SPREAD})\n"
+    "select * from public.deduct_credits_pooled('user_s' || :o, 1, 'bench', 'org_s' || :o);\n"
+)
+PERSONAL_HOT = "select * from public.deduct_credits_pooled('user_phot', 1, 'bench');\n"
+PERSONAL_SPREAD = (
+    f"\\set u random(1, {seed.SPREAD})\n"
+    "select * from public.deduct_credits_pooled('user_p' || :u, 1, 'bench');\n"
+)
+SELECT_1 = "select 1;\n"
+
+
+@dataclass(frozen=True)
+class Load:
+    label: str
+    script: str
+    role: str | None
+    pools: str
+    ledger: bool
+    mode: str = "prepared"
+
+
+BASE_HOT = Load("raw hot-row update", RAW_HOT, None, "id = 1", False)
+BASE_SPREAD = Load("raw spread update (10,000 rows)", RAW_SPREAD, None, "true", False)
+LOADS_HOT = [
+    Load("org pool (1 pool)", ORG_HOT, "service_role", seed.ORG_HOT, True),
+    Load("personal (1 user)", PERSONAL_HOT, "service_role", seed.PERSONAL_HOT, True),
+]
+LOADS_SPREAD = [
+    Load("org pools (1,000)", ORG_SPREAD, "service_role", seed.ORG_SPREAD, True),
+    Load("personal (1,000 users)", PERSONAL_SPREAD, "service_role", seed.PERSONAL_SPREAD, True),
+]
+
+
+@dataclass
+class Sample:
+    tps: float
+    correct: bool
+    detail: str
+    server_us: float
+    cpu_busy: float = 0.0
+
+
+def measure(ctx: Ctx, load: Load, clients: int, waits: Counter[str] | None) -> Sample:
+    """One pgbench run of ``load`` with its before/after bookkeeping."""
+    with pg.connect(ctx.url) as conn:
+        before = seed.balance(conn, load.pools)
+        mark = seed.ledger_mark(conn) if load.ledger else None
+        conn.execute("select pg_stat_statements_reset()")
+    sampler = pg.WaitSampler(ctx.url) if waits is not None else None
+    if sampler:
+        sampler.__enter__()
+    cpu0 = pg.cpu_times()
+    try:
+        res = pg.pgbench(
+            ctx.server,
+            ctx.dbname,
+            load.script,
+            clients=clients,
+            seconds=ctx.config.seconds,
+            role=load.role,
+            mode=load.mode,
+            workdir=ctx.workdir,
+        )
+    finally:
+        cpu1 = pg.cpu_times()
+        if sampler:
+            sampler.__exit__()
+            assert waits is not None
+            waits.update(sampler.counts)
+    with pg.connect(ctx.url) as conn:
+        after = seed.balance(conn, load.pools)
+        rows = seed.ledger_rows_since(conn, mark) if load.ledger else res.transactions
+        server_us = pg.scalar(
+            conn,
+            "select 1000 * sum(total_exec_time) / nullif(sum(calls), 0) "
+            "from pg_stat_statements where calls >= %s and query not like '%%pg_stat%%'",
+            (max(1, res.transactions // 2),),
+        )
+    n = res.transactions
+    spent = before - after
+    problems = []
+    if spent != n:
+        problems.append(f"balance fell by {spent}, expected {n}")
+    if rows != n:
+        problems.append(f"{rows} ledger rows, expected {n}")
+    if res.failed or res.aborted:
+        problems.append(f"{res.failed} failed transactions")
+    return Sample(
+        tps=res.tps,
+        correct=not problems,
+        detail="; ".join(problems) or f"n={n}",
+        server_us=float(server_us or 0),
+        cpu_busy=pg.busy_share(cpu0, cpu1),
+    )
+
+
+def warm_up(ctx: Ctx, loads: list[Load]) -> None:
+    for load in loads:
+        pg.pgbench(
+            ctx.server,
+            ctx.dbname,
+            load.script,
+            clients=1,
+            seconds=1,
+            role=load.role,
+            workdir=ctx.workdir,
+        )
+
+
+def run_group(
+    ctx: Ctx,
+    *,
+    name: str,
+    title: str,
+    baseline: Load,
+    loads: list[Load],
+    clients: list[int],
+    target: float,
+) -> Result:
+    started = time.monotonic()
+    if ctx.config.clients:
+        clients = [c for c in clients if c in ctx.config.clients] or clients
+    if not ctx.config.quick:
+        warm_up(ctx, [baseline, *loads])
+    samples: dict[tuple[str, int], list[Sample]] = defaultdict(list)
+    ratios: dict[tuple[str, int], list[float]] = defaultdict(list)
+    waits: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
+    top = max(clients)
+    for run in range(ctx.config.runs):
+        for c in clients:
+            order = [baseline, *loads] if run % 2 == 0 else [*loads, baseline]
+            got: dict[str, Sample] = {}
+            for load in order:
+                w = waits[(load.label, c)] if c == top else None
+                got[load.label] = measure(ctx, load, c, w)
+                samples[(load.label, c)].append(got[load.label])
+            base_tps = got[baseline.label].tps
+            for load in loads:
+                ratios[(load.label, c)].append(got[load.label].tps / base_tps if base_tps else 0.0)
+    with pg.connect(ctx.url) as conn:
+        problems = seed.consistency_problems(conn)
+    check = "check empty" if problems == 0 else f"CHECK: {problems} pools differ"
+
+    result = Result(name=name, title=title, baseline_name=baseline.label)
+    for load in loads:
+        for c in clients:
+            ours = samples[(load.label, c)]
+            base = samples[(baseline.label, c)]
+            r = pg.median(ratios[(load.label, c)])
+            all_ok = all(s.correct for s in ours) and all(s.correct for s in base)
+            bad = [s.detail for s in ours + base if not s.correct]
+            if not all_ok:
+                correctness = "MISMATCH: " + bad[0]
+            else:
+                correctness = "exact, check empty" if problems == 0 else check
+            notes = []
+            for label, ss in (("ours", ours), ("baseline", base)):
+                spread = pg.spread_note([s.tps for s in ss])
+                if spread:
+                    notes.append(f"{label} {spread}")
+            notes.append(
+                f"server time/statement {pg.median([s.server_us for s in ours]):.0f} µs "
+                f"vs {pg.median([s.server_us for s in base]):.0f} µs; machine CPU busy "
+                f"{100 * pg.median([s.cpu_busy for s in ours]):.0f}% "
+                f"vs {100 * pg.median([s.cpu_busy for s in base]):.0f}%"
+            )
+            if c == top:
+                notes.append(f"waits ours: {top_waits(waits[(load.label, c)])}")
+            result.rows.append(
+                Row(
+                    scenario=load.label,
+                    clients=str(c),
+                    ours=f"{pg.median([s.tps for s in ours]):,.0f} TPS",
+                    baseline=f"{pg.median([s.tps for s in base]):,.0f} TPS",
+                    ratio=r,
+                    target=f"≥ {target:.1f}×",
+                    met=r >= target,
+                    correctness=correctness,
+                    note="; ".join(notes),
+                )
+            )
+    result.notes.append(
+        f"waits baseline @ {top}: {top_waits(waits[(baseline.label, top)])} "
+        "(share of sampled active backends; CPU = running, no wait event)"
+    )
+    result.notes.append(
+        f"median of {ctx.config.runs} run(s) of {ctx.config.seconds:.0f} s each; "
+        "ratio = median of the per-run paired ratios"
+    )
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def top_waits(counts: Counter[str], n: int = 4) -> str:
+    total = sum(counts.values())
+    if not total:
+        return "no samples"
+    return ", ".join(f"{e} {100 * k / total:.0f}%" for e, k in counts.most_common(n))
+
+
+def hot(ctx: Ctx) -> Result:
+    return run_group(
+        ctx,
+        name="deduct-hot",
+        title="deduct_credits_pooled on one hot pool",
+        baseline=BASE_HOT,
+        loads=LOADS_HOT,
+        clients=[1, 16, 64],
+        target=0.8,
+    )
+
+
+def spread(ctx: Ctx) -> Result:
+    return run_group(
+        ctx,
+        name="deduct-spread",
+        title="deduct_credits_pooled spread over 1,000 pools",
+        baseline=BASE_SPREAD,
+        loads=LOADS_SPREAD,
+        clients=[16, 64],
+        target=0.7,
+    )
+
+
+def roundtrip(ctx: Ctx) -> Result:
+    """``select 1`` through pgbench: the round trip every figure above contains."""
+    started = time.monotonic()
+    lat: list[float] = []
+    tps: list[float] = []
+    for _ in range(ctx.config.runs):
+        res = pg.pgbench(
+            ctx.server,
+            ctx.dbname,
+            SELECT_1,
+            clients=1,
+            seconds=ctx.config.seconds,
+            role="service_role",
+            workdir=ctx.workdir,
+        )
+        lat.append(res.latency_ms * 1000)
+        tps.append(res.tps)
+    result = Result(name="roundtrip", title="select 1 round trip", baseline_name="-")
+    result.rows.append(
+        Row(
+            scenario="select 1 (pgbench, prepared)",
+            clients="1",
+            ours=f"{pg.median(lat):.0f} µs",
+            baseline="-",
+            ratio=None,
+            target="-",
+            met=None,
+            correctness="-",
+            note=f"{pg.median(tps):,.0f} TPS",
+        )
+    )
+    result.seconds = time.monotonic() - started
+    return result

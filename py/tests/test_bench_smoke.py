@@ -1,0 +1,46 @@
+"""The benchmark harness runs end to end: one short scenario, one table.
+
+Only that it runs and reports correctness; tests never assert timings
+(docs/performance.md has the figures, `make bench` measures them).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from issuer.migrations import repo_root
+
+
+def test_bench_runs_one_scenario_and_prints_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "result.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--scenario",
+            "deduct-spread",
+            "--clients",
+            "16",
+            "--seconds",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    printed = proc.stdout
+    assert "fsync=on" in printed and "synchronous_commit=on" in printed
+    for column in ("clients", "ours", "baseline", "ratio", "correctness"):
+        assert column in printed
+    assert "exact, check empty" in printed  # balances exact, consistency check empty
+    written = out.read_text()
+    assert "Postgres: PostgreSQL" in written and "command: `python -m bench" in written
+    assert "| org pools (1,000) | 16 |" in written
