@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,9 +24,9 @@ from bench import pg, seed
 from bench.context import Ctx
 from bench.report import Result, Row
 from bench.tokens import issuer_env
-from issuer import localdb
 from issuer.claims import TOKEN_TYPE_ACCESS, OrgAttribution, build_claims
 from issuer.dev.fake_clerk import FakeClerk
+from issuer.dev.served import issuer_serve
 from issuer.rpc import PsycopgRpc, Rpc
 from issuer.settings import load_settings
 from issuer.signing import KeyRing
@@ -49,47 +47,9 @@ def cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def serve(env: dict[str, str], log_dir: Path, workers: int = 1) -> Iterator[tuple[str, int]]:
-    port = localdb._free_port()
-    exe = Path(sys.executable).parent / "issuer"
-    log_path = log_dir / f"issuer-serve-{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(exe),
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "--log-level",
-                "warning",
-            ],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"issuer serve exited: {log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"issuer serve not healthy: {log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    """A real `issuer serve` (issuer.dev.served); yields its URL and pid (for CPU time)."""
+    with issuer_serve(env, log_dir, workers=workers) as served:
+        yield served.url, served.process.pid
 
 
 def load(worker: Callable[[int], int], clients: int, seconds: float) -> tuple[float, Counter[int]]:

@@ -27,15 +27,12 @@ import os
 import platform
 import random
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -46,6 +43,7 @@ import psycopg
 
 from issuer import localdb, migrations
 from issuer.dev.fake_clerk import FakeClerk
+from issuer.dev.served import issuer_serve
 from issuer.rpc import PsycopgRpc, Rpc
 
 RICH_POOL = Decimal(10_000_000)
@@ -135,45 +133,6 @@ def arrange(url: str, clerk: FakeClerk, n_users: int) -> Fixture:
             )
     rpc.close()
     return Fixture(url, clerk, orgs[0], orgs[1], users, poor_users)
-
-
-@contextmanager
-def issuer_serve(env: dict[str, str], log_dir: Path, workers: int) -> Iterator[str]:
-    port = localdb._free_port()
-    log_path = log_dir / "issuer-serve.log"
-    exe = Path(sys.executable).parent / "issuer"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                *(str(exe), "serve", "--port", str(port), "--workers", str(workers)),
-                *("--log-level", "warning"),
-            ],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"issuer serve exited:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"issuer serve not healthy:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 # -- the load -------------------------------------------------------------------
@@ -331,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 **clerk.env(),
                 "OAUTH_CLIENTS": json.dumps({CLIENT_ID: [REDIRECT]}),
             }
-            with issuer_serve(env, workdir, args.workers) as base:
+            with issuer_serve(env, workdir, workers=args.workers) as served:
+                base = served.url
                 session_ttl = int(args.seconds) + 300
                 with httpx.Client(base_url=base, timeout=30) as http:
                     for user in fx.users:
@@ -366,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 for t in threads:
                     t.join(args.seconds + 60)
                 elapsed = time.monotonic() - start
-                log = (workdir / "issuer-serve.log").read_text(errors="replace")
+                log = served.log()
         samples = [s for c in clients for s in c.samples]
         charged = {k: v for c in clients for k, v in c.charged.items()}
         result = check(fx, charged)

@@ -96,7 +96,7 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -284,7 +284,7 @@ def _throwaway_cluster(bindir: Path, settings: dict[str, str] | None) -> Cluster
     cluster = Cluster(
         bindir=bindir,
         data_dir=parent / "data",
-        port=_free_port(),
+        port=free_port(),
         settings=dict(settings or TEST_SETTINGS),
     )
     cluster._owns_parent = True
@@ -322,7 +322,7 @@ def _try_embedded() -> PostgresServer | None:  # pragma: no cover - see _Embedde
             "parent directory of its data directory. Run as an ordinary user, or install "
             "Postgres binaries (apt-get install postgresql-15), or set DATABASE_URL."
         )
-    handle = embedded_postgres.EmbeddedPostgres(port=_free_port())
+    handle = embedded_postgres.EmbeddedPostgres(port=free_port())
     handle.start()
     return _EmbeddedServer(handle=handle, url=str(handle.url))
 
@@ -460,7 +460,7 @@ class ProjectDb:
             cluster = Cluster(
                 bindir=bindir,
                 data_dir=data_dir,
-                port=_free_port(),
+                port=free_port(),
                 settings=dict(DURABLE_SETTINGS),
                 persistent=True,
                 kind="project-local cluster",

@@ -29,8 +29,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from playwright.sync_api import Error as PlaywrightError
 
 from issuer.dev.fake_clerk import FakeClerk
+from issuer.dev.served import Served, issuer_serve
 from issuer.migrations import repo_root
-from support.served import Served, issuer_serve
 from support.world import CLIENT_ID, World, issuer_env, pkce_pair
 
 pytestmark = pytest.mark.slow

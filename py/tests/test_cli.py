@@ -384,7 +384,7 @@ def test_credits_input_mistakes_are_one_line(cli: Callable[..., Run], world: Wor
 
 
 def test_credits_without_a_reachable_database_is_one_line(cli: Callable[..., Run]) -> None:
-    url = f"postgresql://postgres@127.0.0.1:{localdb._free_port()}/nowhere"
+    url = f"postgresql://postgres@127.0.0.1:{localdb.free_port()}/nowhere"
     run = cli("credits", "balance", "--user", "u", "--database-url", url)
     assert one_line_error(run).startswith("error: cannot connect to the database")
 

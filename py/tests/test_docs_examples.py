@@ -38,14 +38,14 @@ from fastapi.testclient import TestClient
 
 from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
 from issuer.dev.fake_clerk import FakeClerk
+from issuer.dev.served import Served, issuer_serve
 from issuer.errors import ConfigError, DatabaseUnavailable, InvalidToken
 from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier
-from issuer.localdb import _free_port
+from issuer.localdb import free_port
 from issuer.migrations import repo_root
 from issuer.rpc import Rpc
 from issuer.signing import generate_es256_jwk
 from support.postgrest_double import running_postgrest_double
-from support.served import Served, issuer_serve
 from support.world import CLIENT_ID, JWT_SECRET, REDIRECT_URI, World, issuer_env, pkce_pair
 
 ROOT = repo_root()
@@ -242,7 +242,7 @@ def _long_lived(world: World, user: str) -> tuple[str, str]:
 
 def _serve_ts_answers(supabase_url: str, key: str, issuer_url: str, token: str) -> None:
     """docs/examples/backend/serve.ts as its header says to run it: one request."""
-    port = _free_port()
+    port = free_port()
     env = _deno_env(
         {
             "SUPABASE_URL": supabase_url,

@@ -23,10 +23,10 @@ from decimal import Decimal
 import pytest
 
 from issuer.dev.fake_clerk import FakeClerk
+from issuer.dev.served import Served, issuer_serve
 from issuer.errors import IssuerError
 from issuer.rpc import CreditResult, PsycopgRpc, Rpc
 from support import faults
-from support.served import Served, issuer_serve
 from support.world import World, issuer_env
 
 THREADS = 32

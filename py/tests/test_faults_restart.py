@@ -26,8 +26,8 @@ import pytest
 
 from issuer import localdb
 from issuer.dev.fake_clerk import FakeClerk
+from issuer.dev.served import Served, issuer_serve
 from support import faults
-from support.served import Served, issuer_serve
 from support.world import World, issuer_env, make_world
 
 POOL = 1_000_000

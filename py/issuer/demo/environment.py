@@ -122,7 +122,7 @@ class _ThreadedServer(uvicorn.Server):
 
 @contextlib.contextmanager
 def _serve(issuer: Issuer) -> Iterator[str]:
-    port = localdb._free_port()
+    port = localdb.free_port()
     config = uvicorn.Config(
         create_app(issuer),
         host="127.0.0.1",

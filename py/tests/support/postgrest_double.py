@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from issuer.localdb import _free_port
+from issuer.localdb import free_port
 
 
 def _status_for(sqlstate: str | None) -> int:
@@ -54,7 +54,7 @@ class PostgrestDouble:
     db_url: str
     service_role_key: str
     calls: list[str] = field(default_factory=list)
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:

@@ -1,4 +1,8 @@
-"""A real `issuer serve` process on loopback, for tests that need real HTTP."""
+"""A real `issuer serve` process on loopback: for tests, benchmarks and the soak run.
+
+Development tooling, like the fake Clerk: it starts the console script of the
+current environment with the given variables and waits for ``/healthz``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from issuer.localdb import _free_port
+from issuer.localdb import free_port
 
 
 @dataclass
@@ -30,9 +34,11 @@ class Served:
 
 
 @contextmanager
-def issuer_serve(env: dict[str, str], log_dir: Path, *, workers: int = 1) -> Iterator[Served]:
+def issuer_serve(
+    env: dict[str, str], log_dir: Path, *, workers: int = 1, timeout: float = 60
+) -> Iterator[Served]:
     """Start `issuer serve` with ``env`` on a free port; stop it afterwards (always)."""
-    port = _free_port()
+    port = free_port()
     log_path = log_dir / f"issuer-serve-{port}.log"
     exe = Path(sys.executable).parent / "issuer"
     with open(log_path, "wb") as log:
@@ -53,7 +59,7 @@ def issuer_serve(env: dict[str, str], log_dir: Path, *, workers: int = 1) -> Ite
         )
     served = Served(f"http://127.0.0.1:{port}", proc, log_path)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"issuer serve exited early:\n{served.log()}")
