@@ -905,8 +905,8 @@ def test_api_md_names_the_tests_of_every_route() -> None:
 def test_api_md_lists_every_error_code() -> None:
     import issuer.api.app
     import issuer.rpc
-    from issuer.api.routes_usage import REFUSAL_STATUS
     from issuer.errors import IssuerError
+    from issuer.flows.usage import REFUSAL_STATUS
 
     def subclasses(cls: type[IssuerError]) -> Iterator[type[IssuerError]]:
         for sub in cls.__subclasses__():

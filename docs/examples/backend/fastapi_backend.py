@@ -24,20 +24,17 @@ from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from issuer.flows import usage
 from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier, install
 from issuer.rpc import Rpc, make_rpc
 
 SUMMARY_COST = Decimal("1.5")
 
 # region: refusals
-#: deduct_credits_pooled's refusals (ok = false) → HTTP status.
-REFUSAL_STATUS = {
-    "insufficient_credits": 402,
-    "no_active_seat": 403,
-    "no_active_subscription": 403,
-    "unknown_user": 403,
-    "unknown_organization": 403,
-}
+#: deduct_credits_pooled's refusals (ok = false) → HTTP status: the issuer's own
+#: map (402 insufficient_credits; 403 no_active_seat, no_active_subscription,
+#: unknown_user, unknown_organization), so every backend answers alike.
+REFUSAL_STATUS = usage.REFUSAL_STATUS
 # endregion
 
 

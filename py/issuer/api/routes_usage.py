@@ -11,20 +11,12 @@ from issuer.api.deps import ClaimsDep, IssuerDep
 from issuer.api.models import ErrorBody, UsageCharged, UsageRequest
 from issuer.errors import BadRequest
 from issuer.flows import usage
+from issuer.flows.usage import REFUSAL_STATUS
 
 router = APIRouter()
 
 #: Keys that would name a pool: the pool comes from the verified token only (A4).
 _POOL_KEYS = {"clerk_org_id", "organization_id", "org_id", "pool"}
-
-#: Refusals from deduct_credits_pooled → HTTP status.
-REFUSAL_STATUS = {
-    "insufficient_credits": 402,
-    "no_active_seat": 403,
-    "no_active_subscription": 403,
-    "unknown_user": 403,
-    "unknown_organization": 403,
-}
 
 
 @router.post(

@@ -18,6 +18,17 @@ from issuer.rpc import CreditResult
 from issuer.service import Issuer
 
 MAX_IDEMPOTENCY_KEY = 200
+
+#: deduct_credits_pooled's refusals (ok = false) → HTTP status: 402 when the
+#: pool is short, 403 when the caller may not spend it. The API and the
+#: backend examples answer with this one map.
+REFUSAL_STATUS = {
+    "insufficient_credits": 402,
+    "no_active_seat": 403,
+    "no_active_subscription": 403,
+    "unknown_user": 403,
+    "unknown_organization": 403,
+}
 #: Plain decimal notation only: no whitespace, no "1_000", no hex; exponents and
 #: NaN/Infinity spellings are refused here or (out of range) by the database.
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?$")
