@@ -13,7 +13,11 @@ it was first written (language sql).
 
 Table 2, hot org pool at 1 / 16 / 64 clients against the raw hot-row update
 measured next to each variant: the RPC (prepared, ``-M simple``, with a key),
-the one-statement variant, the ledger floor, and the RPC and the floor again in copies of the database
+the one-statement variant, the ledger floor, the same two writes in either
+order (``deduct_ledger_last`` / ``deduct_ledger_first`` in
+``bench/sql/variants.sql``: what ``balance_after`` costs, since only a ledger
+row written after the update can know it), and the RPC and the floor again in
+copies of the database
 whose ledger has no foreign keys, then no foreign keys and no secondary
 indexes: what those cost while the row lock is held.
 """
@@ -74,6 +78,9 @@ from debited as d;
 """
 
 SINGLE = "bench_exp.deduct_single_statement"
+
+LEDGER_LAST = "select bench_exp.deduct_ledger_last(:client_id);\n"
+LEDGER_FIRST = "select bench_exp.deduct_ledger_first(:client_id);\n"
 
 WITH_KEY = (
     "\\set k random(1, 1000000000000)\n"
@@ -179,6 +186,8 @@ def cpu_table(ctx: Ctx) -> Result:
         BASE_HOT,
         Load("ledger floor (plain SQL)", FLOOR, None, seed.ORG_HOT, True),
         Load("deduct_credits_pooled, hot org", ORG_HOT, "service_role", seed.ORG_HOT, True),
+        Load("ledger last (two statements)", LEDGER_LAST, None, seed.ORG_HOT, True),
+        Load("ledger first (no balance_after)", LEDGER_FIRST, None, seed.ORG_HOT, True),
         Load("  as one statement (variant)", hot_single, "service_role", seed.ORG_HOT, True),
         Load("deduct_credits_pooled, 1,000 orgs", ORG_SPREAD, "service_role", "", True),
         Load("  as one statement (variant)", spread_single, "service_role", "", True),
@@ -261,7 +270,11 @@ def hot_table(ctx: Ctx) -> Result:
         seed.ORG_HOT,
         True,
     )
-    plans: list[tuple[Ctx, str, list[Load]]] = [(ctx, "", [rpc, simple, keyed, single, floor])]
+    last = Load("ledger last (two statements)", LEDGER_LAST, None, seed.ORG_HOT, True)
+    first = Load("ledger first (no balance_after)", LEDGER_FIRST, None, seed.ORG_HOT, True)
+    plans: list[tuple[Ctx, str, list[Load]]] = [
+        (ctx, "", [rpc, simple, keyed, single, floor, last, first])
+    ]
     no_fk = _clone(ctx, "bench_nofk", [DROP_FKS])
     no_idx = _clone(ctx, "bench_noidx", [DROP_FKS, DROP_INDEXES])
     plans.append((no_fk, ", ledger without FKs", [rpc, floor]))

@@ -163,3 +163,103 @@ as $$
 $$;
 
 grant execute on function bench_exp.resolve_org_attribution_sql(text, text) to service_role;
+
+-- Write order: the ledger row before or after the pool update --------------
+-- Two plpgsql functions doing the same two statements on the hot org pool
+-- (ids from bench_exp.hot_members, so no reads or checks), in either order.
+-- "ledger last" is the migrated order: the update locks the pool row and
+-- returns balance_after, then the insert (its index entries, its three
+-- foreign-key checks) runs while the row stays locked. "ledger first" inserts
+-- before taking the lock, as PERFORMANCE.md suggests, and so cannot know
+-- balance_after: it writes 0 there. It measures what the contract's
+-- balance_after ("pool balance right after this row, in commit order")
+-- costs on a hot pool; it is not a correct deduction.
+
+create function bench_exp.deduct_ledger_last(p_client_id int)
+returns void
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    m record;
+    v_balance numeric;
+    v_start timestamptz;
+    v_end timestamptz;
+begin
+    select h.user_id, h.seat_id, h.org_id, h.sub_id into m
+    from bench_exp.hot_members as h
+    where h.client_id = p_client_id;
+
+    update public.organization_subscriptions as sub
+    set credits_balance = sub.credits_balance - 1
+    where sub.id = m.sub_id and sub.credits_balance >= 1
+    returning sub.credits_balance, sub.current_period_start, sub.current_period_end
+    into v_balance, v_start, v_end;
+    if v_balance is null then
+        raise exception 'pool empty';
+    end if;
+
+    insert into public.credit_transactions (
+        pool, kind, user_id, organization_id, organization_subscription_id, seat_id,
+        amount, balance_after, description, subscription_period_start,
+        subscription_period_end, metadata
+    )
+    values (
+        'organization', 'deduction', m.user_id, m.org_id, m.sub_id, m.seat_id,
+        -1, v_balance, 'bench', v_start, v_end,
+        pg_catalog.jsonb_build_object(
+            'pool', 'organization', 'clerk_org_id', 'org_hot', 'organization_id', m.org_id,
+            'organization_name', 'Hot Org', 'stripe_customer_id', 'cus_hot',
+            'organization_subscription_id', m.sub_id, 'seat_id', m.seat_id,
+            'seat_role', 'member', 'clerk_user_id', 'user_hot_' || p_client_id,
+            'context', '{}'::jsonb
+        )
+    );
+end
+$$;
+
+create function bench_exp.deduct_ledger_first(p_client_id int)
+returns void
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    m record;
+    v_balance numeric;
+begin
+    select h.user_id, h.seat_id, h.org_id, h.sub_id, sub.current_period_start,
+        sub.current_period_end
+    into m
+    from bench_exp.hot_members as h
+    inner join public.organization_subscriptions as sub on sub.id = h.sub_id
+    where h.client_id = p_client_id;
+
+    insert into public.credit_transactions (
+        pool, kind, user_id, organization_id, organization_subscription_id, seat_id,
+        amount, balance_after, description, subscription_period_start,
+        subscription_period_end, metadata
+    )
+    values (
+        'organization', 'deduction', m.user_id, m.org_id, m.sub_id, m.seat_id,
+        -1, 0, 'bench', m.current_period_start, m.current_period_end,
+        pg_catalog.jsonb_build_object(
+            'pool', 'organization', 'clerk_org_id', 'org_hot', 'organization_id', m.org_id,
+            'organization_name', 'Hot Org', 'stripe_customer_id', 'cus_hot',
+            'organization_subscription_id', m.sub_id, 'seat_id', m.seat_id,
+            'seat_role', 'member', 'clerk_user_id', 'user_hot_' || p_client_id,
+            'context', '{}'::jsonb
+        )
+    );
+
+    -- Last write: the row lock is held from here to commit only.
+    update public.organization_subscriptions as sub
+    set credits_balance = sub.credits_balance - 1
+    where sub.id = m.sub_id and sub.credits_balance >= 1
+    returning sub.credits_balance into v_balance;
+    if v_balance is null then
+        raise exception 'pool empty';  -- rolls the ledger row back with it
+    end if;
+end
+$$;
