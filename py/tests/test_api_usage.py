@@ -147,3 +147,40 @@ def test_usage_needs_our_token(world: World) -> None:
     assert r.status_code == 401
     assert r.json()["error"] == "invalid_token"
     assert world.client.post("/api/extension/usage", json={}).status_code == 401
+
+
+def test_every_kind_of_response_carries_the_security_headers(world: World) -> None:
+    """200, refusals, 401, 400, 404, 405, the BodyLimit refusals and a 500."""
+    from fastapi.testclient import TestClient
+
+    from issuer.api.app import SECURITY_HEADERS, create_app
+
+    dave = world.user(personal=1)
+    token = world.extension_token(dave)
+    app = create_app(world.issuer)
+
+    def boom() -> None:
+        raise RuntimeError("unexpected")
+
+    app.add_api_route("/boom", boom)
+    client = TestClient(app, raise_server_exceptions=False)
+    responses = {
+        200: _spend(world, token, 1),
+        402: _spend(world, token, 5),
+        401: client.post("/api/extension/usage", json={}),
+        400: client.post(
+            "/api/extension/usage",
+            json={"description": "x"},
+            headers={"Authorization": f"Bearer {token}"},
+        ),
+        404: client.get("/no/such/path"),
+        405: client.get("/api/extension/usage"),
+        413: client.post("/api/extension/usage", content=b"x" * 70_000),
+        414: client.get("/" + "a" * 9_000),
+        431: client.get("/healthz", headers={"X-Big": "a" * 13_000}),
+        500: client.get("/boom"),
+    }
+    for status, r in responses.items():
+        assert r.status_code == status, (status, r.text)
+        for name, value in SECURITY_HEADERS.items():
+            assert r.headers.get(name) == value, (status, name, r.headers)

@@ -54,6 +54,12 @@ SECURITY_HEADERS = {
 }
 
 
+_SECURITY_HEADER_ITEMS = tuple(
+    (name.lower().encode("latin-1"), value.encode("latin-1"))
+    for name, value in SECURITY_HEADERS.items()
+)
+
+
 def error_body(code: str, description: str | None = None, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"error": code}
     if description:
@@ -151,6 +157,33 @@ class BodyLimit:
         await response({"type": "http"}, _empty_receive, send)
 
 
+class SecurityHeaders:
+    """Pure ASGI middleware: :data:`SECURITY_HEADERS` on every response that lacks them.
+
+    A header the response already has (a page's own Content-Security-Policy)
+    is kept. Wrapping ``send`` costs no extra task or stream, unlike
+    ``@app.middleware("http")``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(item for item in _SECURITY_HEADER_ITEMS if item[0] not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _json_deeper_than(body: bytes, limit: int) -> bool:
     """Does this (JSON) body nest arrays/objects more than ``limit`` deep?
 
@@ -223,13 +256,6 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
     )
     app.state.issuer = issuer
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        for key, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
-        return response
-
     @app.exception_handler(IssuerError)
     async def issuer_error(_: Request, exc: IssuerError) -> JSONResponse:
         extra: dict[str, Any] = {}
@@ -270,11 +296,13 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(error_body("internal_error"), status_code=500)
+        # Sent by Starlette's outermost middleware, outside SecurityHeaders.
+        return JSONResponse(error_body("internal_error"), status_code=500, headers=SECURITY_HEADERS)
 
     for module in (routes_tokens, routes_oauth, routes_usage, routes_meta, pages):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit)  # outermost: its refusals carry the headers themselves
     return app
 
 

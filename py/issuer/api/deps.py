@@ -1,18 +1,25 @@
-"""Request dependencies: who is calling."""
+"""Request dependencies: who is calling.
+
+FastAPI runs a plain ``def`` dependency on a worker thread, one hand-off
+each way per dependency. The ones here that do no blocking I/O are
+``async def`` and run on the event loop; a long-lived token's database
+lookup, the only blocking step of :func:`our_token`, goes to a thread.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from issuer.claims import TokenClaims
 from issuer.clerk import ClerkSession
-from issuer.flows.bearer import bearer_token, verify_bearer
+from issuer.flows.bearer import bearer_token, check_stored, needs_lookup, verify_signed
 from issuer.service import Issuer
 
 
-def get_issuer(request: Request) -> Issuer:
+async def get_issuer(request: Request) -> Issuer:
     issuer: Issuer = request.app.state.issuer
     return issuer
 
@@ -24,16 +31,28 @@ def clerk_session(
     issuer: IssuerDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> ClerkSession:
-    """``Authorization: Bearer <Clerk session token>``, verified against Clerk's JWKS."""
+    """``Authorization: Bearer <Clerk session token>``, verified against Clerk's JWKS.
+
+    Sync on purpose: it may fetch Clerk's JWKS (blocking HTTP).
+    """
     return issuer.sessions.verify(bearer_token(authorization))
 
 
-def our_token(
+async def our_token(
     issuer: IssuerDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> TokenClaims:
-    """``Authorization: Bearer <a token this issuer signed>`` (access or long-lived)."""
-    return verify_bearer(issuer, bearer_token(authorization))
+    """``Authorization: Bearer <a token this issuer signed>`` (access or long-lived).
+
+    :func:`issuer.flows.bearer.verify_token` in its two steps: signature and
+    claims here (CPU only), a long-lived token's revocation lookup (T7) on a
+    worker thread.
+    """
+    token = bearer_token(authorization)
+    claims = verify_signed(issuer.keys, issuer.rpc, token)
+    if needs_lookup(claims):
+        await run_in_threadpool(check_stored, issuer.rpc, token, claims)
+    return claims
 
 
 SessionDep = Annotated[ClerkSession, Depends(clerk_session)]

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from issuer.api.deps import ClaimsDep, IssuerDep
 from issuer.api.models import ErrorBody, UsageCharged, UsageRequest
@@ -31,19 +32,22 @@ _POOL_KEYS = {"clerk_org_id", "organization_id", "org_id", "pool"}
     },
     tags=["usage"],
 )
-def record_usage(
+async def record_usage(
     issuer: IssuerDep,
     claims: ClaimsDep,
     body: UsageRequest,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     """Deduct credits from the pool the token names; a retried Idempotency-Key is charged once."""
+    # Async: everything but the deduction runs on the event loop; the
+    # deduction (blocking psycopg) is this request's one worker-thread hop.
     extra = set(body.model_extra or {}) & _POOL_KEYS
     if extra:
         raise BadRequest(
             f"{sorted(extra)[0]} is not accepted here: the pool comes from the token (A4)"
         )
-    result = usage.spend(
+    result = await run_in_threadpool(
+        usage.spend,
         issuer,
         claims,
         amount=usage.parse_amount(body.amount),
