@@ -124,3 +124,29 @@ def test_org_scoped_issuance_is_one_database_round_trip(world: World) -> None:
     assert r.json()["claims"]["pool"] == "organization"
     assert backend.statements_sent - before == 1
     assert world.clerk.api_calls == 0
+
+
+def test_statements_are_rendered_once_and_reused(world: World) -> None:
+    """psycopg would render a composed statement on every call; we render it once
+    per client encoding and send the same bytes from every pooled connection."""
+    backend = PsycopgRpc(world.db_url, max_size=2, min_size=2, open_wait=True)
+    rpc = Rpc(backend)
+    try:
+        org = world.org(pool=5)
+        user = world.user()
+        world.seat(org, user)
+        for _ in range(4):  # both connections of the pool, several times
+            assert rpc.resolve_org_attribution(user, org) is not None
+            assert rpc.ping()
+        rendered = {key[0]: stmt.rendered for key, stmt in backend._sql_cache.items()}
+        assert list(rendered) == ["resolve_org_attribution"]
+        (encoding, text), *others = rendered["resolve_org_attribution"].items()
+        assert others == [] and encoding == "utf-8"
+        assert text == (
+            b'select pg_catalog.to_jsonb(public."resolve_org_attribution"('
+            b'"p_clerk_org_id" => %(p_clerk_org_id)s, "p_clerk_user_id" => %(p_clerk_user_id)s))'
+        )
+        assert rpc.resolve_org_attribution(user, org) is not None
+        assert backend._sql_cache[next(iter(backend._sql_cache))].rendered[encoding] is text
+    finally:
+        rpc.close()
