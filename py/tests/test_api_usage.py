@@ -184,3 +184,100 @@ def test_every_kind_of_response_carries_the_security_headers(world: World) -> No
         assert r.status_code == status, (status, r.text)
         for name, value in SECURITY_HEADERS.items():
             assert r.headers.get(name) == value, (status, name, r.headers)
+
+
+def _access_token(world: World, user: str, org: str) -> str:
+    from issuer.claims import TOKEN_TYPE_ACCESS, OrgAttribution, build_claims
+
+    row = world.issuer.rpc.resolve_org_attribution(user, org)
+    assert row is not None
+    keys = world.issuer.keys
+    claims = build_claims(
+        user,
+        f"{user}@example.com",
+        TOKEN_TYPE_ACCESS,
+        OrgAttribution.from_rpc(row, org_role="org:member"),
+        issuer=keys.issuer,
+        audience=keys.audience,
+        ttl_seconds=600,
+    )
+    return keys.sign(claims)
+
+
+def test_the_direct_path_and_fastapis_handler_answer_alike(world: World, monkeypatch) -> None:
+    """routes_usage.UsageRoute: same status, body and headers with and without its direct path."""
+    import issuer.api.routes_usage as routes_usage
+
+    org = world.org(pool=1000, name="Acme Inc")
+    erin = world.user(personal=3)
+    world.seat(org, erin, role="member")
+    tokens = {
+        "long-lived": world.extension_token(erin, org),
+        "access": _access_token(world, erin, org),
+    }
+    json_type = {"Content-Type": "application/json"}
+    used: list[bool] = []
+    usual = routes_usage._usual_request
+
+    async def counted(request):  # type: ignore[no-untyped-def]
+        result = await usual(request)
+        used.append(result is not None)
+        return result
+
+    async def never(_request):  # type: ignore[no-untyped-def]
+        return None
+
+    def both(token: str | None, content: bytes, headers: dict[str, str] | None = None):
+        h = {**json_type, **(headers or {})}
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        monkeypatch.setattr(routes_usage, "_usual_request", counted)
+        direct = world.client.post("/api/extension/usage", content=content, headers=h)
+        monkeypatch.setattr(routes_usage, "_usual_request", never)
+        fastapi = world.client.post("/api/extension/usage", content=content, headers=h)
+        return direct, fastapi
+
+    def same(direct, fastapi) -> None:  # type: ignore[no-untyped-def]
+        assert (direct.status_code, direct.json()) == (fastapi.status_code, fastapi.json())
+        strip = {"content-length", "date"}
+        assert {k: v for k, v in direct.headers.items() if k not in strip} == {
+            k: v for k, v in fastapi.headers.items() if k not in strip
+        }
+
+    for kind, token in tokens.items():
+        used.clear()
+        direct, fastapi = both(token, b'{"amount": 1, "description": "x"}')
+        assert used == [True], kind  # the usual request took the direct path
+        assert direct.status_code == fastapi.status_code == 200, (kind, direct.text)
+        assert direct.headers["content-type"] == fastapi.headers["content-type"]
+        d, f = direct.json(), fastapi.json()
+        assert d.keys() == f.keys() and d["pool"] == f["pool"] == "organization"
+        assert f["remaining"] == d["remaining"] - 1
+        direct, fastapi = both(
+            token, b'{"amount": 1, "description": "x"}', {"Idempotency-Key": kind}
+        )
+        assert direct.json()["replayed"] is False and fastapi.json()["replayed"] is True
+
+        long_key = {"Idempotency-Key": "k" * 201}
+        for content, headers in [
+            (b'{"amount": 1, "description": "x", "org_id": "org_other"}', None),
+            (b'{"amount": 5000, "description": "x"}', None),  # 402
+            (b'{"amount": true, "description": "x"}', None),
+            (b'{"amount": "1e999", "description": "x"}', None),
+            (b'{"description": "x"}', None),
+            (b"[1, 2]", None),
+            (b"", None),
+            (b'{"amount": 1', None),
+            (b'{"amount": 1, "description": "\xff"}', None),
+            (b'{"amount": 1, "description": "x"}', long_key),
+            (b'{"amount": 1, "description": "x"}', {"Idempotency-Key": ""}),
+            (b'{"amount": 1, "description": "x"}', {"Content-Type": "text/plain"}),
+        ]:
+            direct, fastapi = both(token, content, headers)
+            assert direct.status_code in (400, 402, 422), (kind, content, direct.text)
+            same(direct, fastapi)
+
+    for content in (b'{"amount": 1, "description": "x"}', b'{"amount": 1', b""):
+        for token in (None, "not-a-token", world.session(erin)):
+            same(*both(token, content))
+    assert world.consistency_problems() == []

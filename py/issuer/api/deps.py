@@ -39,7 +39,7 @@ def clerk_session(
 
 
 async def our_token(
-    issuer: IssuerDep,
+    request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> TokenClaims:
     """``Authorization: Bearer <a token this issuer signed>`` (access or long-lived).
@@ -48,6 +48,7 @@ async def our_token(
     claims here (CPU only), a long-lived token's revocation lookup (T7) on a
     worker thread.
     """
+    issuer: Issuer = request.app.state.issuer
     token = bearer_token(authorization)
     claims = verify_signed(issuer.keys, issuer.rpc, token)
     if needs_lookup(claims):
