@@ -9,15 +9,12 @@ server (``pg_stat_statements`` calls by ``service_role``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import cProfile
 import hashlib
 import hmac
 import json
 import pstats
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +36,6 @@ from issuer.claims import (
     OrgAttribution,
     TokenClaims,
     build_claims,
-    validate_claims,
 )
 from issuer.clerk import ClerkSession
 from issuer.dev.fake_clerk import FakeClerk
@@ -299,60 +295,6 @@ def _primitive(keys: KeyRing, token: str, alg: str) -> Callable[[], Any]:
     return check_ecdsa
 
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
-_FORBIDDEN = frozenset({"crit", "jku", "jwk", "x5u", "x5c"})
-
-
-def _b64(segment: str) -> bytes:
-    if len(segment) % 4 == 1 or not _SEGMENT.fullmatch(segment):
-        raise ValueError("malformed")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def lean_verify_hs256(
-    token: str, secret: bytes, issuer: str, audience: str, expected: str
-) -> TokenClaims:
-    """A prototype (bench only): KeyRing.verify's HS256 checks, each byte decoded once.
-
-    Same decisions as ``KeyRing.verify`` for HS256 tokens: size, three base64url
-    segments (alphabet checked by one regex instead of PyJWT's per-byte loop),
-    header allow-list (alg HS256, no kid, no key-fetching headers), HMAC in
-    constant time, iss/aud exact, exp/iat against the clock, the claim schema,
-    type and typ. Measured to show what signing.py could reach; not used by
-    the issuer.
-    """
-    if len(token) > 8192:
-        raise ValueError("malformed")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise ValueError("malformed")
-    try:
-        header = json.loads(_b64(parts[0]))
-        payload = json.loads(_b64(parts[1]))
-        signature = _b64(parts[2])
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError("malformed") from exc
-    if not isinstance(header, dict) or not isinstance(payload, dict):
-        raise ValueError("malformed")
-    if header.get("alg") != "HS256" or "kid" in header or _FORBIDDEN & header.keys():
-        raise ValueError("bad header")
-    mac = hmac.new(secret, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, signature):
-        raise ValueError("bad_signature")
-    if payload.get("iss") != issuer or payload.get("aud") != audience:
-        raise ValueError("wrong issuer or audience")
-    exp, iat, now = payload.get("exp"), payload.get("iat"), time.time()
-    if not isinstance(exp, int) or not isinstance(iat, int) or isinstance(exp, bool):
-        raise ValueError("bad_claims")
-    if now >= exp or iat > now + 60:
-        raise ValueError("expired or issued in the future")
-    claims = validate_claims(payload)
-    typ = header.get("typ")
-    if claims.type != expected or not isinstance(typ, str) or typ.lower() != "at+jwt":
-        raise ValueError("wrong type")
-    return claims
-
-
 def per_cpu_second(fn: Callable[[], Any], seconds: float) -> tuple[float, float]:
     """(calls per CPU second of this thread, calls per wall second)."""
     n = 0
@@ -381,13 +323,9 @@ def _verify_rows(ctx: Ctx, alg: str, s: float) -> list[Row]:
         )
         keys = iss.keys
         token = keys.sign(claims)
-        iss_name, aud = iss.settings.jwt_issuer, iss.settings.jwt_audience
 
     def ours() -> TokenClaims:
         return keys.verify(token, expected_type=TOKEN_TYPE_ACCESS)
-
-    def lean() -> TokenClaims:
-        return lean_verify_hs256(token, JWT_SECRET.encode(), iss_name, aud, TOKEN_TYPE_ACCESS)
 
     prim = _primitive(keys, token, alg)
     ours_rates, prim_rates, walls = [], [], []
@@ -412,21 +350,6 @@ def _verify_rows(ctx: Ctx, alg: str, s: float) -> list[Row]:
             + ("; " + profile_top(ours, 2000) if ctx.config.profile else ""),
         )
     ]
-    if alg == "HS256":
-        lean_rate = pg.median([per_cpu_second(lean, s)[0] for _ in range(ctx.config.runs)])
-        rows.append(
-            Row(
-                scenario="prototype: same HS256 checks, one decode pass",
-                clients="1 thread",
-                ours=f"{lean_rate:,.0f} /s",
-                baseline=f"{base:,.0f} /s",
-                ratio=lean_rate / base,
-                target="(not the issuer's code)",
-                met=None,
-                correctness="ok, same claims" if lean() == claims else "MISMATCH",
-                note="bench/tokens.py lean_verify_hs256: what signing.py could reach",
-            )
-        )
     return rows
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from issuer.claims import (
     TOKEN_TYPE_ACCESS,
     TOKEN_TYPE_EXTENSION,
     OrgAttribution,
+    TokenClaims,
     build_claims,
     validate_claims,
 )
@@ -153,3 +156,76 @@ def test_build_claims_refuses_a_nonpositive_ttl() -> None:
         build_claims(
             "user_1", None, TOKEN_TYPE_ACCESS, None, issuer="i", audience="a", ttl_seconds=0
         )
+
+
+# -- valid by construction ----------------------------------------------------------------
+
+
+def test_the_fields_are_the_claim_keys_in_order() -> None:
+    """validate_claims builds TokenClaims positionally in CLAIM_KEYS order."""
+    assert tuple(field.name for field in dataclasses.fields(TokenClaims)) == CLAIM_KEYS
+
+
+def test_to_dict_is_a_shallow_dict_of_every_field_in_claim_key_order() -> None:
+    for payload in (personal(), org()):
+        claims = validate_claims(payload)
+        out = claims.to_dict()
+        assert list(out) == list(CLAIM_KEYS)
+        assert out == dataclasses.asdict(claims) == payload
+        out["sub"] = "changed"  # a fresh dict each time: the claims are untouched
+        assert claims.to_dict()["sub"] == "user_1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"type": ["access"]}, "token type"),  # unhashable: a ValueError, not a TypeError
+        ({"type": {"access": 1}}, "token type"),
+        ({"pool": ["personal"]}, "pool"),
+        ({"iat": 1.5}, "iat"),
+        ({"exp": None}, "exp"),
+        ({"iss": b"softcodes.ai"}, "iss"),
+        ({"seat_role": 1}, "seat_role"),
+        ({"org_role": ["org:admin"]}, "org_role"),
+    ],
+)
+def test_T10_unhashable_and_odd_values_are_value_errors(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_claims(personal(**overrides))
+    with pytest.raises(ValueError, match=message):
+        TokenClaims(**personal(**overrides))
+
+
+def test_T10_a_token_claims_cannot_be_built_or_changed_into_an_invalid_one() -> None:
+    claims = validate_claims(org())
+    with pytest.raises(ValueError, match="seat_id"):
+        dataclasses.replace(claims, seat_id=None)
+    with pytest.raises(ValueError, match="personal token must not carry"):
+        dataclasses.replace(claims, pool="personal")
+    with pytest.raises(ValueError, match="after iat"):
+        dataclasses.replace(claims, exp=claims.iat)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        claims.seat_id = None  # type: ignore[misc]
+    no_org: dict[str, Any] = dict.fromkeys(ORG_KEYS)
+    personal_claims = dataclasses.replace(claims, pool="personal", **no_org)
+    assert personal_claims.to_dict() == personal(
+        type=TOKEN_TYPE_EXTENSION, email=None, jti=claims.jti
+    )
+
+
+def test_validate_claims_takes_any_mapping() -> None:
+    payload = MappingProxyType(org())
+    assert validate_claims(payload).to_dict() == dict(payload)
+    with pytest.raises(ValueError, match="lack keys: seat_id"):
+        validate_claims({k: v for k, v in org().items() if k != "seat_id"})
+
+
+def test_build_claims_validates_what_it_is_given() -> None:
+    with pytest.raises(ValueError, match="token type"):
+        build_claims("u", None, "refresh", None, issuer="i", audience="a", ttl_seconds=60)
+    with pytest.raises(ValueError, match="sub"):
+        build_claims("", None, TOKEN_TYPE_ACCESS, None, issuer="i", audience="a", ttl_seconds=60)
+    with pytest.raises(ValueError, match="iss"):
+        build_claims("u", None, TOKEN_TYPE_ACCESS, None, issuer="", audience="a", ttl_seconds=60)

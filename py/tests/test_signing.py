@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import dataclasses
 import hashlib
 import hmac
 import json
+import re
+import string
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,13 +20,17 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from issuer import signing
 from issuer.claims import (
     TOKEN_TYPE_ACCESS,
     TOKEN_TYPE_EXTENSION,
     OrgAttribution,
     TokenClaims,
     build_claims,
+    validate_claims,
 )
 from issuer.errors import InvalidToken
 from issuer.settings import load_settings
@@ -488,14 +498,18 @@ def test_T8_published_jwks_verifies_our_es256_tokens(k1: dict[str, str]) -> None
 
 
 def test_T10_schema_enforced_before_signing() -> None:
-    good = claims(org=True).to_dict()
+    """An invalid TokenClaims cannot be built, so sign() never receives one."""
+    good = claims(org=True)
     for key in ("clerk_org_id", "organization_id", "seat_id"):
-        bad = TokenClaims(**{**good, key: None})
         with pytest.raises(ValueError, match=key):
-            ring().sign(bad)
-    personal_with_org = TokenClaims(**{**claims().to_dict(), "organization_id": "x"})
+            TokenClaims(**{**good.to_dict(), key: None})
+        with pytest.raises(ValueError, match=key):
+            empty: dict[str, Any] = {key: ""}
+            dataclasses.replace(good, **empty)
     with pytest.raises(ValueError, match="personal token must not carry"):
-        ring().sign(personal_with_org)
+        TokenClaims(**{**claims().to_dict(), "organization_id": "x"})
+    with pytest.raises(TypeError, match="TokenClaims"):
+        ring().sign(good.to_dict())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="issuer or audience"):
         ring().sign(claims(issuer="someone-else"))
 
@@ -533,3 +547,536 @@ def test_key_generators() -> None:
     assert generate_es256_jwk("a")["d"] != generate_es256_jwk("a")["d"]
     assert len(generate_hs256_secret().encode()) >= 32
     assert generate_hs256_secret() != generate_hs256_secret()
+
+
+# -- the hand-written verification against jwt.decode -----------------------------------
+#
+# KeyRing.verify parses the compact JWS itself (PyJWT's decode checks base64url one
+# byte at a time in Python). The oracle below is KeyRing.verify as it was before, with
+# jwt.decode doing the parsing, the signature and the registered claims; the new code
+# must accept exactly the tokens the oracle accepts, with the same claims, and refuse
+# for the same reason, except for the deliberate refusals listed in DIVERGENCES.
+
+_ORACLE_FORBIDDEN = frozenset({"crit", "jku", "jwk", "x5u", "x5c"})
+
+
+def oracle_verify(keys: KeyRing, token: str, expected: set[str], now: float) -> TokenClaims:
+    """``KeyRing.verify`` with ``jwt.decode`` (the code at commit 5523439)."""
+    if not isinstance(token, str) or len(token) > 8192:
+        raise InvalidToken("malformed")
+    parts = token.split(".")
+    if len(parts) != 3 or not re.fullmatch(r"[A-Za-z0-9_-]+", parts[0]):
+        raise InvalidToken("malformed")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        raise InvalidToken("malformed") from None
+    if not isinstance(header, dict):
+        raise InvalidToken("malformed")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in keys.algorithms:
+        raise InvalidToken("alg_not_allowed")
+    if _ORACLE_FORBIDDEN & header.keys():
+        raise InvalidToken("unexpected_header")
+    kid = header.get("kid")
+    published = {k["kid"]: k for k in keys.public_jwks()["keys"]}
+    key: Any
+    if alg == "HS256":
+        if kid is not None:
+            known = isinstance(kid, str) and kid in published
+            raise InvalidToken("kid_alg_mismatch" if known else "unknown_kid")
+        key = SECRET
+    else:
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("missing_kid")
+        if kid not in published:
+            raise InvalidToken("unknown_kid")
+        key = jwt.PyJWK.from_dict(published[kid]).key
+    try:
+        payload = jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            audience=keys.audience,
+            issuer=keys.issuer,
+            options={
+                "require": ["iss", "aud", "exp", "iat", "sub", "jti"],
+                "strict_aud": True,
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        )
+    except jwt.InvalidSignatureError:
+        raise InvalidToken("bad_signature") from None
+    except jwt.InvalidIssuerError:
+        raise InvalidToken("wrong_issuer") from None
+    except jwt.InvalidAudienceError:
+        raise InvalidToken("wrong_audience") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise InvalidToken(f"missing_{exc.claim}") from None
+    except jwt.InvalidTokenError:
+        raise InvalidToken("malformed") from None
+    if payload.get("iss") != keys.issuer:
+        raise InvalidToken("wrong_issuer")
+    if payload.get("aud") != keys.audience:
+        raise InvalidToken("wrong_audience")
+    exp: Any = payload.get("exp")
+    iat: Any = payload.get("iat")
+    for value in (exp, iat):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidToken("bad_claims")
+    if now >= exp:
+        raise InvalidToken("expired")
+    if iat > now + 60:
+        raise InvalidToken("issued_in_future")
+    try:
+        result = validate_claims(payload)
+    except (ValueError, TypeError):  # the old schema check raised TypeError on lists
+        raise InvalidToken("bad_claims") from None
+    if result.type not in expected:
+        raise InvalidToken("wrong_type")
+    typ = header.get("typ")
+    want = {"access": "at+jwt", "extension_long_lived": "jwt"}[result.type]
+    if not isinstance(typ, str) or typ.lower() != want:
+        raise InvalidToken("wrong_typ")
+    return result
+
+
+Outcome = tuple[str, Any]
+
+
+def outcome(verify: Any) -> Outcome:
+    try:
+        return ("accepted", verify())
+    except InvalidToken as exc:
+        return ("refused", exc.reason)
+
+
+def _segment_bytes(segment: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (ValueError, binascii.Error):
+        return None
+
+
+def _has_duplicate_names(raw: bytes | None) -> bool:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({name for name, _ in pairs}) != len(pairs):
+            raise KeyError("duplicate")
+        return dict(pairs)
+
+    try:
+        json.loads(raw or b"", object_pairs_hook=hook)
+    except KeyError:
+        return True
+    except (ValueError, RecursionError):
+        pass
+    return False
+
+
+def _is_utf8_json_object(raw: bytes | None) -> bool:
+    """UTF-8 JSON text that is one object with no whitespace around it."""
+    try:
+        text = (raw or b"").decode("utf-8")
+        return isinstance(json.loads(text), dict) and text == text.strip(" \t\n\r")
+    except (ValueError, RecursionError):
+        return False
+
+
+def divergence(token: str) -> str | None:
+    """Why the new verify may refuse a token the oracle treats otherwise (or ``None``).
+
+    * ``padding``: ``=`` in a segment; PyJWT accepts a padded signature.
+    * ``encoding``: a segment that is not canonical base64url, or a header or
+      payload that is not a UTF-8 JSON object without surrounding whitespace
+      (PyJWT also reads UTF-16/32 and whitespace).
+    * ``duplicate``: a member name twice in header or payload (PyJWT: last wins).
+    * ``b64``: a ``b64`` header (RFC 7797), which we never write.
+    * ``hs256_null_kid``: ``"kid": null`` on HS256 (PyJWT refuses it as malformed,
+      we as unknown_kid: an HS256 token carries no kid at all).
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    if any("=" in part for part in parts):
+        return "padding"
+    for part in parts:
+        if not re.fullmatch(r"[A-Za-z0-9_-]*", part) or len(part) % 4 == 1:
+            return None
+        raw = _segment_bytes(part)
+        if raw is not None and b64(raw) != part:
+            return "encoding"
+    header_raw, payload_raw = _segment_bytes(parts[0]), _segment_bytes(parts[1])
+    if _has_duplicate_names(header_raw) or _has_duplicate_names(payload_raw):
+        return "duplicate"
+    if not _is_utf8_json_object(header_raw):
+        return "encoding"
+    header = json.loads((header_raw or b"").decode())
+    if "b64" in header:
+        return "b64"
+    if header.get("alg") == "HS256" and "kid" in header and header["kid"] is None:
+        return "hs256_null_kid"
+    if not _is_utf8_json_object(payload_raw):
+        return "encoding"
+    return None
+
+
+def pyjwt_parses(token: str) -> bool:
+    try:
+        jwt.get_unverified_header(token)  # decodes all three segments
+    except jwt.DecodeError:
+        return False
+    except jwt.InvalidTokenError:  # kid or crit headers: parsed, then refused
+        return True
+    return True
+
+
+def assert_agrees(keys: KeyRing, token: str, expected: set[str] = BOTH) -> Outcome:
+    new = outcome(lambda: keys.verify(token, expected_type=expected))
+    try:
+        old = outcome(lambda: oracle_verify(keys, token, expected, keys._clock()))
+    except UnicodeEncodeError:
+        # jwt.decode encodes the token to UTF-8 first: a lone surrogate in the
+        # payload or signature segment crashed the old verify (a 500, not a 401).
+        assert any("\ud800" <= char <= "\udfff" for char in token)
+        assert new == ("refused", "malformed")
+        return new
+    if new == old:
+        return new
+    if new == ("refused", "malformed") and old[0] == "refused" and not pyjwt_parses(token):
+        # Both refuse a token PyJWT cannot parse either; one regex over the whole
+        # token finds that before the header checks the old code ran first.
+        return new
+    why = divergence(token)
+    assert why is not None, f"verify {new} but jwt.decode {old} for {token!r}"
+    assert new[0] == "refused", f"accepted what jwt.decode refused ({why}): {token!r}"
+    return new
+
+
+def es256_private(jwk: dict[str, str]) -> ec.EllipticCurvePrivateKey:
+    private = jwt.algorithms.ECAlgorithm.from_jwk(json.dumps(jwk))
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    return private
+
+
+def sign_raw(header: bytes, payload: bytes, alg: str, jwk: dict[str, str] | None = None) -> str:
+    """Sign arbitrary header and payload bytes (HS256 with SECRET, ES256 with ``jwk``)."""
+    signing_input = f"{b64(header)}.{b64(payload)}".encode()
+    if alg == "ES256":
+        assert jwk is not None
+        algo = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256)
+        signature = algo.sign(signing_input, es256_private(jwk))
+    else:
+        signature = hmac.new(SECRET, signing_input, hashlib.sha256).digest()
+    return f"{signing_input.decode()}.{b64(signature)}"
+
+
+def test_sign_writes_what_jwt_encode_writes(k1: dict[str, str]) -> None:
+    """The hand-built compact JWS is byte for byte PyJWT's (HS256 is deterministic)."""
+    for token_type, typ in ((TOKEN_TYPE_ACCESS, "at+jwt"), (TOKEN_TYPE_EXTENSION, "JWT")):
+        for org in (False, True):
+            minted = claims(token_type, org=org)
+            ours = ring().sign(minted)
+            assert ours == jwt.encode(minted.to_dict(), SECRET, "HS256", headers={"typ": typ})
+            es = ring(k1).sign(minted)
+            reference = jwt.encode(
+                minted.to_dict(), es256_private(k1), "ES256", headers={"typ": typ, "kid": "k1"}
+            )
+            assert es.split(".")[:2] == reference.split(".")[:2]
+            public = jwt.PyJWKSet.from_dict(ring(k1).public_jwks())["k1"]
+            decoded = jwt.decode(
+                es, public, algorithms=["ES256"], audience=AUDIENCE, issuer=ISSUER,
+                options={"verify_exp": False},
+            )  # fmt: skip
+            assert decoded == minted.to_dict()
+
+
+def test_verify_refuses_tokens_from_a_token_of_ours_mutated_by_hand(k1: dict[str, str]) -> None:
+    for keys in (ring(), ring(k1)):
+        token = keys.sign(claims(org=True))
+        h, p, s = token.split(".")
+        mutated = [
+            f" {token}", f"{token} ", f"{token}\n", f"\t{token}", f"{h}. {p}.{s}",
+            f"{h}.{p}.{s}.", f"{h}.{p}.{s}.{s}", f"{h}.{p}", f"{h}..{s}", f".{p}.{s}",
+            f"{h}.{p}.{s}=", f"{h}.{p}.{s}==", f"{h}=.{p}.{s}", f"{h}.{p}=.{s}",
+            f"{h}.{p}.{s[:-1]}", f"{h}.{p[:-1]}.{s}", f"{h[:-1]}.{p}.{s}",
+            f"{h}.{p}.{s}A", f"{h}.{p}.{s}AA", f"{h}.{p}.{s}AAAA",
+            token.replace("-", "+"), token.replace("_", "/"),
+            f"{h}.{p}.{s[:-1]}é", f"{h}.{p}.{s[:-1]}\uff21", f"{h}.{p}.{s[:-1]}\x00",
+            f"{h}.{p}.{s}\u200b", token.upper(), token.lower(), token.encode().hex(),
+        ]  # fmt: skip
+        for bad in mutated:
+            if bad == token:  # e.g. no "_" to replace in this token
+                continue
+            new = assert_agrees(keys, bad)
+            assert new[0] == "refused", bad
+        assert assert_agrees(keys, token)[0] == "accepted"
+
+
+def test_verify_refuses_non_canonical_and_padded_segments() -> None:
+    """Same bytes, second spelling: refused, also where PyJWT lets it pass."""
+    keys = ring()
+    token = keys.sign(claims())
+    h, p, s = token.split(".")
+    assert len(s) % 4 == 3  # 32-byte HMAC: 43 characters, last one carries 2 zero bits
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    index = alphabet.index(s[-1])
+    for other in alphabet[index + 1 : index + 4]:  # the same 4 data bits, other filler bits
+        assert _segment_bytes(s[:-1] + other) == _segment_bytes(s)
+        with pytest.raises(InvalidToken) as caught:
+            keys.verify(f"{h}.{p}.{s[:-1]}{other}", expected_type=TOKEN_TYPE_ACCESS)
+        assert reason(caught) == "malformed"
+    padded = f"{h}.{p}.{s}="
+    assert jwt.decode(
+        padded, SECRET, algorithms=["HS256"], options={"verify_aud": False, "verify_exp": False}
+    )
+    with pytest.raises(InvalidToken) as caught:
+        keys.verify(padded, expected_type=TOKEN_TYPE_ACCESS)
+    assert reason(caught) == "malformed"
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b"[]", "malformed"),
+        (b"null", "malformed"),
+        (b'"a string"', "malformed"),
+        (b"1750000000", "malformed"),
+        (b"{", "malformed"),
+        (b"[" * 3000 + b"]" * 3000, "malformed"),
+        (b"\xff\xfe{}", "malformed"),
+        ('{"sub": "\u00e9"}'.encode("utf-16"), "malformed"),
+    ],
+)
+def test_verify_refuses_a_signed_payload_that_is_no_json_object(payload: bytes, why: str) -> None:
+    token = sign_raw(b'{"alg":"HS256","typ":"at+jwt"}', payload, "HS256")
+    with pytest.raises(InvalidToken) as caught:
+        ring().verify(token, expected_type=BOTH)
+    assert reason(caught) == why
+
+
+def test_verify_refuses_a_header_that_is_no_json_object() -> None:
+    payload = json.dumps(claims().to_dict()).encode()
+    for header in (b"[]", b'"HS256"', b"[" * 3000 + b"]" * 3000, b"", b"{"):
+        with pytest.raises(InvalidToken) as caught:
+            ring().verify(sign_raw(header, payload, "HS256"), expected_type=BOTH)
+        assert reason(caught) == "malformed", header
+
+
+def test_verify_refuses_duplicate_member_names() -> None:
+    """Two parsers must never read different claims: no "last one wins"."""
+    good = claims().to_dict()
+    body = json.dumps(good)[:-1]
+    for duplicate in (', "aud": "other"', ', "type": "access"', ', "exp": 9999999999'):
+        token = sign_raw(
+            b'{"alg":"HS256","typ":"at+jwt"}', (body + duplicate + "}").encode(), "HS256"
+        )
+        with pytest.raises(InvalidToken) as caught:
+            ring().verify(token, expected_type=BOTH)
+        assert reason(caught) == "malformed"
+    header = b'{"alg":"none","alg":"HS256","typ":"at+jwt"}'
+    with pytest.raises(InvalidToken) as caught:
+        ring().verify(sign_raw(header, json.dumps(good).encode(), "HS256"), expected_type=BOTH)
+    assert reason(caught) == "malformed"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"aud": [AUDIENCE]}, "wrong_audience"),
+        ({"aud": ""}, "missing_aud"),
+        ({"aud": None}, "missing_aud"),
+        ({"iss": [ISSUER]}, "wrong_issuer"),
+        ({"iss": 1}, "wrong_issuer"),
+        ({"exp": True}, "bad_claims"),
+        ({"iat": False}, "bad_claims"),
+        ({"exp": 1_750_003_600.0}, "bad_claims"),
+        ({"exp": float("nan")}, "bad_claims"),
+        ({"exp": float("inf")}, "bad_claims"),
+        ({"exp": "1750003600"}, "bad_claims"),
+        ({"exp": 10**5000}, "malformed"),  # past Python's int-parsing limit
+        ({"sub": 1}, "malformed"),
+        ({"jti": ["x"]}, "malformed"),
+        ({"sub": ""}, "bad_claims"),
+        ({"type": ["access"]}, "bad_claims"),
+        ({"pool": {"organization": True}}, "bad_claims"),
+        ({"email": {"a": 1}}, "bad_claims"),
+        ({"seat_id": 7}, "bad_claims"),
+        ({"extra": 1}, "bad_claims"),
+    ],
+)
+def test_verify_refuses_odd_claim_values(change: dict[str, Any], why: str) -> None:
+    if change.get("exp") == 10**5000:
+        sys.set_int_max_str_digits(0)  # only to write the token
+        try:
+            payload = json.dumps({**claims().to_dict(), **change})
+        finally:
+            sys.set_int_max_str_digits(4300)
+        token = sign_raw(b'{"alg":"HS256","typ":"at+jwt"}', payload.encode(), "HS256")
+    else:
+        token = forge_hs256(
+            {"alg": "HS256", "typ": "at+jwt"}, {**claims().to_dict(), **change}, SECRET
+        )
+    with pytest.raises(InvalidToken) as caught:
+        ring().verify(token, expected_type=BOTH)
+    assert reason(caught) == why
+    assert_agrees(ring(), token)
+
+
+def test_verify_refuses_the_b64_header_and_a_null_kid_on_hs256() -> None:
+    payload = claims().to_dict()
+    for extra, why in (({"b64": True}, "unexpected_header"), ({"b64": False}, "unexpected_header"),
+                       ({"kid": None}, "unknown_kid")):  # fmt: skip
+        token = forge_hs256({"alg": "HS256", "typ": "at+jwt", **extra}, payload, SECRET)
+        with pytest.raises(InvalidToken) as caught:
+            ring().verify(token, expected_type=BOTH)
+        assert reason(caught) == why
+
+
+# -- property tests: random mutations and random signed content ---------------------------
+
+_MUTATION_CHARS = string.ascii_letters + string.digits + "-_=.+/ \t\n\r\x00é\uff21\u200b\ud800"
+_PROPERTY_SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_PROPERTY_SETTINGS
+@given(data=st.data())
+def test_property_mutated_tokens_agree_with_jwt_decode(
+    data: st.DataObject, k1: dict[str, str]
+) -> None:
+    keys = data.draw(st.sampled_from([ring(), ring(k1)]), label="ring")
+    token = keys.sign(
+        claims(data.draw(st.sampled_from(sorted(BOTH))), org=data.draw(st.booleans()))
+    )
+    for _ in range(data.draw(st.integers(1, 3), label="edits")):
+        at = data.draw(st.integers(0, len(token)), label="at")
+        char = data.draw(st.sampled_from(_MUTATION_CHARS), label="char")
+        edit = data.draw(st.sampled_from(["replace", "insert", "delete"]), label="edit")
+        if edit == "insert":
+            token = token[:at] + char + token[at:]
+        elif edit == "delete":
+            token = token[:at] + token[at + 1 :]
+        else:
+            token = token[:at] + char + token[at + 1 :]
+    assert_agrees(keys, token)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_CLAIM_NAMES = st.sampled_from([*claims().to_dict(), "nbf", "admin", "scope"])
+
+
+@st.composite
+def signed_tokens(draw: st.DrawFn, k1: dict[str, str], k2: dict[str, str]) -> str:
+    """Tokens signed with our keys (or k2, unknown to the ring) over content that is
+    mostly ours, with a few headers and claims changed to odd JSON values."""
+    token_type = draw(st.sampled_from(sorted(BOTH)))
+    alg = draw(st.sampled_from(["HS256"] * 6 + ["ES256"] * 6 + ["none", "HS384", None, 5]))
+    header: dict[str, Any] = {"alg": alg, "typ": {"access": "at+jwt"}.get(token_type, "JWT")}
+    if alg == "ES256":
+        header["kid"] = "k1"
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+        name = draw(st.sampled_from(["typ", "kid", "alg", "jku", "x5u", "crit", "b64", "cty"]))
+        if draw(st.booleans()):
+            header.pop(name, None)
+        else:
+            header[name] = draw(
+                st.sampled_from(["at+jwt", "JWT", "AT+JWT", "k1", "k2", "", "HS256", "ES256"])
+                | _JSON_VALUES
+            )
+    now = NOW + draw(st.sampled_from([0] * 6 + [30, 61, -3600, -3599, 3600, -(10**9)]))
+    payload = claims(token_type, org=draw(st.booleans()), now=now).to_dict()
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2, 3]))):
+        name = draw(_CLAIM_NAMES)
+        if draw(st.integers(0, 3)) == 0:
+            payload.pop(name, None)
+        else:
+            payload[name] = draw(
+                _JSON_VALUES | st.sampled_from([ISSUER, AUDIENCE, "org_x", "access", "personal"])
+            )
+    signer = draw(st.sampled_from([k1, k1, k2])) if alg == "ES256" else None
+    return sign_raw(
+        json.dumps(header).encode(),
+        json.dumps(payload).encode(),
+        "ES256" if signer else "HS256",
+        signer,
+    )
+
+
+@_PROPERTY_SETTINGS
+@given(data=st.data())
+def test_property_signed_tokens_agree_with_jwt_decode(
+    data: st.DataObject, k1: dict[str, str], k2: dict[str, str]
+) -> None:
+    keys = data.draw(st.sampled_from([ring(), ring(k1), ring(k1)]), label="ring")
+    token = data.draw(signed_tokens(k1, k2), label="token")
+    expected = data.draw(st.sampled_from([BOTH, {TOKEN_TYPE_ACCESS}, {TOKEN_TYPE_EXTENSION}]))
+    assert_agrees(keys, token, expected)
+
+
+@_PROPERTY_SETTINGS
+@given(raw=st.binary(max_size=40), extra=st.text(alphabet=string.ascii_letters + "-_", max_size=3))
+def test_property_only_canonical_base64url_is_decoded(raw: bytes, extra: str) -> None:
+    """The hand-written canonicality rule equals "re-encoding gives the same text"."""
+    canonical = b64(raw)
+    assert signing._b64url_decode(canonical) == raw
+    segment = canonical + extra
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error:
+        decoded = None
+    ours = outcome(lambda: signing._b64url_decode(segment))
+    if decoded is not None and b64(decoded) == segment:
+        assert ours == ("accepted", decoded)
+    else:
+        assert ours == ("refused", "malformed")
+
+
+def test_concurrent_verification_during_key_refreshes(
+    k1: dict[str, str], k2: dict[str, str]
+) -> None:
+    """One ring, many threads, refreshes in between: every answer is right."""
+    clock = Clock()
+    keys = ring(k1, clock=clock, key_source=lambda: [k1, k2], refresh_interval=0)
+    good = [keys.sign(claims(org=org)) for org in (False, True)]
+    good.append(ring().sign(claims()))  # HS256, verified by the same ring
+    foreign = ring(k2, clock=clock).sign(claims())
+    errors: list[str] = []
+
+    def work() -> None:
+        for i in range(300):
+            try:
+                keys.verify(good[i % len(good)], expected_type=TOKEN_TYPE_ACCESS)
+                keys.verify(foreign, expected_type=TOKEN_TYPE_ACCESS)  # k2: found by a refresh
+            except InvalidToken as exc:
+                errors.append(exc.reason)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert keys.refresh_count >= 1
+
+
+def test_verify_refuses_json_with_whitespace_around_or_text_after_it() -> None:
+    """We write compact JSON; anything else in a signed segment is not ours."""
+    body = json.dumps(claims().to_dict()).encode()
+    header = b'{"alg":"HS256","typ":"at+jwt"}'
+    assert ring().verify(sign_raw(header, body, "HS256"), expected_type=BOTH)
+    for payload in (b" " + body, body + b"\n", body + b"{}", body + b" 1"):
+        with pytest.raises(InvalidToken) as caught:
+            ring().verify(sign_raw(header, payload, "HS256"), expected_type=BOTH)
+        assert reason(caught) == "malformed"
+    with pytest.raises(InvalidToken) as caught:
+        ring().verify(sign_raw(b" " + header, body, "HS256"), expected_type=BOTH)
+    assert reason(caught) == "malformed"
