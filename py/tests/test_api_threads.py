@@ -25,8 +25,12 @@ def test_results_exceptions_arguments_and_context_reach_the_caller() -> None:
         total, seen, thread = await workers.run(call, 1, b=2)
         assert (total, seen) == (3, "caller's")
         assert thread.startswith("t-") and thread != threading.current_thread().name
+
+        def fail() -> None:
+            raise KeyError("boom")
+
         with pytest.raises(KeyError, match="boom"):
-            await workers.run(lambda: {}["boom"])
+            await workers.run(fail)
         assert (await workers.run(call, 0, b=0))[0] == 0  # the thread survived
 
     asyncio.run(main())

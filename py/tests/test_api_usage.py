@@ -7,6 +7,11 @@ personal fallback), C3 (seat re-checked at deduction), C4 (idempotency).
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
 
 from support.world import World
 
@@ -204,9 +209,12 @@ def _access_token(world: World, user: str, org: str) -> str:
     return keys.sign(claims)
 
 
-def test_the_direct_path_and_fastapis_handler_answer_alike(world: World, monkeypatch) -> None:
+def test_the_direct_path_and_fastapis_handler_answer_alike(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """routes_usage.UsageRoute: same status, body and headers with and without its direct path."""
     import issuer.api.routes_usage as routes_usage
+    from issuer.flows.usage import MAX_IDEMPOTENCY_KEY
 
     org = world.org(pool=1000, name="Acme Inc")
     erin = world.user(personal=3)
@@ -219,15 +227,17 @@ def test_the_direct_path_and_fastapis_handler_answer_alike(world: World, monkeyp
     used: list[bool] = []
     usual = routes_usage._usual_request
 
-    async def counted(request):  # type: ignore[no-untyped-def]
+    async def counted(request: Request) -> Any:
         result = await usual(request)
         used.append(result is not None)
         return result
 
-    async def never(_request):  # type: ignore[no-untyped-def]
+    async def never(_request: Request) -> None:
         return None
 
-    def both(token: str | None, content: bytes, headers: dict[str, str] | None = None):
+    def both(
+        token: str | None, content: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[httpx.Response, httpx.Response]:
         h = {**json_type, **(headers or {})}
         if token:
             h["Authorization"] = f"Bearer {token}"
@@ -237,7 +247,7 @@ def test_the_direct_path_and_fastapis_handler_answer_alike(world: World, monkeyp
         fastapi = world.client.post("/api/extension/usage", content=content, headers=h)
         return direct, fastapi
 
-    def same(direct, fastapi) -> None:  # type: ignore[no-untyped-def]
+    def same(direct: httpx.Response, fastapi: httpx.Response) -> None:
         assert (direct.status_code, direct.json()) == (fastapi.status_code, fastapi.json())
         strip = {"content-length", "date"}
         assert {k: v for k, v in direct.headers.items() if k not in strip} == {
@@ -257,8 +267,12 @@ def test_the_direct_path_and_fastapis_handler_answer_alike(world: World, monkeyp
             token, b'{"amount": 1, "description": "x"}', {"Idempotency-Key": kind}
         )
         assert direct.json()["replayed"] is False and fastapi.json()["replayed"] is True
+        # The longest key both accept: the route's declared limit is spend's.
+        longest = {"Idempotency-Key": kind[0] * MAX_IDEMPOTENCY_KEY}
+        direct, fastapi = both(token, b'{"amount": 1, "description": "x"}', longest)
+        assert direct.status_code == fastapi.status_code == 200, (direct.text, fastapi.text)
 
-        long_key = {"Idempotency-Key": "k" * 201}
+        long_key = {"Idempotency-Key": "k" * (MAX_IDEMPOTENCY_KEY + 1)}
         for content, headers in [
             (b'{"amount": 1, "description": "x", "org_id": "org_other"}', None),
             (b'{"amount": 5000, "description": "x"}', None),  # 402
@@ -278,6 +292,6 @@ def test_the_direct_path_and_fastapis_handler_answer_alike(world: World, monkeyp
             same(direct, fastapi)
 
     for content in (b'{"amount": 1, "description": "x"}', b'{"amount": 1', b""):
-        for token in (None, "not-a-token", world.session(erin)):
-            same(*both(token, content))
+        for other in (None, "not-a-token", world.session(erin)):
+            same(*both(other, content))
     assert world.consistency_problems() == []

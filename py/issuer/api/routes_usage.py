@@ -103,7 +103,7 @@ async def record_usage(
     request: Request,
     claims: ClaimsDep,
     body: UsageRequest,
-    idempotency_key: Annotated[str | None, Header(max_length=MAX_IDEMPOTENCY_KEY)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """Deduct credits from the pool the token names; a retried Idempotency-Key is charged once."""
     # Async: everything but the deduction runs on the event loop; the
