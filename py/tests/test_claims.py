@@ -17,6 +17,7 @@ from issuer.claims import (
     OrgAttribution,
     TokenClaims,
     build_claims,
+    new_jti,
     validate_claims,
 )
 
@@ -87,6 +88,22 @@ def test_org_token_copies_attribution_and_org_role() -> None:
 def test_every_token_gets_its_own_jti() -> None:
     assert personal()["jti"] != personal()["jti"]
     uuid.UUID(personal()["jti"])
+
+
+def test_new_jti_is_a_random_uuid4_in_canonical_form() -> None:
+    seen = set()
+    for _ in range(2000):
+        jti = new_jti()
+        parsed = uuid.UUID(jti)
+        assert str(parsed) == jti  # lower-case hex, 8-4-4-4-12
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        seen.add(jti)
+    assert len(seen) == 2000
+    # Every one of the 122 random bits varies (none stuck at 0 or 1).
+    values = [uuid.UUID(new_jti()).int for _ in range(400)]
+    fixed = (1 << 128) - 1 - (0xF << 76) - (0x3 << 62)  # all but version and variant bits
+    assert all(any(v >> bit & 1 for v in values) for bit in range(128) if fixed >> bit & 1)
+    assert all(not all(v >> bit & 1 for v in values) for bit in range(128) if fixed >> bit & 1)
 
 
 @pytest.mark.parametrize("key", ["clerk_org_id", "organization_id", "seat_id"])
@@ -229,3 +246,19 @@ def test_build_claims_validates_what_it_is_given() -> None:
         build_claims("", None, TOKEN_TYPE_ACCESS, None, issuer="i", audience="a", ttl_seconds=60)
     with pytest.raises(ValueError, match="iss"):
         build_claims("u", None, TOKEN_TYPE_ACCESS, None, issuer="", audience="a", ttl_seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seat_id": ""}, "seat_id must be a non-empty string"),
+        ({"clerk_org_id": 7}, "clerk_org_id must be a non-empty string"),
+        ({"organization_name": 5}, "organization_name must be a string or null"),
+        ({"org_role": ["org:admin"]}, "org_role must be a string or null"),
+        ({"seat_role": b"member"}, "seat_role must be a string or null"),
+    ],
+)
+def test_org_attribution_refuses_wrong_types(change: dict[str, Any], message: str) -> None:
+    attribution = OrgAttribution.from_rpc(RPC_ROW, org_role="org:member")
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(attribution, **change)
