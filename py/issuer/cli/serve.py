@@ -21,6 +21,8 @@ def serve(
     """Serve the HTTP API (settings from the environment; see docs/operations.md)."""
     import uvicorn
 
+    from issuer.api.http_protocol import HeadLimitedHttpToolsProtocol
+
     load_settings()  # fail here, with the variable's name, not inside a worker
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "127.0.0.1")
     uvicorn.run(
@@ -32,8 +34,10 @@ def serve(
         log_level=log_level,
         # Request limits at the HTTP layer (F4, docs/reliability.md); the app
         # adds its own (issuer.api.app: 431 headers, 413 bodies, JSON depth).
-        http="h11",  # pinned: the header limit below is h11's (httptools has none)
-        h11_max_incomplete_event_size=16 * 1024,  # request line + headers > 16 KB: 400
+        # httptools (C parser) with h11's 16 KB incomplete-head limit added
+        # back (issuer.api.http_protocol); uvloop when installed ("auto").
+        http=HeadLimitedHttpToolsProtocol,
+        loop="auto",
         limit_concurrency=1000,  # more open connections/requests: 503
         timeout_keep_alive=5,  # idle keep-alive connections closed after 5 s
         server_header=False,  # do not advertise the server software
