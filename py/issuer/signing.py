@@ -164,7 +164,9 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 _JSON_DECODER: Final = json.JSONDecoder(object_pairs_hook=_object_without_duplicates)
 """Strict JSON objects: a member name given twice is an error, not "last wins"
-(RFC 7515 §5.2 allows either; two parsers must never read different claims)."""
+(RFC 7515 §5.2 allows either; two parsers must never read different claims).
+Shared by all threads like ``json.loads``'s own decoder: its only state is a
+cache of member-name strings."""
 
 _JSON_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 """Compact, ASCII-only: the bytes ``jwt.encode`` produces for the same dict."""
