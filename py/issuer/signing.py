@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm, HMACAlgorithm
+from jwt.algorithms import Algorithm, ECAlgorithm, HMACAlgorithm
 from jwt.exceptions import InvalidKeyError
 
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, TOKEN_TYPES, TokenClaims
@@ -90,8 +90,8 @@ _ALGORITHMS_BOTH: Final = frozenset({HS256, ES256})
 
 # PyJWT's algorithm objects hold no state but the hash (and curve): one of each
 # serves every thread.
-_HMAC_SHA256: Final = HMACAlgorithm(HMACAlgorithm.SHA256)
-_ECDSA_P256_SHA256: Final = ECAlgorithm(ECAlgorithm.SHA256, ec.SECP256R1)
+_HMAC_SHA256: Final[Algorithm] = HMACAlgorithm(HMACAlgorithm.SHA256)
+_ECDSA_P256_SHA256: Final[Algorithm] = ECAlgorithm(ECAlgorithm.SHA256, ec.SECP256R1)
 
 _EXPECTED_BY_NAME: Final[Mapping[str, frozenset[str]]] = {
     name: frozenset({name}) for name in TOKEN_TYPES
@@ -223,7 +223,7 @@ class KeyRing:
             raise ValueError("HS256 secret must be at least 32 bytes")
         try:
             # PyJWT's own refusals (a PEM, DER or JWK "secret"), once instead of per token.
-            hmac_key = _HMAC_SHA256.prepare_key(hmac_secret)
+            hmac_key: bytes = _HMAC_SHA256.prepare_key(hmac_secret)
         except InvalidKeyError as exc:
             raise ValueError(f"HS256 secret refused: {exc}") from None
         ec_keys = _load_ec_keys(es256_jwks)
@@ -399,7 +399,7 @@ class KeyRing:
         if not _FORBIDDEN_HEADERS.isdisjoint(header):
             raise InvalidToken("unexpected_header")
 
-        ec_key: _EcKey | None = None
+        key: bytes | ec.EllipticCurvePublicKey
         if alg == HS256:
             if "kid" in header:
                 # HS256 tokens never carry a kid; one naming an ES256 key is an
@@ -407,7 +407,8 @@ class KeyRing:
                 kid = header["kid"]
                 known = isinstance(kid, str) and kid in ec_keys
                 raise InvalidToken("kid_alg_mismatch" if known else "unknown_kid")
-        else:
+            algorithm, key = _HMAC_SHA256, self._hmac_key
+        else:  # ES256, the only other entry of the allow-list
             kid = header.get("kid")
             if not isinstance(kid, str) or not kid:
                 raise InvalidToken("missing_kid")
@@ -416,15 +417,12 @@ class KeyRing:
                 ec_key = self._find_ec_key(kid)
                 if ec_key is None:
                     raise InvalidToken("unknown_kid")
+            algorithm, key = _ECDSA_P256_SHA256, ec_key.public_key
 
         payload_json = _b64url_decode(payload_b64)
         signature = _b64url_decode(signature_b64)
         signing_input = token[: segments.end(2)].encode("ascii")
-        if ec_key is None:
-            valid = _HMAC_SHA256.verify(signing_input, self._hmac_key, signature)
-        else:
-            valid = _ECDSA_P256_SHA256.verify(signing_input, ec_key.public_key, signature)
-        if not valid:
+        if not algorithm.verify(signing_input, key, signature):
             raise InvalidToken("bad_signature")
 
         payload = _json_object(payload_json)
