@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 #: request of a few KB.
 MAX_BODY_BYTES = 64 * 1024
 #: Largest sum of header name and value sizes (bytes). A Clerk session token is
-#: 1-3 KB. (uvicorn's h11 parser under ``issuer serve`` also refuses, with 400, a
-#: request head that is still incomplete after 16 KB; a head that arrives in one
-#: read is not caught there, so this check is the one that always holds.)
+#: 1-3 KB. (``issuer serve`` also refuses, with 400, a request head that is
+#: still incomplete after 16 KB: issuer.api.http_protocol; a head that arrives
+#: in one read is not caught there, so this check is the one that always holds.)
 MAX_HEADER_BYTES = 12 * 1024
 #: Longest path plus query string (bytes): 414 beyond.
 MAX_URL_BYTES = 8 * 1024

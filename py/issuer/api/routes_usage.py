@@ -10,8 +10,12 @@ they answer alike (``tests/test_api_usage.py`` checks both).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import json
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
@@ -21,17 +25,20 @@ from pydantic import ValidationError
 
 from issuer.api.deps import ClaimsDep, our_token
 from issuer.api.models import ErrorBody, UsageCharged, UsageRequest
-from issuer.api.threads import WorkerThreads
 from issuer.claims import TokenClaims
 from issuer.errors import BadRequest
 from issuer.flows import usage
 from issuer.flows.usage import MAX_IDEMPOTENCY_KEY, REFUSAL_STATUS
 from issuer.service import Issuer
 
-#: The deduction's threads (issuer.api.threads: cheaper per call than
-#: run_in_threadpool). 40 as anyio's default; the database pool's own
-#: acquire timeout (503 after 5 s) still bounds each call's wait for a connection.
-_WORKERS = WorkerThreads(40, name="usage")
+#: The deduction's threads: the request's one hand-off from the event loop.
+#: A plain executor, not Starlette's run_in_threadpool (anyio adds a
+#: checkpoint, a capacity limiter and a cancel scope per call). 40 as anyio's
+#: default; the database pool's acquire timeout (503 after 5 s) still bounds
+#: each call's wait for a connection. A deduction already running when its
+#: request is cancelled finishes (its charge is in the ledger, as a retry
+#: with the same Idempotency-Key will find); one still queued never starts.
+_EXECUTOR = ThreadPoolExecutor(max_workers=40, thread_name_prefix="usage")
 
 #: Keys that would name a pool: the pool comes from the verified token only (A4).
 _POOL_KEYS = {"clerk_org_id", "organization_id", "org_id", "pool"}
@@ -114,7 +121,8 @@ async def record_usage(
         raise BadRequest(
             f"{sorted(extra)[0]} is not accepted here: the pool comes from the token (A4)"
         )
-    result = await _WORKERS.run(
+    call = functools.partial(
+        contextvars.copy_context().run,
         usage.spend,
         issuer,
         claims,
@@ -123,6 +131,7 @@ async def record_usage(
         context=body.context,
         idempotency_key=idempotency_key,
     )
+    result = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
     if not result.ok:
         reason = result.reason or "refused"
         content: dict[str, Any] = {"error": reason, "pool": result.pool or claims.pool}
