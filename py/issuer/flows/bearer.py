@@ -29,21 +29,6 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-def verify_signed(
-    keys: KeyRing, rpc: Rpc | None, token: str, *, allowed: Collection[str] = ANY_BEARER
-) -> TokenClaims:
-    """First step of :func:`verify_token`, no I/O: signature and claims.
-
-    Without an ``rpc`` a long-lived token cannot be checked for revocation,
-    so it is refused here (fail closed). The caller must still run
-    :func:`check_stored` unless :func:`needs_lookup` says no.
-    """
-    claims = keys.verify(token, expected_type=allowed)
-    if claims.type != TOKEN_TYPE_ACCESS and rpc is None:
-        raise InvalidToken("wrong_type")
-    return claims
-
-
 def needs_lookup(claims: TokenClaims) -> bool:
     """Does :func:`check_stored` have to query the database for these claims?"""
     return claims.type != TOKEN_TYPE_ACCESS
@@ -55,7 +40,7 @@ def check_stored(rpc: Rpc | None, token: str, claims: TokenClaims) -> None:
     Unknown, revoked or issued to someone else: ``InvalidToken("revoked")``.
     An access token needs nothing stored; any other type is refused.
     """
-    if claims.type == TOKEN_TYPE_ACCESS:
+    if not needs_lookup(claims):
         return
     if claims.type != TOKEN_TYPE_EXTENSION or rpc is None:
         raise InvalidToken("wrong_type")
@@ -71,9 +56,9 @@ def verify_token(
 
     Without an ``rpc`` a long-lived token cannot be checked for revocation,
     so it is refused (fail closed). Async callers run the two steps apart:
-    :func:`verify_signed` inline, :func:`check_stored` in a thread.
+    ``KeyRing.verify`` inline, :func:`check_stored` in a thread.
     """
-    claims = verify_signed(keys, rpc, token, allowed=allowed)
+    claims = keys.verify(token, expected_type=allowed)
     check_stored(rpc, token, claims)
     return claims
 
