@@ -25,6 +25,10 @@ class IssuerError(Exception):
         self.message = message or self.code
         super().__init__(self.message)
 
+    def challenge(self) -> str | None:
+        """The ``WWW-Authenticate`` value of this error's answer, if it needs one."""
+        return None
+
 
 class ConfigError(IssuerError):
     """A configuration variable is missing or invalid; start-up must stop.
@@ -47,11 +51,37 @@ class BadRequest(IssuerError):
     status = 400
 
 
+class InvalidClient(IssuerError):
+    """Token endpoint: the client is unknown or sent no ``client_id`` (RFC 6749 §5.2).
+
+    ``scheme`` is the authentication scheme of the request's ``Authorization``
+    header, if it had one: RFC 6749 §5.2 then wants a ``WWW-Authenticate``
+    challenge of that scheme. Our clients are public (``none``), so without
+    one there is no challenge to send.
+    """
+
+    code = "invalid_client"
+    status = 401
+
+    def __init__(self, message: str, *, scheme: str | None = None) -> None:
+        self.scheme = scheme
+        super().__init__(message)
+
+    def challenge(self) -> str | None:
+        if not self.scheme:
+            return None
+        return f'{self.scheme} realm="token endpoint"'
+
+
 class InvalidGrant(IssuerError):
     """A code, verifier or refresh token is wrong, expired or reused (OAuth)."""
 
     code = "invalid_grant"
     status = 400
+
+
+MISSING_BEARER_TOKEN = "missing_bearer_token"
+"""The ``InvalidToken`` reason of a request without a bearer token at all."""
 
 
 class InvalidToken(IssuerError):
@@ -68,6 +98,12 @@ class InvalidToken(IssuerError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"invalid token: {reason}")
+
+    def challenge(self) -> str:
+        """RFC 6750 §3.1: no error code when the request carried no credentials."""
+        if self.reason == MISSING_BEARER_TOKEN:
+            return "Bearer"
+        return 'Bearer error="invalid_token"'
 
 
 class Forbidden(IssuerError):

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     jwt_signing_alg: Literal["HS256", "ES256"] | None = None
     """Which algorithm signs; default ES256 when JWT_SIGNING_KEYS is set, else HS256."""
     jwt_issuer: str = "softcodes.ai"
+    """The tokens' ``iss`` claim (a name, not a URL: the seed's consumers check it)."""
+    issuer_url: str | None = None
+    """The issuer's public base URL: the RFC 8414 / RFC 9207 issuer identifier
+    and the base of every endpoint in the metadata. Unset: ``issuer serve``
+    uses ``http://127.0.0.1:<port>`` when it binds to loopback, otherwise each
+    request's own base URL is used (set it in production)."""
     jwt_audience: str = "vscode-extension"
     access_token_ttl: int = Field(default=3600, gt=0)
     extension_token_ttl: int = Field(default=90 * DAY, gt=0)
@@ -146,6 +152,28 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("issuer_url")
+    @classmethod
+    def _issuer_identifier(cls, value: str | None) -> str | None:
+        """RFC 8414 §2: an https URL (http for loopback), no query or fragment.
+
+        No path either: RFC 8414 §3 would then put the metadata under
+        ``/.well-known/oauth-authorization-server/<path>``, which this server
+        does not serve.
+        """
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError("must not have a query or fragment")
+        if parts.path not in ("", "/"):
+            raise ValueError("must not have a path (the issuer is served at the host's root)")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not contain credentials")
         return value.rstrip("/")
 
     @field_validator("database_url")

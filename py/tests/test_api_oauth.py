@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from support.world import CLIENT_ID, REDIRECT_URI, World, pkce_pair
+from support.world import CLIENT_ID, REDIRECT_URI, World, make_world, pkce_pair
 
 
 def _code(world: World, user: str, challenge: str, org: str | None = None, **kw: Any) -> str:
@@ -125,7 +125,7 @@ def test_O3_other_client_redirect_mismatch_and_unknown_client(world: World) -> N
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     code = _code(world, user, challenge)
     r = _redeem(world, code, verifier, client_id="someone-else")
-    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"  # R3
     r = world.client.post(
         "/api/auth/complete-vscode-auth",
         json={
@@ -192,7 +192,7 @@ def test_O6_concurrent_refreshes_never_yield_two_live_families(world: World) -> 
 
 
 def test_O7_revocation_answers_200_for_anything_and_revokes_descendants(world: World) -> None:
-    for token in ("", "garbage", "rt_unknown", "a" * 5000):
+    for token in ("garbage", "rt_unknown", "a" * 5000, "a" * 9000):
         r = world.client.post("/api/extension/auth/revoke", data={"token": token})
         assert r.status_code == 200
     first = _signed_in(world)
@@ -280,3 +280,78 @@ def test_dashboard_and_session_refresh_tokens(world: World) -> None:
 def test_discovery_and_health(world: World, path: str) -> None:
     r = world.client.get(path)
     assert r.status_code == 200, r.text
+
+
+def test_R3_unknown_or_missing_client_id_is_401_invalid_client(world: World) -> None:
+    """RFC 6749 §5.2: invalid_client, 401; a challenge only for a client that tried a scheme."""
+    user = world.user()
+    verifier, challenge = pkce_pair()
+    code = _code(world, user, challenge)
+    for over in ({"client_id": "unknown"}, {"client_id": ""}):
+        r = _redeem(world, code, verifier, **over)
+        assert (r.status_code, r.json()["error"]) == (401, "invalid_client"), r.text
+        assert "www-authenticate" not in r.headers  # public client, no scheme tried
+    r = _refresh(world, "rt_whatever")
+    assert r.status_code == 400  # a known client: the grant is judged
+    r = world.client.post(
+        "/api/extension/auth/token",
+        data={"grant_type": "refresh_token", "refresh_token": "rt_x", "client_id": "nobody"},
+        headers={"Authorization": "Basic bm9ib2R5Og=="},
+    )
+    assert (r.status_code, r.json()["error"]) == (401, "invalid_client")
+    assert r.headers["www-authenticate"].startswith("Basic ")
+    # The code was not spent by the refusals above.
+    assert _redeem(world, code, verifier).status_code == 200
+    r = world.client.post("/api/extension/auth/token", data={"grant_type": "password"})
+    assert (r.status_code, r.json()["error"]) == (400, "unsupported_grant_type")
+
+
+def test_R3_revocation_without_a_token_is_400_invalid_request(world: World) -> None:
+    """RFC 7009 §2.1: ``token`` is required."""
+    for data in ({}, {"token": ""}, {"token_type_hint": "refresh_token"}):
+        r = world.client.post("/api/extension/auth/revoke", data=data)
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_request"), data
+    r = world.client.post("/api/extension/auth/revoke", json={"token": None})
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
+
+
+def test_R3_no_credentials_get_a_challenge_without_an_error_code(world: World) -> None:
+    """RFC 6750 §3.1: without credentials, ``WWW-Authenticate: Bearer`` and no error code."""
+    for headers in ({}, {"Authorization": "Basic dXNlcjpwdw=="}):
+        r = world.client.get("/api/extension/auth/validate", headers=headers)
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == "Bearer"
+        r = world.client.post(
+            "/api/extension/usage", json={"amount": 1, "description": "x"}, headers=headers
+        )
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == "Bearer"
+    bad = {"Authorization": "Bearer not-a-token"}
+    r = world.client.get("/api/extension/auth/validate", headers=bad)
+    assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_R1_metadata_issuer_is_the_public_base_url_not_the_token_iss(
+    world: World, fake_clerk: Any
+) -> None:
+    """RFC 8414 §3.3: ``issuer`` is the URL the metadata is served under; tokens keep JWT_ISSUER."""
+    r = world.client.get("/.well-known/oauth-authorization-server")
+    metadata = r.json()
+    assert metadata["issuer"] == "http://testserver"  # no ISSUER_URL: the request's base
+    for key in ("authorization_endpoint", "token_endpoint", "revocation_endpoint", "jwks_uri"):
+        assert metadata[key].startswith(metadata["issuer"] + "/"), key
+    assert metadata["authorization_response_iss_parameter_supported"] is True
+    tokens = _signed_in(world)
+    claims = world.client.get(
+        "/api/extension/auth/validate",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    ).json()["claims"]
+    assert claims["iss"] == "softcodes.ai"
+    other = make_world(world.db_url, fake_clerk, ISSUER_URL="https://issuer.example.com")
+    try:
+        metadata = other.client.get("/.well-known/oauth-authorization-server").json()
+        assert metadata["issuer"] == "https://issuer.example.com"
+        assert metadata["token_endpoint"] == "https://issuer.example.com/api/extension/auth/token"
+    finally:
+        other.close()
+        other.issuer.close()

@@ -77,3 +77,12 @@ def test_pkce_sign_in_and_metered_usage_over_real_http(world: World, served: Ser
         assert big.status_code == 413
     assert world.pool_balance(org) == 15
     assert world.consistency_problems() == []
+
+
+def test_R1_served_metadata_issuer_is_where_it_is_served(served: Served) -> None:
+    """`issuer serve` on loopback: ISSUER_URL defaults to http://127.0.0.1:<port> (RFC 8414 §3.3)."""
+    with httpx.Client(base_url=served.url, timeout=10) as http:
+        metadata = http.get("/.well-known/oauth-authorization-server").json()
+    assert metadata["issuer"] == served.url
+    assert metadata["token_endpoint"] == served.url + "/api/extension/auth/token"
+    assert metadata["authorization_response_iss_parameter_supported"] is True

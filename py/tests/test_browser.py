@@ -187,6 +187,7 @@ def _sign_in(world: World, context: BrowserContext, served: Served, user: str) -
 
 def _authorize_url(served: Served, elsewhere: Elsewhere, challenge: str, **extra: str) -> str:
     query = {
+        "response_type": "code",
         "client_id": CLIENT_ID,
         "redirect_uri": elsewhere.callback_uri(),
         "state": "st-browser",
@@ -304,7 +305,7 @@ def test_deny_and_signing_in_first(
     page.goto(url)
     page.get_by_role("button", name="Deny").click()
     query = _callback_query(elsewhere, page)
-    assert query == {"error": ["access_denied"], "state": ["st-browser"]}
+    assert query == {"error": ["access_denied"], "state": ["st-browser"], "iss": [served.url]}
     _shot(page, "authorize-denied.png")
 
 

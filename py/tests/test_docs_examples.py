@@ -487,7 +487,9 @@ def test_fastapi_backend_maps_refusals_and_errors(world: World, py_backend: PyBa
     for token in (None, "not-a-token", b.tokens["revoked"]):
         r = b.post(token)
         assert (r.status_code, r.json()["error"]) == (401, "invalid_token"), r.text
-        assert r.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+        # RFC 6750 §3.1 (R3): no error code when no credentials were sent.
+        challenge = "Bearer" if token is None else 'Bearer error="invalid_token"'
+        assert r.headers["WWW-Authenticate"] == challenge
     assert world.consistency_problems() == []
 
 

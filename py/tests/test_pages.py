@@ -76,6 +76,7 @@ class Page(HTMLParser):
 
 def _auth_query(challenge: str, **over: str) -> dict[str, str]:
     query = {
+        "response_type": "code",
         "client_id": CLIENT_ID,
         "redirect_uri": REDIRECT_URI,
         "state": "st-42",
@@ -262,6 +263,53 @@ def test_bad_pkce_parameters_go_back_to_the_registered_client(world: World) -> N
     query = parse_qs(urlsplit(location).query)
     assert query["error"] == ["invalid_request"]
     assert query["state"] == ["st-42"]
+    assert query["iss"] == ["http://testserver"]
+
+
+def test_R3_response_type_is_checked_and_answered_to_the_registered_client(
+    world: World, alice_orgs: dict[str, str]
+) -> None:
+    """RFC 6749 §4.1.2.1: unsupported_response_type / invalid_request, by redirect."""
+    _, challenge = pkce_pair()
+    for response_type, error in (
+        ("token", "unsupported_response_type"),
+        ("code id_token", "unsupported_response_type"),
+        ("", "invalid_request"),
+    ):
+        query = _auth_query(challenge, response_type=response_type)
+        if not response_type:
+            del query["response_type"]
+        r = _get(
+            world, "/vscode/authorize?" + urlencode(query), _cookie(world, alice_orgs["alice"])
+        )
+        assert r.status_code == 303, (response_type, r.text)
+        location = r.headers["location"]
+        assert location.startswith(REDIRECT_URI + "?")
+        answer = parse_qs(urlsplit(location).query)
+        assert answer["error"] == [error], response_type
+        assert answer["state"] == ["st-42"]
+        assert answer["iss"] == ["http://testserver"]
+    # An unregistered redirect URI is still an error page, whatever the response type.
+    query = _auth_query(challenge, response_type="token", redirect_uri="https://evil.example/cb")
+    r = _get(world, "/vscode/authorize?" + urlencode(query))
+    assert r.status_code == 400 and "location" not in r.headers
+
+
+def test_R1_authorization_responses_carry_iss_the_metadata_issuer(
+    world: World, alice_orgs: dict[str, str]
+) -> None:
+    """RFC 9207: ``iss`` on the success redirect equals the RFC 8414 ``issuer``."""
+    alice = alice_orgs["alice"]
+    _, challenge = pkce_pair()
+    form = _form(world, alice, challenge)
+    assert form["response_type"] == "code"
+    r = _post(world, "/vscode/authorize", {**form, "decision": "approve"}, _cookie(world, alice))
+    assert r.status_code == 303, r.text
+    answer = parse_qs(urlsplit(r.headers["location"]).query)
+    metadata = world.client.get("/.well-known/oauth-authorization-server").json()
+    assert metadata["authorization_response_iss_parameter_supported"] is True
+    assert answer["iss"] == [metadata["issuer"]] == ["http://testserver"]
+    assert set(answer) == {"code", "state", "iss"}
 
 
 def test_sign_in_url_not_configured_gives_a_page(world: World, fake_clerk: FakeClerk) -> None:
@@ -396,7 +444,11 @@ def test_deny_redirects_with_access_denied_and_the_state(
     assert r.status_code == 303
     location = r.headers["location"]
     assert location.startswith(REDIRECT_URI + "?")
-    assert parse_qs(urlsplit(location).query) == {"error": ["access_denied"], "state": ["st-42"]}
+    assert parse_qs(urlsplit(location).query) == {
+        "error": ["access_denied"],
+        "state": ["st-42"],
+        "iss": ["http://testserver"],  # RFC 9207 (R1)
+    }
 
 
 def test_csrf_missing_forged_foreign_or_cross_site_is_refused(

@@ -186,3 +186,21 @@ def test_settings_object_is_immutable() -> None:
     assert isinstance(settings, Settings)
     with pytest.raises(ValueError, match="frozen"):
         settings.jwt_issuer = "other"  # type: ignore[misc]
+
+
+def test_R1_issuer_url_is_an_rfc8414_issuer_identifier() -> None:
+    assert load_settings(env()).issuer_url is None
+    got = load_settings(env(ISSUER_URL="https://issuer.example.com/"))
+    assert got.issuer_url == "https://issuer.example.com"
+    assert got.jwt_issuer == "softcodes.ai"  # the tokens' iss is another setting
+    for bad in (
+        "issuer.example.com",
+        "ftp://issuer.example.com",
+        "https://issuer.example.com/?a=1",
+        "https://issuer.example.com/#x",
+        "https://issuer.example.com/sub",
+        "https://user:pw@issuer.example.com",
+    ):
+        with pytest.raises(ConfigError, match=r"^ISSUER_URL: ") as caught:
+            load_settings(env(ISSUER_URL=bad))
+        assert bad not in str(caught.value)

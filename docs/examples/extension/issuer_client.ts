@@ -68,6 +68,7 @@ export interface AuthorizeParams {
 /** The page to open in the browser (`vscode.env.openExternal`). */
 export function authorizeUrl(config: IssuerConfig, params: AuthorizeParams): string {
   const query = new URLSearchParams({
+    response_type: "code",
     client_id: config.clientId,
     redirect_uri: config.redirectUri,
     state: params.state,

@@ -262,8 +262,8 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
         headers: dict[str, str] = {}
         if isinstance(exc, OrgScopeDenied):
             extra["reason"] = exc.reason
-        if exc.status == 401:
-            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        if (challenge := exc.challenge()) is not None:
+            headers["WWW-Authenticate"] = challenge
         if exc.status == 503:
             headers["Retry-After"] = "1"
         return JSONResponse(

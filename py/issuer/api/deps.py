@@ -27,6 +27,17 @@ async def get_issuer(request: Request) -> Issuer:
 IssuerDep = Annotated[Issuer, Depends(get_issuer)]
 
 
+def public_issuer(request: Request) -> str:
+    """The issuer identifier (RFC 8414 §2, RFC 9207): ``ISSUER_URL``, else this request's base.
+
+    Not the tokens' ``iss`` (``JWT_ISSUER``): see docs/api.md, "Discovery".
+    """
+    issuer: Issuer | None = request.app.state.issuer
+    if issuer is not None and issuer.settings.issuer_url:
+        return issuer.settings.issuer_url
+    return str(request.base_url).rstrip("/")
+
+
 def clerk_session(
     issuer: IssuerDep,
     authorization: Annotated[str | None, Header()] = None,

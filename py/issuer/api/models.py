@@ -94,7 +94,7 @@ class TokenIssued(BaseModel):
 
 
 class RevokeRequest(Strict):
-    token: str = Field(default="", max_length=8192)
+    token: str = Field(min_length=1, max_length=8192)
     token_type_hint: str | None = Field(default=None, max_length=64)
 
 

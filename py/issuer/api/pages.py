@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from issuer.api.deps import IssuerDep
+from issuer.api.deps import IssuerDep, public_issuer
 from issuer.clerk import ClerkSession
 from issuer.errors import (
     BadRequest,
@@ -410,9 +410,11 @@ class AuthorizeParams:
     state: str
     code_challenge: str
     code_challenge_method: str
+    response_type: str = "code"
 
     def as_query(self, clerk_org_id: str | None = None) -> dict[str, str]:
         query = {
+            "response_type": self.response_type,
             "client_id": self.client_id,
             "redirect_uri": self.redirect_uri,
             "state": self.state,
@@ -423,15 +425,35 @@ class AuthorizeParams:
             query["clerk_org_id"] = clerk_org_id
         return query
 
-    def problem(self) -> str | None:
-        """What is wrong with the PKCE parameters (the client is checked before)."""
+    def problem(self) -> tuple[str, str] | None:
+        """(error, description) for the response type and PKCE parameters, or None.
+
+        The client and redirect URI are checked before (an error page, never a
+        redirect). RFC 6749 §4.1.2.1: a missing ``response_type`` is
+        ``invalid_request``, another value ``unsupported_response_type`` (R3).
+        """
+        if not self.response_type:
+            return "invalid_request", "response_type is required (response_type=code)"
+        if self.response_type != "code":
+            return "unsupported_response_type", "only response_type=code is supported"
         if self.code_challenge_method != "S256":
-            return "code_challenge_method must be S256"
+            return "invalid_request", "code_challenge_method must be S256"
         if not CHALLENGE_PATTERN.match(self.code_challenge):
-            return "code_challenge must be 43 base64url characters (S256)"
+            return "invalid_request", "code_challenge must be 43 base64url characters (S256)"
         if not self.state or len(self.state) > oauth.MAX_STATE:
-            return f"state must be 1 to {oauth.MAX_STATE} characters"
+            return "invalid_request", f"state must be 1 to {oauth.MAX_STATE} characters"
         return None
+
+
+def _authorization_error(
+    request: Request, params: AuthorizeParams, error: str, **more: str
+) -> Response:
+    """An error answer to the registered client: ``error``, ``state`` and ``iss`` (RFC 9207)."""
+    answer = {"error": error, **more}
+    if params.state and len(params.state) <= oauth.MAX_STATE:
+        answer["state"] = params.state
+    answer["iss"] = public_issuer(request)
+    return _redirect(oauth.redirect_with(params.redirect_uri, answer))
 
 
 def _client_error(request: Request, issuer: Issuer, params: AuthorizeParams) -> Response | None:
@@ -484,6 +506,7 @@ def _authorize_page(
 def authorize_page(
     request: Request,
     issuer: IssuerDep,
+    response_type: str = "",
     client_id: str = "",
     redirect_uri: str = "",
     state: str = "",
@@ -491,15 +514,15 @@ def authorize_page(
     code_challenge_method: str = "",
     clerk_org_id: str | None = None,
 ) -> Response:
-    params = AuthorizeParams(client_id, redirect_uri, state, code_challenge, code_challenge_method)
+    params = AuthorizeParams(
+        client_id, redirect_uri, state, code_challenge, code_challenge_method, response_type
+    )
     if (refused := _client_error(request, issuer, params)) is not None:
         return refused
     if (problem := params.problem()) is not None:
         # The client and redirect URI are registered: tell the extension (RFC 6749 §4.1.2.1).
-        answer = {"error": "invalid_request", "error_description": problem}
-        if state and len(state) <= oauth.MAX_STATE:
-            answer["state"] = state
-        return _redirect(oauth.redirect_with(redirect_uri, answer))
+        error, description = problem
+        return _authorization_error(request, params, error, error_description=description)
     try:
         session = read_session(issuer, request)
         if session is None:
@@ -522,7 +545,10 @@ def authorize_decision(
     decision: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    params = AuthorizeParams(client_id, redirect_uri, state, code_challenge, code_challenge_method)
+    # The response type was checked by the GET that rendered this form.
+    params = AuthorizeParams(
+        client_id, redirect_uri, state, code_challenge, code_challenge_method, "code"
+    )
     if (refused := _client_error(request, issuer, params)) is not None:
         return refused
     who: str | None = None
@@ -535,10 +561,7 @@ def authorize_decision(
         if _csrf_refused(request, issuer, session, csrf_token):
             return _forbidden(request, session)
         if decision == "deny":
-            answer = {"error": "access_denied"}
-            if state and len(state) <= oauth.MAX_STATE:
-                answer["state"] = state
-            return _redirect(oauth.redirect_with(redirect_uri, answer))
+            return _authorization_error(request, params, "access_denied")
         if decision != "approve":
             return error_page(
                 request, 400, "This request is not valid", "Choose Approve or Deny.", who
@@ -554,6 +577,7 @@ def authorize_decision(
                 code_challenge_method=code_challenge_method,
                 clerk_org_id=clerk_org_id or None,
                 require_org=bool(clerk_org_id),
+                iss=public_issuer(request),
             )
         except OrgScopeDenied as exc:
             reason = DENIAL_TEXT.get(exc.reason, exc.reason)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from issuer.api.deps import IssuerDep
+from issuer.api.deps import IssuerDep, public_issuer
 
 router = APIRouter()
 
@@ -20,10 +20,15 @@ def jwks(issuer: IssuerDep) -> JSONResponse:
 
 @router.get("/.well-known/oauth-authorization-server", tags=["discovery"])
 def oauth_metadata(request: Request, issuer: IssuerDep) -> dict[str, Any]:
-    """RFC 8414 authorization server metadata."""
-    base = str(request.base_url).rstrip("/")
+    """RFC 8414 authorization server metadata.
+
+    ``issuer`` is the public base URL (``ISSUER_URL``, R1), the URL this
+    document is served under minus the well-known suffix (RFC 8414 §3.3),
+    not the tokens' ``iss`` claim (``JWT_ISSUER``).
+    """
+    base = public_issuer(request)
     return {
-        "issuer": issuer.settings.jwt_issuer,
+        "issuer": base,
         "authorization_endpoint": f"{base}/vscode/authorize",
         "token_endpoint": f"{base}/api/extension/auth/token",
         "revocation_endpoint": f"{base}/api/extension/auth/revoke",
@@ -33,6 +38,8 @@ def oauth_metadata(request: Request, issuer: IssuerDep) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
+        # RFC 9207: the authorization response carries ``iss`` (success and error).
+        "authorization_response_iss_parameter_supported": True,
     }
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from issuer.api.deps import IssuerDep, SessionDep
+from issuer.api.deps import IssuerDep, SessionDep, public_issuer
 from issuer.api.models import (
     AuthorizationCodeIssued,
     CompleteVscodeAuth,
@@ -16,7 +17,7 @@ from issuer.api.models import (
     TokenIssued,
     TokenRequest,
 )
-from issuer.errors import BadRequest, IssuerError
+from issuer.errors import BadRequest, InvalidClient, IssuerError
 from issuer.flows import oauth
 
 router = APIRouter()
@@ -40,6 +41,9 @@ def _form_or_json(model: type[BaseModel]) -> dict[str, Any]:
 class UnsupportedGrantType(IssuerError):
     code = "unsupported_grant_type"
     status = 400
+
+
+GRANT_TYPES = ("authorization_code", "refresh_token")
 
 
 async def _params(request: Request) -> dict[str, Any]:
@@ -80,7 +84,11 @@ def _model(cls: type[ModelT], data: dict[str, Any]) -> ModelT:
     tags=["extension sign-in"],
 )
 def complete_vscode_auth(
-    issuer: IssuerDep, session: SessionDep, body: CompleteVscodeAuth, response: Response
+    issuer: IssuerDep,
+    session: SessionDep,
+    body: CompleteVscodeAuth,
+    request: Request,
+    response: Response,
 ) -> dict[str, Any]:
     """The signed-in user approves the extension: a single-use PKCE code."""
     result = oauth.complete_vscode_auth(
@@ -93,6 +101,7 @@ def complete_vscode_auth(
         code_challenge_method=body.code_challenge_method,
         clerk_org_id=body.clerk_org_id,
         require_org=body.require_org,
+        iss=public_issuer(request),
     )
     response.headers.update(NO_STORE)
     return {
@@ -103,8 +112,30 @@ def complete_vscode_auth(
     }
 
 
+_AUTH_SCHEME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}$")
+
+
+def _check_client(issuer: IssuerDep, request: Request, client_id: str | None) -> None:
+    """R3: an unknown or missing ``client_id`` is 401 ``invalid_client`` (RFC 6749 §5.2).
+
+    Our clients are public, so "client authentication" is the registered
+    ``client_id``. A request that tried an ``Authorization`` scheme gets a
+    challenge of that scheme, as §5.2 asks.
+    """
+    if client_id and issuer.clients.known(client_id):
+        return
+    scheme = request.headers.get("authorization", "").split(" ", 1)[0]
+    raise InvalidClient(
+        "unknown client_id" if client_id else "client_id is required",
+        scheme=scheme if _AUTH_SCHEME.match(scheme) else None,
+    )
+
+
 async def _token(issuer: IssuerDep, request: Request, response: Response) -> dict[str, Any]:
     req = _model(TokenRequest, await _params(request))
+    if req.grant_type not in GRANT_TYPES:
+        raise UnsupportedGrantType("grant_type must be " + " or ".join(GRANT_TYPES))
+    _check_client(issuer, request, req.client_id)
     if req.grant_type == "authorization_code":
         grant = oauth.exchange_code(
             issuer,
@@ -124,7 +155,7 @@ async def _token(issuer: IssuerDep, request: Request, response: Response) -> dic
             require_org=req.require_org,
         )
     else:
-        raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
+        raise AssertionError(req.grant_type)  # GRANT_TYPES is checked above
     response.headers.update(NO_STORE)
     return grant.response()
 
@@ -159,10 +190,13 @@ async def token_endpoint(issuer: IssuerDep, request: Request, response: Response
     tags=["extension sign-in"],
 )
 async def revoke(issuer: IssuerDep, request: Request) -> dict[str, Any]:
-    """RFC 7009: always 200, also for unknown tokens; revokes descendants."""
-    try:
-        req = _model(RevokeRequest, await _params(request))
-    except BadRequest:
-        return {}
-    oauth.revoke(issuer, req.token, req.token_type_hint)
+    """RFC 7009: 200 for any token, also unknown ones; revokes descendants.
+
+    Without a ``token`` parameter: 400 ``invalid_request`` (RFC 7009 §2.1, R3).
+    """
+    params = await _params(request)
+    token, hint = params.get("token"), params.get("token_type_hint")
+    if not isinstance(token, str) or not token:
+        raise BadRequest("token is required")
+    oauth.revoke(issuer, token, hint if isinstance(hint, str) else None)
     return {}

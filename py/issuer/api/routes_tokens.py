@@ -179,6 +179,6 @@ def validate_token(
         claims = verify_bearer(issuer, bearer_token(authorization))
     except InvalidToken as exc:
         response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        response.headers["WWW-Authenticate"] = exc.challenge()
         return {"valid": False, "error": exc.reason}
     return {"valid": True, "claims": claims.to_dict()}

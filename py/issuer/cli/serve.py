@@ -24,6 +24,10 @@ def serve(
     from issuer.api.http_protocol import HeadLimitedHttpToolsProtocol
 
     load_settings()  # fail here, with the variable's name, not inside a worker
+    if host in ("127.0.0.1", "localhost", "::1"):
+        # A local run: the RFC 8414 issuer identifier is where this serves.
+        url_host = f"[{host}]" if ":" in host else host
+        os.environ.setdefault("ISSUER_URL", f"http://{url_host}:{port}")
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "127.0.0.1")
     uvicorn.run(
         "issuer.api.app:app_from_env",

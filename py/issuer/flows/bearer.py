@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, TokenClaims
-from issuer.errors import InvalidToken
+from issuer.errors import MISSING_BEARER_TOKEN, InvalidToken
 from issuer.flows.minting import token_hash
 from issuer.rpc import Rpc
 from issuer.service import Issuer
@@ -21,11 +21,11 @@ ANY_BEARER = (TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION)
 
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
-        raise InvalidToken("missing_bearer_token")
+        raise InvalidToken(MISSING_BEARER_TOKEN)
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise InvalidToken("missing_bearer_token")
+        raise InvalidToken(MISSING_BEARER_TOKEN)
     return token
 
 

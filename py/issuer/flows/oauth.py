@@ -86,7 +86,9 @@ def complete_vscode_auth(
     code_challenge_method: str,
     clerk_org_id: str | None = None,
     require_org: bool = False,
+    iss: str | None = None,
 ) -> AuthorizationCode:
+    """``iss``: the issuer identifier to add to the redirect (RFC 9207), when known."""
     check_client(issuer, client_id, redirect_uri)
     if code_challenge_method != "S256":
         raise BadRequest("code_challenge_method must be S256")  # O1: plain refused
@@ -108,7 +110,10 @@ def complete_vscode_auth(
         p_clerk_org_id=scope.clerk_org_id,
         p_email=session.email,
     )
-    redirect_to = redirect_with(redirect_uri, {"code": code, "state": state})
+    answer = {"code": code, "state": state}
+    if iss:
+        answer["iss"] = iss
+    redirect_to = redirect_with(redirect_uri, answer)
     return AuthorizationCode(code, state, redirect_to, scope)
 
 

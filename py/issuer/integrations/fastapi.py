@@ -138,8 +138,8 @@ def error_response(exc: IssuerError) -> JSONResponse:
     if isinstance(reason, str) and not isinstance(exc, InvalidToken):
         body["reason"] = reason
     headers: dict[str, str] = {}
-    if exc.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    if (challenge := exc.challenge()) is not None:
+        headers["WWW-Authenticate"] = challenge
     if exc.status == 503:
         headers["Retry-After"] = "1"
     return JSONResponse(body, status_code=exc.status, headers=headers)

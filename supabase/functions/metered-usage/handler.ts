@@ -50,9 +50,11 @@ export interface UsageDeps {
 }
 
 function unauthorized(reason: string): Response {
-  return error(401, "invalid_token", reason, {
-    "WWW-Authenticate": `Bearer error="invalid_token", error_description="${reason}"`,
-  });
+  // RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
+  const challenge = reason === "missing_token"
+    ? "Bearer"
+    : `Bearer error="invalid_token", error_description="${reason}"`;
+  return error(401, "invalid_token", reason, { "WWW-Authenticate": challenge });
 }
 
 function bearerToken(req: Request): string | null {

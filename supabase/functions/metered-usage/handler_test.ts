@@ -234,6 +234,12 @@ dbTest("401: missing, malformed, badly signed, expired tokens and the wrong type
     const response = await handleUsage(request, deps(ctx.rpc));
     assertEquals(response.status, 401, what);
     assertEquals(response.headers.get("www-authenticate")?.startsWith("Bearer"), true, what);
+    // RFC 6750 §3.1 (R3): no error code in the challenge when no credentials were sent.
+    assertEquals(
+      response.headers.get("www-authenticate")?.includes("error="),
+      what !== "no header" && what !== "not bearer",
+      what,
+    );
     assertEquals((await response.json()).error, "invalid_token", what);
   }
   assertEquals(await poolBalance(ctx.sql, m.org), "100.0000");
