@@ -202,3 +202,54 @@ def _clean_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SUPABASE_"))}
+
+
+def test_P1_pooler_mode_is_declared_or_recognised_by_supabase_transaction_port() -> None:
+    from issuer.errors import ConfigError
+    from issuer.rpc import resolve_pooler
+
+    pooled = "postgresql://issuer_login.ref:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres"
+    assert resolve_pooler(pooled) == "transaction"
+    assert resolve_pooler("postgresql://postgres@db.ref.supabase.co:5432/postgres") == "none"
+    assert resolve_pooler("postgresql://postgres@db.ref.supabase.co/postgres") == "none"
+    assert resolve_pooler("postgresql://u@h:6432/db", "transaction") == "transaction"
+    assert resolve_pooler(pooled, "session") == "session"
+    with pytest.raises(ConfigError):
+        resolve_pooler(pooled, "bouncy")
+
+
+def test_P1_direct_connection_still_prepares_and_pooled_one_does_not(
+    world: World, transaction_bouncer: Pooler, pooled_login: str
+) -> None:
+    """Direct: one round trip per RPC on a prepared statement; pooled: none prepared."""
+    from issuer.rpc import PsycopgRpc
+
+    direct = PsycopgRpc(world.db_url, max_size=1)
+    pooled = PsycopgRpc(
+        transaction_bouncer.url(_dbname(world), user=pooled_login), max_size=1, pooler="auto"
+    )
+    try:
+        assert direct.pooler == "none" and pooled.pooler == "none"  # random port: declare it
+        pooled.close()
+        pooled = PsycopgRpc(
+            transaction_bouncer.url(_dbname(world), user=pooled_login),
+            max_size=1,
+            pooler="transaction",
+        )
+        for backend in (direct, pooled):
+            before = backend.statements_sent
+            for _ in range(3):
+                backend.call("credit_consistency_check", {})
+            assert backend.statements_sent - before == 3
+            with backend.pool.connection() as conn:
+                prepared = conn.execute(
+                    "select count(*) from pg_prepared_statements", prepare=False
+                ).fetchone()
+                threshold = conn.prepare_threshold
+            if backend is direct:
+                assert threshold == 0 and prepared == (1,)
+            else:
+                assert threshold is None
+    finally:
+        direct.close()
+        pooled.close()

@@ -23,7 +23,17 @@ def serve(
 
     from issuer.api.http_protocol import HeadLimitedHttpToolsProtocol
 
-    load_settings()  # fail here, with the variable's name, not inside a worker
+    settings = load_settings()  # fail here, with the variable's name, not inside a worker
+    if settings.database_url:
+        from issuer.rpc import verify_database_role
+
+        # Refuse to start as another role than DATABASE_ROLE (a pooler that
+        # dropped -c role=): one line on stderr, not a traceback per worker.
+        verify_database_role(
+            settings.database_url,
+            settings.database_role or None,
+            pooler=settings.database_pooler,
+        )
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "127.0.0.1")
     uvicorn.run(
         "issuer.api.app:app_from_env",

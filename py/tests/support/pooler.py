@@ -41,8 +41,7 @@ from issuer.localdb import free_port
 PoolMode = Literal["transaction", "session"]
 
 INSTALL_HINT = (
-    "pgbouncer is not installed: run scripts/system-deps.sh "
-    "(Debian: apt-get install pgbouncer)"
+    "pgbouncer is not installed: run scripts/system-deps.sh (Debian: apt-get install pgbouncer)"
 )
 
 
