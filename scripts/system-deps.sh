@@ -15,6 +15,9 @@ fi
 have_pkg postgresql-15-pgtap || missing+=(postgresql-15-pgtap)
 command -v pg_prove >/dev/null 2>&1 || missing+=(libtap-parser-sourcehandler-pgtap-perl)
 have_pkg postgresql-15-plpgsql-check || missing+=(postgresql-15-plpgsql-check)
+# PgBouncer: the local stand-in for Supabase's pooler (Supavisor) in the
+# pooler tests (py/tests/support/pooler.py, issue 16 P1).
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 # pgbench ships with postgresql-contrib on Debian 12 (postgresql-15 has it).
 # Debian's Chromium drives the browser tests (Playwright cannot download its own here).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -5,7 +5,11 @@ One interface (:class:`Rpc`), two backends chosen by configuration:
 * :class:`PsycopgRpc`: a direct connection pool (``DATABASE_URL``). Each RPC
   is ONE statement, one round trip, no client-side transaction. Connections
   start as ``service_role`` (``-c role=...`` in the startup packet, so no extra
-  statement) because that is the role the RPCs are granted to.
+  statement) because that is the role the RPCs are granted to. Behind a
+  pooler (``DATABASE_POOLER``, see :func:`resolve_pooler`) nothing is sent at
+  startup and nothing is kept in the session: the login role's own default
+  (``alter role ... set role service_role``) makes it ``service_role``, and
+  each new connection checks the role it really runs as (:func:`role_problem`).
 * :class:`PostgrestRpc`: supabase-py over PostgREST (``SUPABASE_URL`` +
   ``SUPABASE_SERVICE_ROLE_KEY``).
 
@@ -27,7 +31,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
@@ -37,7 +42,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from issuer.errors import BadRequest, DatabaseUnavailable
+from issuer.errors import BadRequest, ConfigError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,8 @@ __all__ = [
     "RpcError",
     "RpcNotFound",
     "make_rpc",
+    "resolve_pooler",
+    "verify_database_role",
 ]
 
 
@@ -228,6 +235,129 @@ class Rpc:
         return self._call(fn, **params)
 
 
+# -- poolers (issue 16 P1) -------------------------------------------------------
+
+Pooler = Literal["none", "session", "transaction"]
+
+#: Supavisor's transaction-mode port on Supabase (the "Transaction pooler"
+#: connection string); the session-mode pooler and direct connections use 5432.
+SUPAVISOR_TRANSACTION_PORT = 6543
+
+
+def resolve_pooler(url: str, setting: str = "auto") -> Pooler:
+    """What sits between the issuer and Postgres: ``DATABASE_POOLER``, or guessed.
+
+    ``auto`` (the default) means ``transaction`` on port 6543 (Supabase's
+    transaction-mode pooler) and ``none`` otherwise; any other pooler must be
+    declared. What changes (docs/operations.md, "Behind a pooler"):
+
+    * ``none``: the role and ``statement_timeout`` go in the startup packet
+      (``-c role=...``), and statements are prepared on first use.
+    * ``session``: nothing in the startup packet (PgBouncer refuses
+      ``options``; a pooler may drop it); statements are still prepared, the
+      server connection being the client's for its whole life.
+    * ``transaction``: nothing in the startup packet and no prepared
+      statements (``prepare_threshold=None``): two statements of one client
+      connection may run on two server connections.
+    """
+    if setting in ("none", "session", "transaction"):
+        return setting  # type: ignore[return-value]
+    if setting != "auto":
+        raise ConfigError(
+            "DATABASE_POOLER: must be auto, none, session or transaction",
+            variable="DATABASE_POOLER",
+        )
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = None
+    return "transaction" if port == SUPAVISOR_TRANSACTION_PORT else "none"
+
+
+def _connect_kwargs(
+    role: str | None, statement_timeout: float | None, pooler: Pooler
+) -> dict[str, Any]:
+    """libpq/psycopg connection parameters for ``pooler``."""
+    options: list[str] = []
+    if pooler == "none":
+        # Startup options only with a role (DATABASE_ROLE empty: the login role).
+        if role:
+            options.append(f"-c role={role}")
+        if role and statement_timeout:
+            options.append(f"-c statement_timeout={int(statement_timeout * 1000)}")
+    return {
+        "autocommit": True,
+        "options": " ".join(options),
+        # Prepared on first use on a connection of its own (one round trip a
+        # call afterwards); never through a transaction pooler.
+        "prepare_threshold": None if pooler == "transaction" else 0,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+
+
+_ROLE_QUERY = b"select current_user::text, session_user::text"
+
+
+def role_problem(conn: psycopg.Connection[Any], role: str, pooler: Pooler) -> str | None:
+    """Why this connection must not be used (it runs as another role), or None.
+
+    One statement, on a new connection only. A pooler that drops the startup
+    option ``-c role=`` would otherwise leave the issuer running as its login
+    role, a superuser on a local server (SECURITY.md: fail closed).
+    """
+    row = conn.execute(_ROLE_QUERY, prepare=False).fetchone()
+    current, session = (row[0], row[1]) if row else ("?", "?")
+    if current == role:
+        return None
+    if pooler == "none":
+        how = (
+            f"the startup option -c role={role} was ignored or dropped (a pooler in "
+            "front of the server?). Behind a pooler set DATABASE_POOLER=transaction "
+            f"(or session) and log in as a role that becomes {role} by itself "
+            f"(create role <login> ... in role {role}; alter role <login> set role {role})"
+        )
+    else:
+        how = (
+            f"behind a pooler (DATABASE_POOLER={pooler}) the issuer sends no startup "
+            f"options, so log in as a role that becomes {role} by itself "
+            f"(create role <login> ... in role {role}; alter role <login> set role {role})"
+        )
+    return (
+        f"the database connections run as {current!r} (login role {session!r}), "
+        f"not DATABASE_ROLE {role!r}: {how}; see docs/operations.md, "
+        '"Behind a pooler". Refusing to use them.'
+    )
+
+
+def verify_database_role(
+    url: str,
+    role: str | None,
+    *,
+    pooler: str = "auto",
+    connect_timeout: float = 3.0,
+) -> None:
+    """At start-up: raise :class:`ConfigError` when the connections are not ``role``.
+
+    A database that cannot be reached now is not a reason to refuse to start
+    (the pool recovers when it comes back, and checks each new connection).
+    """
+    if not role:
+        return
+    mode = resolve_pooler(url, pooler)
+    kwargs = _connect_kwargs(role, None, mode)
+    try:
+        with psycopg.connect(url, connect_timeout=max(2, int(connect_timeout)), **kwargs) as conn:
+            problem = role_problem(conn, role, mode)
+    except psycopg.Error as exc:
+        log.warning("could not check the database role at start-up: %s", type(exc).__name__)
+        return
+    if problem:
+        raise ConfigError(problem, variable="DATABASE_ROLE")
+
+
 # -- psycopg backend -------------------------------------------------------------
 
 
@@ -313,13 +443,15 @@ class PsycopgRpc:
         probe_interval: float = 0.5,
         statement_timeout: float | None = 15.0,
         open_wait: bool = False,
+        pooler: str = "auto",
     ) -> None:
-        # Startup options only with a role: DATABASE_ROLE empty is the setting
-        # for poolers that refuse startup options (docs/operations.md); give the
-        # login role a statement_timeout there (alter role ... set ...).
-        options = [f"-c role={role}"] if role else []
-        if role and statement_timeout:
-            options.append(f"-c statement_timeout={int(statement_timeout * 1000)}")
+        # Behind a pooler nothing goes in the startup packet: give the login
+        # role its role and statement_timeout (alter role ... set ...).
+        self.pooler: Pooler = resolve_pooler(url, pooler)
+        self.role = role
+        self.role_error: str | None = None
+        """Why the last new connection was refused (wrong role), if one was."""
+        self._unprepared = self.pooler == "transaction"
         self.acquire_timeout = acquire_timeout
         self.unavailable_timeout = min(unavailable_timeout, acquire_timeout)
         self.check_interval = check_interval
@@ -333,14 +465,8 @@ class PsycopgRpc:
             min_size=min_size,
             max_size=max_size,
             kwargs={
-                "autocommit": True,
+                **_connect_kwargs(role, statement_timeout, self.pooler),
                 "connect_timeout": max(2, int(connect_timeout)),  # libpq's minimum is 2 s
-                "options": " ".join(options),
-                "prepare_threshold": 0,
-                "keepalives": 1,
-                "keepalives_idle": 30,
-                "keepalives_interval": 10,
-                "keepalives_count": 3,
             },
             configure=self._configure,
             # A failed (re)connection is given up at once and the database
@@ -359,9 +485,15 @@ class PsycopgRpc:
         self.statements_sent = 0
         """Statements this backend sent (each one round trip); tests count them."""
 
-    @staticmethod
-    def _configure(conn: psycopg.Connection[Any]) -> None:
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
         set_json_loads(_loads, conn)
+        if self.role:
+            problem = role_problem(conn, self.role, self.pooler)
+            if problem:  # the pool discards the connection; calls answer 503
+                if problem != self.role_error:
+                    log.error("%s", problem)
+                self.role_error = problem
+                raise ConfigError(problem, variable="DATABASE_ROLE")
 
     # -- health ----------------------------------------------------------------
     @property
@@ -467,6 +599,8 @@ class PsycopgRpc:
                             conn.close()  # the pool replaces it; take the next one
                             self._wake.set()
                             continue
+                        if self._unprepared and conn.prepare_threshold is not None:
+                            conn.prepare_threshold = None  # see _map_error (42P05, 26000)
                         if count:
                             self.statements_sent += 1
                         query = stmt.for_connection(conn)
@@ -486,6 +620,18 @@ class PsycopgRpc:
     def _map_error(self, exc: psycopg.Error) -> Exception:
         sqlstate = getattr(exc, "sqlstate", None)
         cls = sqlstate[:2] if sqlstate else None
+        if sqlstate in _PREPARED_STATEMENT_STATES and not self._unprepared:
+            # A transaction-mode pooler nobody declared: the statement never ran
+            # (refused at Parse or Bind), so 503 is safe to retry. Prepared
+            # statements are off for every connection from now on.
+            self._unprepared = True
+            log.error(
+                "prepared statement error %s: is DATABASE_URL a transaction-mode pooler? "
+                "Set DATABASE_POOLER=transaction (docs/operations.md); "
+                "prepared statements are now off",
+                sqlstate,
+            )
+            return DatabaseUnavailable("database unavailable")
         if sqlstate is None and isinstance(exc, psycopg.DataError):
             # Refused by psycopg before sending: e.g. a NUL byte in a text value.
             return RpcError(None, str(exc) or "invalid value")
@@ -517,6 +663,10 @@ class PsycopgRpc:
 #: How long one wait for a pooled connection lasts before the call looks again
 #: at whether the database is known to be away (PsycopgRpc._execute).
 _ACQUIRE_SLICE = 0.25
+
+#: duplicate_prepared_statement, invalid_sql_statement_name: psycopg's named
+#: statements meeting a transaction-mode pooler.
+_PREPARED_STATEMENT_STATES = frozenset({"42P05", "26000"})
 
 #: SQLSTATE classes that mean "the database cannot serve this now": retry.
 _UNAVAILABLE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
@@ -596,10 +746,11 @@ def make_rpc(
     service_role_key: str | None = None,
     role: str | None = "service_role",
     max_size: int = 10,
+    pooler: str = "auto",
 ) -> Rpc:
     """The backend the configuration asks for: a direct URL wins over PostgREST."""
     if database_url:
-        return Rpc(PsycopgRpc(database_url, role=role, max_size=max_size))
+        return Rpc(PsycopgRpc(database_url, role=role, max_size=max_size, pooler=pooler))
     if supabase_url and service_role_key:
         return Rpc(PostgrestRpc(supabase_url, service_role_key))
     raise DatabaseUnavailable(

@@ -41,6 +41,7 @@ class Issuer:
                 ),
                 role=settings.database_role or None,
                 max_size=settings.database_pool_size,
+                pooler=settings.database_pooler,
             ),
             sessions=ClerkSessionVerifier.from_settings(settings),
             clerk=ClerkClient.from_settings(settings),

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     database_role: str = "service_role"
     """Role the issuer's connections take (``-c role=`` at connect): the RPCs are
     granted to service_role. Empty: keep the login role."""
+    database_pooler: Literal["auto", "none", "session", "transaction"] = "auto"
+    """What is between the issuer and Postgres (issue 16 P1, issuer.rpc.resolve_pooler):
+    ``auto`` is ``transaction`` on port 6543 (Supavisor's transaction mode), else ``none``."""
     database_pool_size: int = Field(default=10, ge=1, le=200)
     oauth_clients: str | None = None
     """JSON ``{"client_id": ["redirect uri", ...]}``; see issuer.flows.clients."""

@@ -42,6 +42,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 import re
 import secrets
 import threading
@@ -195,6 +196,34 @@ def _header_segment(alg: str, kid: str | None, typ: str) -> bytes:
     return _b64url_encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
 
 
+#: Seconds between two looks at the key file's modification time (a ``stat``):
+#: a change made by ``issuer keys promote`` is signed with by every running
+#: process within this interval (docs/operations.md, "Key rotation").
+KEY_FILE_CHECK_INTERVAL = 5.0
+
+
+def _make_signer(alg: str, key: _EcKey | None) -> tuple[_EcKey | None, dict[str, bytes]]:
+    """The signing key and the token headers naming its ``kid``, as one value."""
+    kid = key.kid if key is not None else None
+    headers = {
+        token_type: _header_segment(alg, kid, typ) for token_type, typ in TYP_BY_TOKEN_TYPE.items()
+    }
+    return key, headers
+
+
+def _file_version(source: str) -> Callable[[], object] | None:
+    """A key file's identity and modification time; None for inline JSON."""
+    text = source.strip()
+    if text.startswith(("{", "[")):
+        return None
+
+    def version() -> object:
+        st = os.stat(text)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    return version
+
+
 class KeyRing:
     """Signs and verifies our tokens; thread-safe.
 
@@ -205,7 +234,17 @@ class KeyRing:
 
     ``_ec_keys`` is replaced (under the lock), never changed in place, so a
     reader that loads the attribute once sees one consistent key set without
-    taking the lock.
+    taking the lock; so is ``_signer`` (the signing key and the headers that
+    name its ``kid``, together).
+
+    ``key_version`` (a file's identity and modification time, when
+    ``JWT_SIGNING_KEYS`` is a file) is looked at no more than once per
+    ``reload_interval`` seconds, by whichever call comes first (sign, verify,
+    JWKS); when it changed, the file is read again: the new first key signs,
+    every listed key verifies and is published. That is how ``issuer keys
+    promote`` (and ``generate --add-to``, ``retire``) reaches every running
+    process and worker within :data:`KEY_FILE_CHECK_INTERVAL` seconds,
+    without a restart (issue 16 P2, docs/operations.md).
     """
 
     def __init__(
@@ -219,6 +258,8 @@ class KeyRing:
         key_source: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
         refresh_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
+        key_version: Callable[[], object] | None = None,
+        reload_interval: float | None = None,
     ) -> None:
         if len(hmac_secret) < 32:
             raise ValueError("HS256 secret must be at least 32 bytes")
@@ -235,7 +276,6 @@ class KeyRing:
         self.issuer = issuer
         self.audience = audience
         self.signing_alg: Literal["HS256", "ES256"] = alg
-        self._signing_key: _EcKey | None = ec_keys[0] if alg == ES256 else None
         self._ec_keys: dict[str, _EcKey] = {key.kid: key for key in ec_keys}
         self._key_source = key_source
         self._refresh_interval = refresh_interval
@@ -244,11 +284,19 @@ class KeyRing:
         self._last_refresh = clock()
         self.refresh_count = 0
         """How many times ``key_source`` was consulted (visible for tests)."""
-        kid = self.signing_kid
-        self._header_by_type: dict[str, bytes] = {
-            token_type: _header_segment(alg, kid, typ)
-            for token_type, typ in TYP_BY_TOKEN_TYPE.items()
-        }
+        self._signer = _make_signer(alg, ec_keys[0] if alg == ES256 else None)
+        self._key_version = key_version if key_source is not None else None
+        self._reload_interval = (
+            KEY_FILE_CHECK_INTERVAL if reload_interval is None else reload_interval
+        )
+        self._version = key_version() if self._key_version is not None and key_version else None
+        self._next_check = clock() + self._reload_interval
+        self.reload_count = 0
+        """How many times a changed key file was read again (visible for tests)."""
+
+    @property
+    def _signing_key(self) -> _EcKey | None:
+        return self._signer[0]
 
     @classmethod
     def from_settings(
@@ -269,6 +317,7 @@ class KeyRing:
             def key_source() -> list[dict[str, Any]]:
                 return read_signing_keys(raw)
 
+        key_version = _file_version(raw) if source is not None else None
         return cls(
             hmac_secret=settings.jwt_secret.get_secret_value().encode(),
             issuer=settings.jwt_issuer,
@@ -278,6 +327,7 @@ class KeyRing:
             key_source=key_source,
             refresh_interval=refresh_interval,
             clock=clock,
+            key_version=key_version,
         )
 
     @property
@@ -307,10 +357,12 @@ class KeyRing:
             raise TypeError("sign() takes TokenClaims (built by build_claims or validate_claims)")
         if claims.iss != self.issuer or claims.aud != self.audience:
             raise ValueError("claims name another issuer or audience than this key ring")
+        self._maybe_reload()
+        signing_key, header_by_type = self._signer  # one consistent pair
         payload = _b64url_encode(_JSON_ENCODER.encode(claims.to_dict()).encode())
-        signing_input = self._header_by_type[claims.type] + b"." + payload
-        if self._signing_key is not None:
-            signature = _ECDSA_P256_SHA256.sign(signing_input, self._signing_key.private_key)
+        signing_input = header_by_type[claims.type] + b"." + payload
+        if signing_key is not None:
+            signature = _ECDSA_P256_SHA256.sign(signing_input, signing_key.private_key)
         else:
             signature = _HMAC_SHA256.sign(signing_input, self._hmac_key)
         return (signing_input + b"." + _b64url_encode(signature)).decode("ascii")
@@ -392,6 +444,7 @@ class KeyRing:
         header = _json_object(_b64url_decode(header_b64))
 
         alg = header.get("alg")
+        self._maybe_reload()
         ec_keys = self._ec_keys  # one consistent snapshot (class docstring)
         if not isinstance(alg, str) or alg not in (
             _ALGORITHMS_BOTH if ec_keys else _ALGORITHMS_HS256
@@ -466,6 +519,33 @@ class KeyRing:
         if iat > now + IAT_LEEWAY_SECONDS:
             raise InvalidToken("issued_in_future")
 
+    def _maybe_reload(self) -> None:
+        """Read the key file again if it changed; looked at once per reload interval."""
+        if self._key_version is None or self._clock() < self._next_check:
+            return
+        with self._lock:
+            now = self._clock()
+            if now < self._next_check:
+                return
+            self._next_check = now + self._reload_interval
+            try:
+                version = self._key_version()
+                if version == self._version:
+                    return
+                assert self._key_source is not None
+                fresh = _load_ec_keys(self._key_source())
+            except (OSError, ValueError) as exc:
+                log.warning("re-reading JWT_SIGNING_KEYS failed, keeping current keys: %s", exc)
+                return
+            self._version = version
+            self.reload_count += 1
+            self._ec_keys = {key.kid: key for key in fresh}
+            if self.signing_alg == ES256:
+                old = self.signing_kid
+                self._signer = _make_signer(ES256, fresh[0])
+                if fresh[0].kid != old:
+                    log.warning("JWT_SIGNING_KEYS changed: %s now signs", fresh[0].kid)
+
     def _find_ec_key(self, kid: str) -> _EcKey | None:
         with self._lock:
             key = self._ec_keys.get(kid)
@@ -496,6 +576,7 @@ class KeyRing:
         Built field by field from the public key, so neither a private ``d``
         nor HMAC material can ever appear, whatever the source JWKs contained.
         """
+        self._maybe_reload()
         with self._lock:
             keys = list(self._ec_keys.values())
         published = []

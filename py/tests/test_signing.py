@@ -325,9 +325,40 @@ def test_T3_T8_refresh_picks_up_a_key_added_to_JWT_SIGNING_KEYS(
 
     clock.now += 40
     assert running.verify(token, expected_type=TOKEN_TYPE_ACCESS).sub == "user_1"
-    assert running.refresh_count == 1
-    assert running.signing_kid == "k1"  # signing key changes only at restart
+    # The changed file is read again (issue 16 P2, at most every
+    # KEY_FILE_CHECK_INTERVAL seconds): the promoted k2 signs here too now,
+    # without a restart; no unknown-kid refresh was needed.
+    assert running.reload_count == 1
+    assert running.refresh_count == 0
+    assert running.signing_kid == "k2"
     assert {key["kid"] for key in running.public_jwks()["keys"]} == {"k1", "k2"}
+
+
+def test_P2_key_file_is_looked_at_once_per_interval_and_only_read_when_changed(
+    tmp_path: Path, k1: dict[str, str], k2: dict[str, str]
+) -> None:
+    from issuer.signing import KEY_FILE_CHECK_INTERVAL
+
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"keys": [k1, k2]}))
+    settings = load_settings({"JWT_SECRET": SECRET.decode(), "JWT_SIGNING_KEYS": str(path)})
+    clock = Clock()
+    running = KeyRing.from_settings(settings, clock=clock)
+    assert running.signing_kid == "k1"
+    path.write_text(json.dumps({"keys": [k2, k1]}))  # issuer keys promote k2
+    running.sign(claims(now=clock.now))
+    assert running.signing_kid == "k1"  # not looked at yet: within the interval
+    clock.now += KEY_FILE_CHECK_INTERVAL
+    token = running.sign(claims(now=clock.now))
+    assert running.signing_kid == "k2" and running.reload_count == 1
+    assert running.verify(token, expected_type=TOKEN_TYPE_ACCESS).sub == "user_1"
+    clock.now += KEY_FILE_CHECK_INTERVAL
+    running.sign(claims(now=clock.now))
+    assert running.reload_count == 1  # unchanged file: a stat, no read
+    path.write_text("{not json")  # a half-written file keeps the current keys
+    clock.now += KEY_FILE_CHECK_INTERVAL
+    assert running.verify(token, expected_type=TOKEN_TYPE_ACCESS).sub == "user_1"
+    assert running.signing_kid == "k2" and running.reload_count == 1
 
 
 # -- T4 ---------------------------------------------------------------------------------

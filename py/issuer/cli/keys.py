@@ -210,7 +210,7 @@ def list_keys(
 def promote(
     kid: Annotated[str, typer.Argument(help="The key to sign with.")], file: FileOption
 ) -> None:
-    """Move a key first: it signs from the next deploy on (publish it first, see generate)."""
+    """Move a key first: running issuers reading this file sign with it within 5 s."""
     keys = read_keys(file)
     index = next((i for i, k in enumerate(keys) if k["kid"] == kid), None)
     if index is None:

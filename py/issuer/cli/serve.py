@@ -9,6 +9,9 @@ import typer
 
 from issuer.settings import load_settings
 
+#: How long uvicorn's supervisor waits for a worker's answer (``--workers`` > 1).
+WORKER_HEALTHCHECK_SECONDS = 30
+
 
 def serve(
     host: Annotated[str, typer.Option(envvar="HOST", help="Interface to bind.")] = "127.0.0.1",
@@ -23,7 +26,17 @@ def serve(
 
     from issuer.api.http_protocol import HeadLimitedHttpToolsProtocol
 
-    load_settings()  # fail here, with the variable's name, not inside a worker
+    settings = load_settings()  # fail here, with the variable's name, not inside a worker
+    if settings.database_url:
+        from issuer.rpc import verify_database_role
+
+        # Refuse to start as another role than DATABASE_ROLE (a pooler that
+        # dropped -c role=): one line on stderr, not a traceback per worker.
+        verify_database_role(
+            settings.database_url,
+            settings.database_role or None,
+            pooler=settings.database_pooler,
+        )
     if host in ("127.0.0.1", "localhost", "::1"):
         # A local run: the RFC 8414 issuer identifier is where this serves.
         url_host = f"[{host}]" if ":" in host else host
@@ -45,4 +58,10 @@ def serve(
         limit_concurrency=1000,  # more open connections/requests: 503
         timeout_keep_alive=5,  # idle keep-alive connections closed after 5 s
         server_header=False,  # do not advertise the server software
+        # --workers N: the supervisor pings each worker and replaces one that
+        # does not answer in time. A spawned worker cannot answer while it
+        # imports the app (1.5 s of CPU; 8-9 s measured on a busy 2-core
+        # machine), and uvicorn's default of 5 s killed every worker before it
+        # served (issue 16 P2): allow 30 s.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
