@@ -227,6 +227,23 @@ def test_P1_each_new_connection_checks_its_role_and_a_wrong_one_is_never_used(
             rpc.close()
 
 
+def test_P1_pooler_that_refuses_options_stops_start_up_with_what_to_set(
+    world: World, fake_clerk: FakeClerk
+) -> None:
+    with pgbouncer(world.db_url, mode="transaction", users=["postgres"]) as bouncer:
+        env = issuer_env(bouncer.url(_dbname(world), user="postgres"), fake_clerk)
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "issuer"), "serve", "--port", "0"],
+            env={**_clean_env(), **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert proc.returncode != 0
+    assert "DATABASE_POOLER=transaction" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def _clean_env() -> dict[str, str]:
     import os
 
