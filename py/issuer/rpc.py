@@ -352,6 +352,14 @@ def verify_database_role(
         with psycopg.connect(url, connect_timeout=max(2, int(connect_timeout)), **kwargs) as conn:
             problem = role_problem(conn, role, mode)
     except psycopg.Error as exc:
+        if "unsupported startup parameter" in str(exc):  # PgBouncer refusing -c role=
+            raise ConfigError(
+                "DATABASE_URL: a pooler refused the startup option -c role= "
+                f"(unsupported startup parameter): set DATABASE_POOLER=transaction "
+                f"(or session) and log in as a role that becomes {role} by itself; "
+                'see docs/operations.md, "Behind a pooler"',
+                variable="DATABASE_POOLER",
+            ) from None
         log.warning("could not check the database role at start-up: %s", type(exc).__name__)
         return
     if problem:

@@ -229,17 +229,11 @@ def test_P2_key_promotion_reaches_every_process_within_the_check_interval(
     assert promote.returncode == 0, promote.stderr
     promoted_at = time.monotonic()
 
-    pending = set(urls)
-    while pending and time.monotonic() - promoted_at < KEY_FILE_CHECK_INTERVAL + 5:
-        for url in sorted(pending):
-            if all(_kid(_mint(world, url, alice, org)) == "k2" for _ in range(4)):
-                pending.discard(url)
-        time.sleep(0.2)
-    took = time.monotonic() - promoted_at
-    assert not pending, f"still signing with k1 after {took:.1f} s: {pending}"
-
-    # After the interval every process (every worker) signs with k2, and a
-    # k2 token from one is accepted by the others.
+    # Each process looked at the file last at most KEY_FILE_CHECK_INTERVAL
+    # seconds ago, so from then on its first signing looks again: every
+    # token minted after the interval carries k2, on every process and worker.
+    time.sleep(max(0.0, promoted_at + KEY_FILE_CHECK_INTERVAL + 0.5 - time.monotonic()))
+    # A k2 token from one process is accepted by the others.
     for url in urls:
         for _ in range(6):
             token = _mint(world, url, alice, org)

@@ -155,12 +155,14 @@ def test_P1_transaction_pooler_concurrent_usage_no_5xx_no_hang_ledger_exact(
     assert world.pool_balance(org) == 10_000 - clients * 4
 
 
+@pytest.mark.parametrize("clients", [16, 64])
 def test_P1_session_pooler_concurrent_usage_no_5xx_no_hang_ledger_exact(
     world: World,
     fake_clerk: FakeClerk,
     session_bouncer: Pooler,
     pooled_login: str,
     tmp_path: Path,
+    clients: int,
 ) -> None:
     env = issuer_env(
         session_bouncer.url(_dbname(world), user=pooled_login),
@@ -169,10 +171,11 @@ def test_P1_session_pooler_concurrent_usage_no_5xx_no_hang_ledger_exact(
     )
     org = world.org(pool=10_000)
     with issuer_serve(env, tmp_path) as served:
-        statuses, ok_keys = _hammer(world, served.url, org, clients=16, per_client=4)
+        statuses, ok_keys = _hammer(world, served.url, org, clients=clients, per_client=4)
         log = served.log()
-    assert statuses == Counter({"200": 64}), (statuses, log[-3000:])
+    assert statuses == Counter({"200": clients * 4}), (statuses, log[-3000:])
     _assert_ledger_exactly_once(world, org, ok_keys)
+    assert world.pool_balance(org) == 10_000 - clients * 4
 
 
 def test_P1_pooler_that_drops_options_leaves_superuser_issuer_refuses_to_start(
@@ -196,6 +199,49 @@ def test_P1_pooler_that_drops_options_leaves_superuser_issuer_refuses_to_start(
     assert "service_role" in err and "postgres" in err, err
     assert "alter role" in err and "DATABASE_ROLE" in err, err
     assert "Traceback" not in err
+
+
+def test_P1_each_new_connection_checks_its_role_and_a_wrong_one_is_never_used(
+    world: World,
+) -> None:
+    """Past start-up too: a connection that is not DATABASE_ROLE is discarded (503)."""
+    from issuer.errors import DatabaseUnavailable
+    from issuer.rpc import PsycopgRpc
+
+    with pgbouncer(
+        world.db_url, mode="transaction", users=["postgres"], ignore_startup_parameters=["options"]
+    ) as bouncer:
+        rpc = PsycopgRpc(
+            bouncer.url(_dbname(world), user="postgres"),
+            max_size=1,
+            acquire_timeout=1.0,
+            pooler="transaction",
+        )
+        try:
+            with pytest.raises(DatabaseUnavailable):
+                rpc.call("credit_consistency_check", {})
+            assert rpc.statements_sent == 0  # nothing ran as the superuser
+            assert rpc.role_error is not None
+            assert "'postgres'" in rpc.role_error and "service_role" in rpc.role_error
+        finally:
+            rpc.close()
+
+
+def test_P1_pooler_that_refuses_options_stops_start_up_with_what_to_set(
+    world: World, fake_clerk: FakeClerk
+) -> None:
+    with pgbouncer(world.db_url, mode="transaction", users=["postgres"]) as bouncer:
+        env = issuer_env(bouncer.url(_dbname(world), user="postgres"), fake_clerk)
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "issuer"), "serve", "--port", "0"],
+            env={**_clean_env(), **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert proc.returncode != 0
+    assert "DATABASE_POOLER=transaction" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def _clean_env() -> dict[str, str]:

@@ -107,7 +107,8 @@ def open_rpc(database_url: str | None) -> Iterator[Rpc]:
     url = resolve_database_url(database_url)
     with connect(url):
         pass
-    rpc = make_rpc(database_url=url, role=database_role(), max_size=1)
+    pooler = os.environ.get("DATABASE_POOLER", "").strip() or "auto"
+    rpc = make_rpc(database_url=url, role=database_role(), max_size=1, pooler=pooler)
     try:
         yield rpc
     except RpcBug as exc:
