@@ -83,15 +83,16 @@ class ReadConfig:
     statement_timeout: float = 120.0
 
     @classmethod
-    def from_env(
-        cls, primary_url: str, env: Mapping[str, str] | None = None, *, role: str | None = None
-    ) -> ReadConfig:
+    def from_env(cls, primary_url: str, env: Mapping[str, str] | None = None) -> ReadConfig:
         """``DATABASE_READ_URL``, ``DATABASE_READ_MAX_LAG``, ``DATABASE_READ_FALLBACK``.
 
-        Empty values count as unset; a bad value raises :class:`ConfigError`
-        naming the variable (never echoing a URL).
+        The role is ``DATABASE_ROLE``'s, as for every other connection
+        (default ``service_role``; empty: the login role). Empty values count
+        as unset; a bad value raises :class:`ConfigError` naming the variable
+        (never echoing a URL).
         """
         env = os.environ if env is None else env
+        role = (env.get("DATABASE_ROLE", "service_role") or "").strip() or None
         read_url = (env.get("DATABASE_READ_URL") or "").strip() or None
         if read_url is not None and not read_url.startswith(("postgres://", "postgresql://")):
             raise ConfigError(

@@ -263,6 +263,8 @@ def test_P3_read_settings_are_validated_without_echoing_values() -> None:
     config = ReadConfig.from_env(
         "postgresql://p/db", {"DATABASE_READ_URL": "postgresql://r/db", "DATABASE_READ_MAX_LAG": ""}
     )
+    assert config.role == "service_role"
+    assert ReadConfig.from_env("postgresql://p/db", {"DATABASE_ROLE": ""}).role is None
     assert (config.read_url, config.max_lag, config.fallback) == (
         "postgresql://r/db",
         30,

@@ -345,7 +345,7 @@ def usage(
     env = dict(os.environ)
     env["DATABASE_READ_URL"] = read_url or ""
     try:
-        config = ReadConfig.from_env(resolve_database_url(database_url), env, role=database_role())
+        config = ReadConfig.from_env(resolve_database_url(database_url), env)
         result = read(config, _USAGE_SQL[by], {"org": org, "days": days})
     except ConfigError as exc:
         raise CliError(str(exc)) from None
