@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import analytics, deduct, experiments, http_usage, pg, seed, tokens
+from bench import analytics, deduct, experiments, http_usage, ledger_size, pg, seed, tokens
 from bench.context import Config, Ctx
 from bench.report import Result, markdown, print_result
 
@@ -40,6 +40,7 @@ SCENARIOS: dict[str, Scenario] = {
 #: Not in the default run: variants of the deduction used to explain the gaps.
 EXTRA: dict[str, Scenario] = {
     "experiments": experiments.experiments,
+    "ledger-size": ledger_size.ledger_size,
 }
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,10 +57,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="deduction scenarios: only these client counts, comma-separated (e.g. 16)",
     )
     p.add_argument(
+        "--ledger-sizes",
+        help="ledger-size scenario: ledger rows in millions, comma-separated "
+        "(default 1,20,50; quick 0.1,1)",
+    )
+    p.add_argument(
         "--scenario",
         action="append",
         choices=[*SCENARIOS, *EXTRA],
-        help="run only this scenario (repeatable); default: all but experiments",
+        help="run only this scenario (repeatable); default: all but experiments and ledger-size",
     )
     p.add_argument(
         "--profile",
@@ -120,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         analytics_rows=args.analytics_rows,
         clients=tuple(int(c) for c in args.clients.split(",")) if args.clients else (),
         profile=args.profile,
+        ledger_sizes=tuple(
+            int(float(m) * 1_000_000) for m in (args.ledger_sizes or "").split(",") if m
+        ),
     )
     names = args.scenario or list(SCENARIOS)
     console = Console()

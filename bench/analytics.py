@@ -191,15 +191,15 @@ def _parallel(url: str, statements: list[tuple[str, dict[str, Any]]], replica: b
             future.result()
 
 
-def build(ctx: Ctx, rows: int) -> tuple[str, float]:
-    """Create, seed and load the analytics database; returns (url, seconds).
+def build(ctx: Ctx, rows: int, dbname: str = "bench_analytics") -> tuple[str, float]:
+    """Create, seed and load the analytics database ``dbname``; returns (url, seconds).
 
     Keys and indexes are dropped for the load and built afterwards (a sort
     per index instead of 10 M insertions), the load and the index builds
     run on two connections.
     """
     started = time.monotonic()
-    url = pg.new_database(ctx.server, "bench_analytics")
+    url = pg.new_database(ctx.server, dbname)
     params: dict[str, Any] = {"orgs": ORGS, "members": MEMBERS, "rows": rows}
     with pg.connect(url) as conn:
         for stmt in _SEED:

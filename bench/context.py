@@ -22,6 +22,8 @@ class Config:
     """Only these client counts in the deduction scenarios (empty: all)."""
     profile: bool = False
     """Add a cProfile summary of the Python side to issuance and verification."""
+    ledger_sizes: tuple[int, ...] = ()
+    """Ledger rows per size of the ledger-size scenario (empty: its defaults)."""
 
     @classmethod
     def make(
@@ -33,6 +35,7 @@ class Config:
         analytics_rows: int | None = None,
         clients: tuple[int, ...] = (),
         profile: bool = False,
+        ledger_sizes: tuple[int, ...] = (),
     ) -> Config:
         if quick:
             return cls(
@@ -42,6 +45,7 @@ class Config:
                 analytics_rows=analytics_rows or 1_000_000,
                 clients=clients,
                 profile=profile,
+                ledger_sizes=ledger_sizes,
             )
         return cls(
             quick=False,
@@ -50,6 +54,7 @@ class Config:
             analytics_rows=analytics_rows or 10_000_000,
             clients=clients,
             profile=profile,
+            ledger_sizes=ledger_sizes,
         )
 
 

@@ -45,7 +45,8 @@ insert into public.organization_subscriptions
      current_period_start, current_period_end)
 select o.id, 'sub_' || o.clerk_org_id, 'active', true,
        now() - interval '1 day', now() + interval '29 days'
-from public.organizations o;
+from public.organizations o
+where o.clerk_org_id = 'org_hot' or o.clerk_org_id ~ '^org_s[0-9]+$';
 
 insert into public.organization_seats (organization_id, user_id, role, status)
 select o.id, u.id, 'member', 'active'
@@ -63,6 +64,7 @@ _GRANTS = """
 select count(*) filter (where (r).ok) from (
     select public.grant_credits(%(balance)s, 'bench seed', null, o.clerk_org_id) as r
     from public.organizations o
+    where o.clerk_org_id = 'org_hot' or o.clerk_org_id ~ '^org_s[0-9]+$'
     union all
     select public.grant_credits(%(balance)s, 'bench seed', u.clerk_user_id)
     from public.users u

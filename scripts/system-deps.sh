@@ -12,6 +12,10 @@ if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/nul
     && ! command -v initdb >/dev/null 2>&1; then
     missing+=(postgresql-15)
 fi
+# initdb and pg_basebackup: the streaming-replica tests (py/tests/support/replica.py)
+# build a primary and its replica from local binaries even when DATABASE_URL is set.
+{ ls /usr/lib/postgresql/*/bin/initdb && ls /usr/lib/postgresql/*/bin/pg_basebackup; } \
+    >/dev/null 2>&1 || missing+=(postgresql-15)
 have_pkg postgresql-15-pgtap || missing+=(postgresql-15-pgtap)
 command -v pg_prove >/dev/null 2>&1 || missing+=(libtap-parser-sourcehandler-pgtap-perl)
 have_pkg postgresql-15-plpgsql-check || missing+=(postgresql-15-plpgsql-check)

@@ -22,6 +22,7 @@ import pytest
 from issuer import localdb
 from issuer.dev.fake_clerk import FakeClerk
 from support import db as testdb
+from support.replica import ReplicaPair, running_replica_pair
 from support.world import World, make_world
 
 
@@ -83,3 +84,10 @@ def world(db_url: str, fake_clerk: FakeClerk) -> Iterator[World]:
     finally:
         w.close()
         w.issuer.close()
+
+
+@pytest.fixture(scope="module")
+def replica_pair() -> Iterator[ReplicaPair]:
+    """A primary with a migrated database and a streaming replica of it (support/replica.py)."""
+    with running_replica_pair() as pair:
+        yield pair

@@ -44,3 +44,35 @@ def test_bench_runs_one_scenario_and_prints_its_table(tmp_path: Path) -> None:
     written = out.read_text()
     assert "Postgres: PostgreSQL" in written and "command: `python -m bench" in written
     assert "| org pools (1,000) | 16 |" in written
+
+
+def test_P4_ledger_size_scenario_runs_at_two_small_sizes(tmp_path: Path) -> None:
+    """`python -m bench --scenario ledger-size` can be rerun (issue 16, P4): tiny sizes here."""
+    out = tmp_path / "ledger.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--scenario",
+            "ledger-size",
+            "--ledger-sizes",
+            "0.02,0.05",
+            "--seconds",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    written = out.read_text()
+    for size in ("0.02 M", "0.05 M"):
+        assert f"| {size}: org pools with history (1,000) | 16 |" in written
+        assert f"| {size}: cookbook consistency | 1 |" in written
+        assert f"| {size}: VACUUM (FREEZE) again after a load | 1 |" in written
+    assert "MISMATCH" not in written

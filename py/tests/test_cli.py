@@ -35,7 +35,7 @@ COMMANDS = {
     "serve": [],
     "demo": [],
     "token": ["mint", "decode", "verify"],
-    "credits": ["grant", "deduct", "balance"],
+    "credits": ["grant", "deduct", "balance", "usage"],
     "keys": ["generate", "list", "promote", "retire"],
 }
 
