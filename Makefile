@@ -6,6 +6,7 @@
 #   make bench   benchmarks against Postgres' own ceiling (bench-quick: < 2 min)
 #   make soak    a bounded load run against a local server
 #   make serve   the HTTP API on 127.0.0.1:8000 (needs DATABASE_URL and JWT_SECRET)
+#   make dist    the release in dist/: wheel, Supabase bundle, .vsix (scripts/dist.py)
 #   make clean   remove .local/ (demo and `issuer db up` data)
 #   make lock    re-resolve requirements/*.txt after a change to pyproject.toml
 #                (keeps every existing pin; `make lock-upgrade` moves them all)
@@ -19,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 SYS_STAMP := .local/.system-deps
 
-.PHONY: setup test lint demo bench bench-quick soak serve clean fmt lock lock-upgrade verify-lock
+.PHONY: setup test lint demo bench bench-quick soak serve clean fmt lock lock-upgrade verify-lock dist
 
 # The Python lock (CONTRIBUTING.md, "Dependencies"): uv compiles pyproject.toml
 # into hashed requirement files; setup installs exactly those, nothing else.
@@ -105,6 +106,11 @@ soak: setup
 
 serve: setup
 	$(BIN)/issuer serve
+
+# The .vsix only once extension/package.json exists (the extension's own branch).
+dist: setup
+	rm -rf dist
+	$(BIN)/python scripts/dist.py --out dist
 
 clean:
 	@if [ -x $(BIN)/issuer ]; then $(BIN)/issuer db down --purge >/dev/null 2>&1 || true; fi

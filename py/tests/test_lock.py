@@ -14,24 +14,13 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from support.lockfile import is_pin_line, pins, pins_for_this_platform
+
 ROOT = Path(__file__).resolve().parents[2]
 REQ = ROOT / "requirements"
-
-_PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
-
-
-def pins(path: Path) -> dict[str, tuple[str, str | None]]:
-    """name -> (version, marker) of every pinned line of a uv/pip-compile file."""
-    found: dict[str, tuple[str, str | None]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        match = _PIN.match(line)
-        if match:
-            found[canonicalize_name(match[1])] = (match[2], match[3])
-    return found
 
 
 def declared(extra: str | None = None) -> set[str]:
@@ -69,7 +58,7 @@ def test_every_pin_has_a_hash() -> None:
         text = path.read_text(encoding="utf-8")
         blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
         for block in blocks:
-            if _PIN.match(block.splitlines()[0]):
+            if is_pin_line(block.splitlines()[0]):
                 assert "--hash=sha256:" in block, (path.name, block.splitlines()[0])
 
 
@@ -81,11 +70,7 @@ def test_uvicorn_stays_below_0_55() -> None:
 
 def test_this_environment_is_exactly_the_dev_lock() -> None:
     """What `make setup` installed: every locked version, and nothing unlocked but the project."""
-    locked = {
-        name: version
-        for name, (version, marker) in pins(REQ / "dev.txt").items()
-        if marker is None or Marker(marker).evaluate()
-    }
+    locked = pins_for_this_platform(REQ / "dev.txt")
     installed = {
         canonicalize_name(dist.metadata["Name"]): dist.version for dist in metadata.distributions()
     }
