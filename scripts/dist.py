@@ -86,6 +86,9 @@ def build_bundle(out: Path, version: str) -> Path:
 
 
 def build_wheel(out: Path, version: str) -> Path:
+    # setuptools builds from build/lib and keeps whatever an earlier build left
+    # there (a moved or deleted module would ship again): start from nothing.
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     uv = Path(sys.executable).parent / "uv"
     subprocess.run(
         [str(uv), "build", "--quiet", "--wheel", "--python", sys.executable, "--out-dir", str(out)],
