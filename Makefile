@@ -35,6 +35,8 @@ define sync_venv
 	@$(1)/bin/python -m pip install -q --require-hashes --no-deps -r requirements/bootstrap.txt
 	@$(1)/bin/uv pip sync -q --python $(1)/bin/python --require-hashes requirements/dev.txt
 	@$(1)/bin/uv pip install -q --python $(1)/bin/python --no-deps -e .
+	@# The development harness (py/issuer_dev) is not in the wheel: put py/ on the path.
+	@echo "$(CURDIR)/py" > "$$($(1)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/issuer-dev.pth"
 endef
 
 setup: $(SYS_STAMP) $(PY_STAMP) $(NODE_STAMP)

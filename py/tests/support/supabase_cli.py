@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from issuer.migrations import repo_root
+from issuer_dev.migrations import repo_root
 
 
 def supabase_bin() -> Path:
