@@ -36,11 +36,11 @@ from bench.context import Ctx
 from bench.report import Result, Row
 from bench.tokens import issuer_env
 from issuer.claims import TOKEN_TYPE_ACCESS, OrgAttribution, build_claims
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import issuer_serve
 from issuer.rpc import PsycopgRpc, Rpc
 from issuer.settings import load_settings
 from issuer.signing import KeyRing
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.served import issuer_serve
 
 POOL_SIZE = 10
 
@@ -142,7 +142,7 @@ class KeepAliveClient:
 
 @contextmanager
 def serve(env: dict[str, str], log_dir: Path, workers: int = 1) -> Iterator[tuple[str, int]]:
-    """A real `issuer serve` (issuer.dev.served); yields its URL and pid (for CPU time)."""
+    """A real `issuer serve` (issuer_dev.served); yields its URL and pid (for CPU time)."""
     with issuer_serve(env, log_dir, workers=workers) as served:
         yield served.url, served.process.pid
 

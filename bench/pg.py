@@ -1,6 +1,6 @@
 """The benchmark's own Postgres: a throwaway cluster with durable settings.
 
-Started through :mod:`issuer.localdb` (never ``DATABASE_URL``: the figures
+Started through :mod:`issuer_dev.localdb` (never ``DATABASE_URL``: the figures
 must come from a server whose settings we know), with ``fsync`` and
 ``synchronous_commit`` on. ``pg_stat_statements`` is preloaded so round trips
 and per-statement times can be read from the server side.
@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from issuer import localdb, migrations
+from issuer_dev import localdb, migrations
 
 #: What the benchmark adds to localdb.DURABLE_SETTINGS (none of it touches durability).
 EXTRA_SETTINGS: dict[str, str] = {

@@ -41,10 +41,10 @@ from typing import Any
 import httpx
 import psycopg
 
-from issuer import localdb, migrations
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import issuer_serve
 from issuer.rpc import PsycopgRpc, Rpc
+from issuer_dev import localdb, migrations
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.served import issuer_serve
 
 RICH_POOL = Decimal(10_000_000)
 POOR_POOL = Decimal(200)

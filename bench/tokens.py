@@ -38,7 +38,6 @@ from issuer.claims import (
     build_claims,
 )
 from issuer.clerk import ClerkSession
-from issuer.dev.fake_clerk import FakeClerk
 from issuer.flows import extension_tokens
 from issuer.flows.bearer import verify_bearer
 from issuer.flows.minting import mint
@@ -46,6 +45,7 @@ from issuer.flows.scope import resolve_scope
 from issuer.service import Issuer
 from issuer.settings import load_settings
 from issuer.signing import KeyRing, generate_es256_jwk
+from issuer_dev.fake_clerk import FakeClerk
 
 JWT_SECRET = "bench-secret-" + "b" * 40
 

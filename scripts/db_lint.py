@@ -1,6 +1,6 @@
 """`supabase db lint --fail-on error` (plpgsql_check) against a throwaway migrated database.
 
-Part of `make lint`. Starts its own Postgres through issuer.localdb (or uses
+Part of `make lint`. Starts its own Postgres through issuer_dev.localdb (or uses
 DATABASE_URL), creates a database, applies the bootstrap and the migrations,
 runs the pinned Supabase CLI, and drops the database.
 """
@@ -13,7 +13,7 @@ import sys
 import tempfile
 import uuid
 
-from issuer import localdb, migrations
+from issuer_dev import localdb, migrations
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 How a test finds its database (see README, "Tests"):
 
-* ``pg_server``: the server for the session, from ``issuer.localdb`` (your
+* ``pg_server``: the server for the session, from ``issuer_dev.localdb`` (your
   ``DATABASE_URL`` if set, else a throwaway cluster of local binaries, ...).
 * ``template_db``: created once per session: bootstrap + migrations + pgTAP
   helpers. Dropped at the end.
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from issuer import localdb
-from issuer.dev.fake_clerk import FakeClerk
+from issuer_dev import localdb
+from issuer_dev.fake_clerk import FakeClerk
 from support import db as testdb
 from support.replica import ReplicaPair, running_replica_pair
 from support.world import World, make_world

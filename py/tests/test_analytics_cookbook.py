@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from issuer.migrations import repo_root
+from issuer_dev.migrations import repo_root
 from support import credits
 
 DOCS = repo_root() / "docs"

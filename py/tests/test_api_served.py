@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import Served, issuer_serve
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.served import Served, issuer_serve
 from support.world import CLIENT_ID, REDIRECT_URI, World, issuer_env, pkce_pair
 
 

@@ -21,9 +21,9 @@ from issuer.attribution import (
 )
 from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
 from issuer.clerk import ClerkClient, ClerkSession, ClerkSessionVerifier
-from issuer.dev.fake_clerk import FakeClerk
 from issuer.errors import BadRequest, ClerkUnavailable, OrgScopeDenied
 from issuer.signing import KeyRing
+from issuer_dev.fake_clerk import FakeClerk
 
 ORG_ID_UUID = "7d0e3c1a-3f5e-4d5e-9a43-2b1f3c4d5e6f"
 SEAT_ID_UUID = "0b8f1c2d-1111-4222-8333-944455566677"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from issuer.migrations import repo_root
+from issuer_dev.migrations import repo_root
 
 
 def test_bench_runs_one_scenario_and_prints_its_table(tmp_path: Path) -> None:

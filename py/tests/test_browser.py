@@ -28,9 +28,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import Served, issuer_serve
-from issuer.migrations import repo_root
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.migrations import repo_root
+from issuer_dev.served import Served, issuer_serve
 from support.world import CLIENT_ID, World, issuer_env, pkce_pair
 
 pytestmark = pytest.mark.slow

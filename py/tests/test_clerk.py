@@ -1,6 +1,6 @@
 """Clerk session tokens and the memberships API, against the fake Clerk over real HTTP.
 
-The fake (``issuer.dev.fake_clerk``) exists because Clerk cannot be reached
+The fake (``issuer_dev.fake_clerk``) exists because Clerk cannot be reached
 from tests; it serves Clerk's JWKS and Backend API wire formats.
 """
 
@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from issuer.clerk import ClerkClient, ClerkSessionVerifier, normalize_org_role
-from issuer.dev.fake_clerk import FakeClerk
 from issuer.errors import ClerkUnavailable, ConfigError, InvalidToken
 from issuer.settings import load_settings
+from issuer_dev.fake_clerk import FakeClerk
 
 APP = "http://localhost:3000"
 

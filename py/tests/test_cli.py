@@ -22,10 +22,10 @@ import jwt
 import psycopg
 import pytest
 
-from issuer import localdb
 from issuer.cli import app, main
 from issuer.settings import load_settings, read_signing_keys
 from issuer.signing import KeyRing
+from issuer_dev import localdb
 from support.world import JWT_SECRET, World
 
 ISSUER = str(Path(sys.executable).parent / "issuer")
@@ -418,7 +418,7 @@ def test_db_up_url_down_manage_a_project_local_cluster(
     """`issuer db up|url|down` on a project-local directory (here a temp dir, not .local/)."""
     if localdb.find_postgres_bindir() is None:
         pytest.skip("needs Postgres binaries on this machine")
-    monkeypatch.setattr("issuer.cli.db.local_dir", lambda: tmp_path / ".local")
+    monkeypatch.setattr("issuer_dev.cli_db.local_dir", lambda: tmp_path / ".local")
     assert one_line_error(cli("db", "url")).startswith("error: the project-local database")
     try:
         up = cli("db", "up", "--json")
@@ -455,8 +455,8 @@ def test_serve_refuses_a_bad_configuration_with_one_line(cli: Callable[..., Run]
 
 def test_operations_doc_lists_every_setting() -> None:
     """docs/operations.md documents every environment variable the settings read."""
-    from issuer.migrations import repo_root
     from issuer.settings import Settings
+    from issuer_dev.migrations import repo_root
 
     doc = (repo_root() / "docs" / "operations.md").read_text(encoding="utf-8")
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in doc]

@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from rich.console import Console
 
-from issuer import localdb
-from issuer.demo import run_demo
-from issuer.demo.render import Narrator
+from issuer_dev import localdb
+from issuer_dev.demo import run_demo
+from issuer_dev.demo.render import Narrator
 
 ISSUER = str(Path(sys.executable).parent / "issuer")
 

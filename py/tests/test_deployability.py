@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from issuer import localdb, migrations
+from issuer_dev import localdb, migrations
 from support.supabase_cli import cli_url, run_supabase
 
 

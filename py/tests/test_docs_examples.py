@@ -37,14 +37,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import Served, issuer_serve
 from issuer.errors import ConfigError, DatabaseUnavailable, InvalidToken
 from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier
-from issuer.localdb import free_port
-from issuer.migrations import repo_root
 from issuer.rpc import Rpc
 from issuer.signing import generate_es256_jwk
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.localdb import free_port
+from issuer_dev.migrations import repo_root
+from issuer_dev.served import Served, issuer_serve
 from support.postgrest_double import running_postgrest_double
 from support.world import CLIENT_ID, JWT_SECRET, REDIRECT_URI, World, issuer_env, pkce_pair
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from issuer.migrations import repo_root
+from issuer_dev.migrations import repo_root
 from support.postgrest_double import running_postgrest_double
 
 ROOT = repo_root()

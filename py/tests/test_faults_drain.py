@@ -22,10 +22,10 @@ from decimal import Decimal
 
 import pytest
 
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import Served, issuer_serve
 from issuer.errors import IssuerError
 from issuer.rpc import CreditResult, PsycopgRpc, Rpc
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.served import Served, issuer_serve
 from support import faults
 from support.world import World, issuer_env
 

@@ -24,9 +24,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from issuer import localdb
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import Served, issuer_serve
+from issuer_dev import localdb
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.served import Served, issuer_serve
 from support import faults
 from support.world import World, issuer_env, make_world
 

@@ -41,9 +41,9 @@ from schemathesis.core.result import Ok
 
 from issuer.api import models
 from issuer.api.app import MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_JSON_DEPTH
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import Served, issuer_serve
 from issuer.signing import generate_es256_jwk
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.served import Served, issuer_serve
 from support.world import World, issuer_env, make_world
 
 pytestmark = pytest.mark.timeout(180)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from issuer.api.openapi import openapi_document
-from issuer.migrations import repo_root
+from issuer_dev.migrations import repo_root
 from support.world import World
 
 

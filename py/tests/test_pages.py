@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from issuer.api import create_app
 from issuer.api.pages import csrf_token, csrf_valid
 from issuer.clerk import ClerkSession
-from issuer.dev.fake_clerk import FakeClerk
 from issuer.service import Issuer
 from issuer.settings import load_settings
+from issuer_dev.fake_clerk import FakeClerk
 from support.world import CLIENT_ID, REDIRECT_URI, World, issuer_env, make_world, pkce_pair
 
 SIGN_IN = "https://accounts.example.test/sign-in"

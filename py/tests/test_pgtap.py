@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from issuer.migrations import repo_root
+from issuer_dev.migrations import repo_root
 from support.pgtap import run_pgtap_file
 
 SQL_TESTS = sorted((repo_root() / "sql" / "tests").glob("*.sql"))

@@ -164,3 +164,9 @@ class UsageCharged(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     error_description: str | None = None
+
+
+class VersionInfo(BaseModel):
+    version: str = Field(
+        description="The release version: the wheel's, the Supabase bundle's and the extension's"
+    )

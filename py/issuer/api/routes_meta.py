@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from issuer import __version__
 from issuer.api.deps import IssuerDep, public_issuer
+from issuer.api.models import VersionInfo
 
 router = APIRouter()
 
@@ -46,6 +48,13 @@ def oauth_metadata(request: Request, issuer: IssuerDep) -> dict[str, Any]:
         # RFC 9207: the authorization response carries ``iss`` (success and error).
         "authorization_response_iss_parameter_supported": True,
     }
+
+
+@router.get("/version", tags=["health"])
+def version() -> VersionInfo:
+    """The release this issuer runs: the same version as its wheel, the Supabase
+    bundle it was shipped with and the VS Code extension of that release."""
+    return VersionInfo(version=__version__)
 
 
 @router.get("/healthz", tags=["health"])

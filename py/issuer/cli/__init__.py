@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from issuer.cli import credits, db, demo, keys, serve, tokens
+from issuer.cli import credits, keys, serve, tokens
 from issuer.cli._common import run_app
 
 app = typer.Typer(
@@ -19,12 +19,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(db.app, name="db")
 app.command(name="serve")(serve.serve)
-app.command(name="demo")(demo.demo)
 app.add_typer(tokens.app, name="token")
 app.add_typer(credits.app, name="credits")
 app.add_typer(keys.app, name="keys")
+
+
+def _add_development_verbs() -> None:
+    """`issuer db` and `issuer demo` come with the development harness (package
+    ``issuer_dev``, a checkout's `make setup`), which the runtime wheel leaves out."""
+    try:
+        from issuer_dev import cli_db, cli_demo
+    except ImportError:
+        return
+    app.add_typer(cli_db.app, name="db")
+    app.command(name="demo")(cli_demo.demo)
+
+
+_add_development_verbs()
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
-"""Shared pieces of the CLI: error handling, output, where the repo's data lives."""
+"""Shared pieces of the CLI: error handling, output, which database a command uses."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import click
 import psycopg
@@ -14,8 +14,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from issuer.errors import IssuerError
-from issuer.localdb import NoPostgresError
-from issuer.migrations import MigrationError, repo_root
 
 console = Console()
 err_console = Console(stderr=True)
@@ -25,9 +23,44 @@ class CliError(Exception):
     """A user mistake or an unavailable resource: printed as one line, exit 1."""
 
 
-def local_dir() -> Path:
-    """``.local/`` of this checkout: demo data, the project-local database."""
-    return repo_root() / ".local"
+DbUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Postgres URL. Default: $DATABASE_URL, else the project-local database.",
+    ),
+]
+
+
+def project_local_url() -> str | None:
+    """The running project-local database (`issuer db up`), in a development install.
+
+    The development harness (package ``issuer_dev``: local Postgres, migrations,
+    fake Clerk, demo) is not in the runtime wheel; without it there is none.
+    """
+    try:
+        from issuer_dev.cli_db import project_url
+    except ImportError:
+        return None
+    return project_url()
+
+
+def resolve_database_url(explicit: str | None) -> str:
+    """--database-url, else DATABASE_URL, else the running project-local database."""
+    url = explicit or os.environ.get("DATABASE_URL") or project_local_url()
+    if not url:
+        raise CliError("no database: pass --database-url, set DATABASE_URL, or run `issuer db up`")
+    return url
+
+
+def _harness_errors() -> tuple[type[Exception], ...]:
+    """The development harness's own errors, when it is installed."""
+    try:
+        from issuer_dev.localdb import NoPostgresError
+        from issuer_dev.migrations import MigrationError
+    except ImportError:
+        return ()
+    return (NoPostgresError, MigrationError)
 
 
 def emit_json(data: Any) -> None:
@@ -63,6 +96,12 @@ def _usage_error(exc: Exception) -> int:
 
 def run_app(app: typer.Typer) -> None:
     """Run the app: user mistakes end as one line on stderr and a non-zero exit."""
+    one_line: tuple[type[Exception], ...] = (
+        CliError,
+        IssuerError,
+        psycopg.OperationalError,
+        *_harness_errors(),
+    )
     try:
         app(standalone_mode=False)
     except KeyboardInterrupt:
@@ -73,13 +112,7 @@ def run_app(app: typer.Typer) -> None:
     except (click.exceptions.Abort, typer.Abort):
         err_console.print("aborted")
         raise SystemExit(1) from None
-    except (
-        CliError,
-        IssuerError,
-        NoPostgresError,
-        MigrationError,
-        psycopg.OperationalError,
-    ) as exc:
+    except one_line as exc:
         err_console.print(
             f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )

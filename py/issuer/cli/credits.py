@@ -18,8 +18,14 @@ import psycopg
 import typer
 from psycopg.rows import dict_row
 
-from issuer.cli._common import CliError, console, emit_json, err_console
-from issuer.cli.db import DbUrlOption, resolve_database_url
+from issuer.cli._common import (
+    CliError,
+    DbUrlOption,
+    console,
+    emit_json,
+    err_console,
+    resolve_database_url,
+)
 from issuer.rpc import CreditResult, Rpc, RpcBug, make_rpc
 
 app = typer.Typer(

@@ -22,12 +22,17 @@ import typer
 from rich.table import Table
 
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, OrgAttribution, build_claims
-from issuer.cli._common import CliError, console, emit_json, err_console, local_dir
+from issuer.cli._common import (
+    CliError,
+    DbUrlOption,
+    console,
+    emit_json,
+    err_console,
+    project_local_url,
+)
 from issuer.cli.credits import open_rpc
-from issuer.cli.db import DbUrlOption
 from issuer.errors import InvalidToken
 from issuer.flows.minting import token_hash
-from issuer.localdb import ProjectDb
 from issuer.settings import Settings, load_settings
 from issuer.signing import KeyRing
 
@@ -206,7 +211,7 @@ def decode(token: TokenArgument, json_out: JsonOption = False) -> None:
 
 
 def _store_url(explicit: str | None) -> str | None:
-    return explicit or os.environ.get("DATABASE_URL") or ProjectDb(local_dir()).url()
+    return explicit or os.environ.get("DATABASE_URL") or project_local_url()
 
 
 @app.command()

@@ -12,7 +12,7 @@ import uuid
 
 import psycopg
 
-from issuer import localdb, migrations
+from issuer_dev import localdb, migrations
 
 
 def build_template(server_url: str) -> str:

@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 
-from issuer import localdb
+from issuer_dev import localdb
 from support import db as testdb
 
 #: The fast test settings, but a commit is answered only after its WAL is

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from issuer.localdb import free_port
+from issuer_dev.localdb import free_port
 
 
 def _status_for(sqlstate: str | None) -> int:

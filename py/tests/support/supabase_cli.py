@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from issuer.migrations import repo_root
+from issuer_dev.migrations import repo_root
 
 
 def supabase_bin() -> Path:
@@ -23,12 +23,15 @@ def cli_url(url: str) -> str:
     return f"{url}{sep}sslmode=disable"
 
 
-def run_supabase(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_supabase(
+    *args: str, timeout: float = 180, workdir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI with ``--workdir`` the checkout, or ``workdir`` (e.g. an unpacked release bundle)."""
     # The CLI writes telemetry and caches under $HOME/.supabase: keep it in a temp dir.
     home = tempfile.mkdtemp(prefix="supabase-home-")
     env = {**os.environ, "HOME": home, "DO_NOT_TRACK": "1", "SUPABASE_TELEMETRY_DISABLED": "1"}
     return subprocess.run(
-        [str(supabase_bin()), *args, "--workdir", str(repo_root())],
+        [str(supabase_bin()), *args, "--workdir", str(workdir or repo_root())],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -20,9 +20,9 @@ import psycopg
 from fastapi.testclient import TestClient
 
 from issuer.api import create_app
-from issuer.dev.fake_clerk import FakeClerk
 from issuer.service import Issuer
 from issuer.settings import load_settings
+from issuer_dev.fake_clerk import FakeClerk
 
 JWT_SECRET = "test-secret-" + "x" * 40
 CLIENT_ID = "vscode-extension"

@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import jwt
 
-from issuer.demo.cast import ACME, ALICE, BOB, CAROL, DAVE, PEOPLE, Person, create_cast
-from issuer.demo.environment import Environment
-from issuer.demo.render import Narrator, fmt
+from issuer_dev.demo.cast import ACME, ALICE, BOB, CAROL, DAVE, PEOPLE, Person, create_cast
+from issuer_dev.demo.environment import Environment
+from issuer_dev.demo.render import Narrator, fmt
 
 # Queries of the analytics cookbook (docs/analytics.md, by their `-- name:`),
 # with the org as a parameter instead of the cookbook's literal.

@@ -1,12 +1,12 @@
 """Everything the demo runs on, started and always stopped again.
 
-* **Postgres**: the project-local cluster (``.local/``, :class:`~issuer.localdb.ProjectDb`),
+* **Postgres**: the project-local cluster (``.local/``, :class:`~issuer_dev.localdb.ProjectDb`),
   stopped at the end when the demo started it; or any server given with
   ``--database-url``. Each run gets a fresh database: ``demo`` in the
   project-local cluster (dropped and re-created, kept afterwards for
   inspection), or ``issuer_demo_<random>`` on a given server (dropped at the end).
 * **The schema**: ``sql/bootstrap`` (the Supabase stand-in) and every migration.
-* **Clerk**: :class:`~issuer.dev.fake_clerk.FakeClerk` on loopback.
+* **Clerk**: :class:`~issuer_dev.fake_clerk.FakeClerk` on loopback.
 * **The issuer**: the real ASGI app under uvicorn on a free loopback port, in a
   thread of this process: the story talks to it over real HTTP.
 """
@@ -28,13 +28,13 @@ import psycopg
 import uvicorn
 from psycopg.rows import dict_row
 
-from issuer import localdb, migrations
 from issuer.api import create_app
-from issuer.dev.fake_clerk import FakeClerk
 from issuer.rpc import Rpc
 from issuer.service import Issuer
 from issuer.settings import load_settings
 from issuer.signing import generate_es256_jwk, generate_hs256_secret
+from issuer_dev import localdb, migrations
+from issuer_dev.fake_clerk import FakeClerk
 
 PROJECT_DB_NAME = "demo"
 

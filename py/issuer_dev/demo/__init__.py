@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from issuer.demo.environment import demo_environment
-from issuer.demo.render import Narrator
-from issuer.demo.story import DemoReport, Story
+from issuer_dev.demo.environment import demo_environment
+from issuer_dev.demo.render import Narrator
+from issuer_dev.demo.story import DemoReport, Story
 
 __all__ = ["DemoReport", "run_demo"]
 

@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from issuer import localdb, migrations
-from issuer.cli._common import CliError, console, emit_json, local_dir
+from issuer.cli._common import CliError, DbUrlOption, console, emit_json, resolve_database_url
+from issuer_dev import localdb, migrations
 
 app = typer.Typer(help="Local database life cycle and migrations.", no_args_is_help=True)
 
-DbUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="Postgres URL. Default: $DATABASE_URL, else the project-local database.",
-    ),
-]
+
+def local_dir() -> Path:
+    """``.local/`` of this checkout: demo data, the project-local database."""
+    return migrations.repo_root() / ".local"
 
 
 def _project() -> localdb.ProjectDb:
     return localdb.ProjectDb(local_dir())
 
 
-def resolve_database_url(explicit: str | None) -> str:
-    """--database-url, else DATABASE_URL, else the running project-local database."""
-    url = explicit or os.environ.get("DATABASE_URL") or _project().url()
-    if not url:
-        raise CliError("no database: pass --database-url, set DATABASE_URL, or run `issuer db up`")
-    return url
+def project_url() -> str | None:
+    """The URL of the running project-local database, if one runs."""
+    return _project().url()
 
 
 @app.command()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from issuer.demo.environment import Environment
+from issuer_dev.demo.environment import Environment
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from issuer.localdb import free_port
+from issuer_dev.localdb import free_port
 
 
 @dataclass

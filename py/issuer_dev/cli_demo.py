@@ -7,7 +7,8 @@ from typing import Annotated
 import psycopg
 import typer
 
-from issuer.cli._common import CliError, local_dir
+from issuer.cli._common import CliError
+from issuer_dev.cli_db import local_dir
 
 
 def demo(
@@ -31,7 +32,7 @@ def demo(
     loopback, and stops everything it started at the end. Exit code 0 when every step
     behaved as described.
     """
-    from issuer.demo import run_demo
+    from issuer_dev.demo import run_demo
 
     try:
         report = run_demo(local_dir(), server_url=database_url)

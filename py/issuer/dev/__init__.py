@@ -1,1 +1,0 @@
-"""Development-only stand-ins (fake Clerk). Never active unless configured."""
