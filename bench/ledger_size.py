@@ -252,7 +252,7 @@ def ledger_size(ctx: Ctx) -> Result:
                     )
                 )
         finally:
-            from issuer import localdb
+            from issuer_dev import localdb
 
             localdb.drop_database(ctx.server.url, DBNAME)
     result.notes.append(

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import Served, issuer_serve
 from issuer.flows.device import GRANT_TYPE, USER_CODE_ALPHABET, normalize_user_code
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.served import Served, issuer_serve
 from support.world import CLIENT_ID, World, issuer_env
 
 USER_CODE = re.compile(rf"^[{USER_CODE_ALPHABET}]{{4}}-[{USER_CODE_ALPHABET}]{{4}}$")

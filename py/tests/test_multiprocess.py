@@ -27,9 +27,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import Served, issuer_serve
 from issuer.signing import KEY_FILE_CHECK_INTERVAL, generate_es256_jwk
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.served import Served, issuer_serve
 from support.world import CLIENT_ID, REDIRECT_URI, World, issuer_env, pkce_pair
 
 CONCURRENT = 8

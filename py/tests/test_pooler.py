@@ -26,8 +26,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from issuer.dev.fake_clerk import FakeClerk
-from issuer.dev.served import issuer_serve
+from issuer_dev.fake_clerk import FakeClerk
+from issuer_dev.served import issuer_serve
 from support.pooler import Pooler, pgbouncer
 from support.world import World, issuer_env
 

@@ -22,9 +22,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from issuer.dev.fake_clerk import FakeClerk
 from issuer.errors import DatabaseUnavailable
 from issuer.readdb import ReadConfig, read
+from issuer_dev.fake_clerk import FakeClerk
 from support.replica import ReplicaPair
 from support.world import World, make_world
 

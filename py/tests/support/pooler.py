@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
-from issuer.localdb import free_port
+from issuer_dev.localdb import free_port
 
 PoolMode = Literal["transaction", "session"]
 

@@ -1,6 +1,6 @@
 """A real streaming replica: a primary cluster and a hot standby made by ``pg_basebackup -R``.
 
-Two throwaway Postgres clusters from the local binaries (``issuer.localdb``,
+Two throwaway Postgres clusters from the local binaries (``issuer_dev.localdb``,
 run as the ``postgres`` user when we are root): the primary with
 ``wal_level=replica``, WAL senders and a ``replication`` line in
 ``pg_hba.conf``; the replica a base backup of it (``-R`` writes
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psycopg
 
-from issuer import localdb, migrations
+from issuer_dev import localdb, migrations
 
 #: What the primary adds to the test settings (most are Postgres 15's defaults:
 #: spelled out so the harness does not depend on them).
