@@ -112,9 +112,11 @@ export class Controller {
   async refreshNow(): Promise<void> {
     try {
       const stored = await this.session.refresh();
+      await this.updateStatus();
       if (stored.orgLost) await this.#handle(orgLostMessage(stored.orgLost));
     } catch (error) {
       if (error instanceof ReauthRequired) {
+        await this.updateStatus();
         await this.#handle({
           severity: "warning",
           text: "Your Softcodes session ended (signed out elsewhere, or expired). Sign in again.",
