@@ -45,6 +45,11 @@ ORG_KEYS: Final = (
 )
 """The eight keys that are null on a personal token."""
 
+SESSION_CLIENT_ID: Final = "dashboard"
+"""``client_id`` of tokens issued to a Clerk session rather than through an
+OAuth grant: the web dashboard's access tokens and the long-lived tokens made
+there. OAuth grants (code, refresh, device) carry the requesting client's id."""
+
 REQUIRED_ORG_KEYS: Final = ("clerk_org_id", "organization_id", "seat_id")
 """Never null on an organization token (T10)."""
 
@@ -57,13 +62,14 @@ CLAIM_KEYS: Final = (
     "jti",
     "iss",
     "aud",
+    "client_id",
     "pool",
     *ORG_KEYS,
 )
 """Every claim of every token, in a stable order."""
 
 _CLAIM_KEY_SET: Final = frozenset(CLAIM_KEYS)
-_NONEMPTY_STR_KEYS: Final = ("sub", "jti", "iss", "aud")
+_NONEMPTY_STR_KEYS: Final = ("sub", "jti", "iss", "aud", "client_id")
 _NO_ORG_VALUES: Final = (None,) * len(ORG_KEYS)
 
 _ATTRIBUTION_FIELDS: Final = ORG_KEYS[:-1]
@@ -171,6 +177,8 @@ class TokenClaims:
     jti: str
     iss: str
     aud: str
+    client_id: str
+    """RFC 9068 §2.2: the OAuth client the token was issued to (R2)."""
     pool: Pool
     clerk_org_id: str | None
     organization_id: str | None
@@ -184,7 +192,7 @@ class TokenClaims:
     def __post_init__(self) -> None:
         """The value rules of the schema (T10); ``ValueError`` names the first one broken.
 
-        In order: ``sub``, ``jti``, ``iss``, ``aud`` are non-empty strings;
+        In order: ``sub``, ``jti``, ``iss``, ``aud``, ``client_id`` are non-empty strings;
         ``email`` is a string or null; ``type`` is a known token type; ``iat``
         and ``exp`` are integers (not booleans) with ``exp > iat``; ``pool`` is
         ``organization`` or ``personal``; each org key is a string or null; an
@@ -193,7 +201,7 @@ class TokenClaims:
         checked before membership, so an unhashable value is a ``ValueError``
         too, never a ``TypeError``.
         """
-        sub, jti, iss, aud = self.sub, self.jti, self.iss, self.aud
+        sub, jti, iss, aud, client_id = self.sub, self.jti, self.iss, self.aud, self.client_id
         if not (
             isinstance(sub, str)
             and sub
@@ -203,6 +211,8 @@ class TokenClaims:
             and iss
             and isinstance(aud, str)
             and aud
+            and isinstance(client_id, str)
+            and client_id
         ):
             key = next(k for k in _NONEMPTY_STR_KEYS if not _is_nonempty_str(getattr(self, k)))
             raise ValueError(f"claim {key} must be a non-empty string")
@@ -271,6 +281,7 @@ class TokenClaims:
             "jti": self.jti,
             "iss": self.iss,
             "aud": self.aud,
+            "client_id": self.client_id,
             "pool": self.pool,
             "clerk_org_id": self.clerk_org_id,
             "organization_id": self.organization_id,
@@ -298,6 +309,7 @@ def build_claims(
     ttl_seconds: int,
     now: float | None = None,
     jti: str | None = None,
+    client_id: str = SESSION_CLIENT_ID,
 ) -> TokenClaims:
     """Claims for a new token: org-scoped when ``attribution`` is given, else personal.
 
@@ -318,6 +330,7 @@ def build_claims(
         jti=jti if jti is not None else new_jti(),
         iss=issuer,
         aud=audience,
+        client_id=client_id,
         pool=POOL_PERSONAL if a is None else POOL_ORGANIZATION,
         clerk_org_id=None if a is None else a.clerk_org_id,
         organization_id=None if a is None else a.organization_id,

@@ -84,6 +84,38 @@ MISSING_BEARER_TOKEN = "missing_bearer_token"
 """The ``InvalidToken`` reason of a request without a bearer token at all."""
 
 
+class AuthorizationPending(IssuerError):
+    """Device grant (RFC 8628 §3.5): the user has not approved or denied yet; poll again."""
+
+    code = "authorization_pending"
+    status = 400
+
+
+class SlowDown(IssuerError):
+    """Device grant: polled faster than the interval, which grew by 5 seconds (RFC 8628 §3.5)."""
+
+    code = "slow_down"
+    status = 400
+
+    def __init__(self, interval: int) -> None:
+        self.interval = interval
+        super().__init__(f"poll at most every {interval} seconds")
+
+
+class ExpiredToken(IssuerError):
+    """Device grant: the device code expired before it was redeemed (RFC 8628 §3.5)."""
+
+    code = "expired_token"
+    status = 400
+
+
+class AccessDenied(IssuerError):
+    """Device grant: the user denied the request (RFC 8628 §3.5)."""
+
+    code = "access_denied"
+    status = 400
+
+
 class InvalidToken(IssuerError):
     """A bearer token (ours or Clerk's) failed verification.
 

@@ -83,7 +83,8 @@ _FORBIDDEN_HEADERS: Final = frozenset({"crit", "jku", "jwk", "x5u", "x5c", "b64"
 extensions (``crit``; ``b64``, RFC 7797's unencoded payload): we never do
 either, so a token carrying them is refused."""
 
-_REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub", "jti")
+_REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub", "jti", "client_id")
+"""RFC 9068 §2.2's required claims of a JWT access token; every token of ours has them (R2)."""
 
 _ALGORITHMS_HS256: Final = frozenset({HS256})
 _ALGORITHMS_BOTH: Final = frozenset({HS256, ES256})

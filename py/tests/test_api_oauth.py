@@ -355,3 +355,54 @@ def test_R1_metadata_issuer_is_the_public_base_url_not_the_token_iss(
     finally:
         other.close()
         other.issuer.close()
+
+
+def _payload(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and payload of a JWT, decoded only (the test then checks them)."""
+    import base64
+    import json
+
+    def part(segment: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(
+            base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        )
+        return data
+
+    header, payload, _ = token.split(".")
+    return part(header), part(payload)
+
+
+RFC9068_REQUIRED = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
+
+
+def test_R2_every_at_jwt_has_the_rfc9068_required_claims(world: World) -> None:
+    """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti on every ``typ: at+jwt`` token."""
+    org = world.org(pool=10)
+    alice = world.user()
+    world.seat(org, alice)
+    verifier, challenge = pkce_pair()
+    code = _code(world, alice, challenge, org)
+    grant = _redeem(world, code, verifier).json()
+    refreshed = _refresh(world, grant["refresh_token"]).json()
+    dashboard = world.client.post(
+        "/api/dashboard-token/generate", json={}, headers=world.clerk_auth(alice)
+    ).json()["token"]
+    session = world.client.post(
+        "/api/auth/refresh-token", json={}, headers=world.clerk_auth(alice)
+    ).json()["access_token"]
+    for token, client in (
+        (grant["access_token"], CLIENT_ID),
+        (refreshed["access_token"], CLIENT_ID),
+        (dashboard, "dashboard"),
+        (session, "dashboard"),
+    ):
+        header, payload = _payload(token)
+        assert header["typ"] == "at+jwt"
+        for claim in RFC9068_REQUIRED:
+            assert payload.get(claim) not in (None, ""), claim
+        assert payload["client_id"] == client
+        assert isinstance(payload["exp"], int) and isinstance(payload["iat"], int)
+    # A long-lived token (typ JWT, not RFC 9068) carries it too: one schema for all.
+    long_lived = world.extension_token(alice)
+    header, payload = _payload(long_lived)
+    assert header["typ"] == "JWT" and payload["client_id"] == "dashboard"

@@ -12,6 +12,7 @@ import pytest
 from issuer.claims import (
     CLAIM_KEYS,
     ORG_KEYS,
+    SESSION_CLIENT_ID,
     TOKEN_TYPE_ACCESS,
     TOKEN_TYPE_EXTENSION,
     OrgAttribution,
@@ -143,6 +144,8 @@ def test_T10_every_key_must_be_present_and_no_other() -> None:
         ({"sub": ""}, "sub"),
         ({"jti": None}, "jti"),
         ({"aud": ["vscode-extension"]}, "aud"),
+        ({"client_id": ""}, "client_id"),
+        ({"client_id": None}, "client_id"),
         ({"email": 42}, "email"),
     ],
 )
@@ -166,6 +169,22 @@ def test_org_attribution_accepts_uuid_objects_from_a_driver() -> None:
     seat = uuid.uuid4()
     attribution = OrgAttribution.from_rpc({**RPC_ROW, "seat_id": seat})
     assert attribution.seat_id == str(seat)
+
+
+def test_R2_every_token_names_its_client_rfc9068() -> None:
+    """RFC 9068 §2.2: client_id is required; tokens for a Clerk session name the dashboard."""
+    assert "client_id" in CLAIM_KEYS
+    assert personal()["client_id"] == SESSION_CLIENT_ID == "dashboard"
+    claims = build_claims(
+        "u", None, TOKEN_TYPE_ACCESS, None, issuer="i", audience="a", ttl_seconds=60,
+        client_id="vscode-extension",
+    )  # fmt: skip
+    assert claims.to_dict()["client_id"] == "vscode-extension"
+    with pytest.raises(ValueError, match="client_id"):
+        build_claims(
+            "u", None, TOKEN_TYPE_ACCESS, None, issuer="i", audience="a", ttl_seconds=60,
+            client_id="",
+        )  # fmt: skip
 
 
 def test_build_claims_refuses_a_nonpositive_ttl() -> None:

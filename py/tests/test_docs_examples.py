@@ -951,6 +951,8 @@ class CurlWorld:
         assert r.status_code == 200, r.text
         tokens = _sign_in(w, user, org)
         long_lived, token_id = _long_lived(w, user)
+        device = w.client.post("/api/extension/auth/device", data={"client_id": CLIENT_ID})
+        assert device.status_code == 200, device.text
         return {
             "ISSUER": self.served.url,
             "CLERK_SESSION": w.session(user, exp_in=600),
@@ -964,6 +966,8 @@ class CurlWorld:
             "REFRESH_TOKEN": tokens["refresh_token"],
             "LONG_LIVED_TOKEN": long_lived,
             "TOKEN_ID": token_id,
+            "DEVICE_CODE": device.json()["device_code"],
+            "USER_CODE": device.json()["user_code"],
         }
 
 

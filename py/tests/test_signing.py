@@ -600,7 +600,7 @@ def oracle_verify(keys: KeyRing, token: str, expected: set[str], now: float) -> 
             audience=keys.audience,
             issuer=keys.issuer,
             options={
-                "require": ["iss", "aud", "exp", "iat", "sub", "jti"],
+                "require": ["iss", "aud", "exp", "iat", "sub", "jti", "client_id"],
                 "strict_aud": True,
                 "verify_exp": False,
                 "verify_iat": False,

@@ -222,6 +222,8 @@ export interface TokenClaims {
   jti: string;
   iss: string;
   aud: string;
+  /** RFC 9068 §2.2: the OAuth client the token was issued to. */
+  client_id: string;
   pool: "organization" | "personal";
   /** The eight org keys: null on a personal token. */
   clerk_org_id: string | null;

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from issuer import __version__
 from issuer.api import pages, routes_meta, routes_oauth, routes_tokens, routes_usage
-from issuer.errors import IssuerError, OrgScopeDenied
+from issuer.errors import IssuerError, OrgScopeDenied, SlowDown
 from issuer.service import Issuer
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,8 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
         headers: dict[str, str] = {}
         if isinstance(exc, OrgScopeDenied):
             extra["reason"] = exc.reason
+        if isinstance(exc, SlowDown):
+            extra["interval"] = exc.interval  # RFC 8628 §3.5: the new interval
         if (challenge := exc.challenge()) is not None:
             headers["WWW-Authenticate"] = challenge
         if exc.status == 503:

@@ -80,8 +80,27 @@ class TokenRequest(Strict):
     redirect_uri: str | None = Field(default=None, max_length=2000)
     client_id: str | None = Field(default=None, max_length=200)
     refresh_token: str | None = Field(default=None, max_length=512)
+    device_code: str | None = Field(default=None, max_length=512)
     clerk_org_id: str | None = OrgId
     require_org: bool = False
+
+
+class DeviceAuthorizationRequest(Strict):
+    """RFC 8628 §3.1: the public client's id (``scope`` is accepted and ignored)."""
+
+    client_id: str | None = Field(default=None, max_length=200)
+    scope: str | None = Field(default=None, max_length=1000)
+
+
+class DeviceAuthorizationIssued(BaseModel):
+    """RFC 8628 §3.2."""
+
+    device_code: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str
+    expires_in: int
+    interval: int
 
 
 class TokenIssued(BaseModel):

@@ -61,7 +61,7 @@ from issuer.errors import (
     NotFound,
     OrgScopeDenied,
 )
-from issuer.flows import extension_tokens, oauth
+from issuer.flows import device, extension_tokens, oauth
 from issuer.flows.oauth import _CHALLENGE as CHALLENGE_PATTERN
 from issuer.flows.scope import check_org_id
 from issuer.service import Issuer
@@ -593,6 +593,143 @@ def authorize_decision(
         return _redirect(result.redirect_to)
     except IssuerError as exc:
         return _issuer_error_page(request, exc, who)
+
+
+# -- /vscode/device (RFC 8628) ------------------------------------------------------
+
+DEVICE_REFUSALS = {
+    "malformed": "That is not a code of 8 letters. Check it and try again.",
+    "unknown_code": "That code is not valid. Check it against your VS Code window.",
+    "expired": "That code has expired. Start the sign-in again in VS Code.",
+    "already_decided": "That code was already used. Start the sign-in again in VS Code.",
+    "rate_limited": "Too many wrong codes. Wait a quarter of an hour, then try again.",
+}
+
+
+def _device_path(request: Request) -> str:
+    return str(request.scope.get("root_path", "")) + "/vscode/device"
+
+
+def _device_page(
+    request: Request,
+    issuer: Issuer,
+    session: ClerkSession,
+    *,
+    user_code: str,
+    wanted: str | None = None,
+    status: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
+    picker = org_picker(issuer, session)
+    selected, unusable = _preselect(picker.choices, wanted)
+    return _page(
+        request,
+        "device.html",
+        status=status,
+        title="Sign in a VS Code window",
+        who=_who(session),
+        done=None,
+        user_code=user_code[:20],
+        choices=picker.choices,
+        selected=selected,
+        notice=None,
+        warnings=[w for w in (picker.warning, unusable) if w],
+        error=error,
+        csrf=csrf_token(issuer, session),
+        action=_device_path(request),
+    )
+
+
+@router.get("/vscode/device", response_class=HTMLResponse)
+def device_page(
+    request: Request,
+    issuer: IssuerDep,
+    user_code: str = "",
+    clerk_org_id: str | None = None,
+) -> Response:
+    """RFC 8628 §3.3: the verification page (``verification_uri[_complete]``)."""
+    try:
+        session = read_session(issuer, request)
+        if session is None:
+            return _sign_in(request, issuer, str(request.url))
+        return _device_page(
+            request, issuer, session, user_code=user_code, wanted=_wanted_org(clerk_org_id)
+        )
+    except IssuerError as exc:
+        return _issuer_error_page(request, exc, None)
+
+
+@router.post("/vscode/device", response_class=HTMLResponse)
+def device_decision(
+    request: Request,
+    issuer: IssuerDep,
+    user_code: Annotated[str, Form()] = "",
+    clerk_org_id: Annotated[str, Form()] = "",
+    decision: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Approve (with the account chosen, seat-gated) or deny the code's device authorization."""
+    who: str | None = None
+    try:
+        session = read_session(issuer, request)
+        if session is None:
+            back = request.url.replace(query=urlencode({"user_code": user_code[:20]}))
+            return _sign_in(request, issuer, str(back))
+        who = _who(session)
+        if _csrf_refused(request, issuer, session, csrf_token):
+            return _forbidden(request, session)
+        if decision not in ("approve", "deny"):
+            return error_page(
+                request, 400, "This request is not valid", "Choose Approve or Deny.", who
+            )
+        try:
+            result = device.decide(
+                issuer,
+                session,
+                user_code=user_code,
+                approve=decision == "approve",
+                clerk_org_id=clerk_org_id or None,
+            )
+        except device.UserCodeRefused as exc:
+            return _device_page(
+                request,
+                issuer,
+                session,
+                user_code=user_code,
+                wanted=_wanted_org(clerk_org_id),
+                status=429 if exc.reason == "rate_limited" else 400,
+                error=DEVICE_REFUSALS.get(exc.reason, DEVICE_REFUSALS["unknown_code"]),
+            )
+        except OrgScopeDenied as exc:
+            reason = DENIAL_TEXT.get(exc.reason, exc.reason)
+            return _device_page(
+                request,
+                issuer,
+                session,
+                user_code=user_code,
+                status=403,
+                error=f"That organization cannot be used: {reason}. Choose another account.",
+            )
+    except IssuerError as exc:
+        return _issuer_error_page(request, exc, who)
+    if result.approved:
+        attribution = result.scope.attribution if result.scope else None
+        pool = (
+            f"the pool of {attribution.organization_name or attribution.clerk_org_id}"
+            if attribution
+            else "your personal credits"
+        )
+        done = {
+            "title": "VS Code is signed in",
+            "message": f"{result.client_id} is signed in and spends {pool}. "
+            "You can close this page and return to VS Code.",
+        }
+    else:
+        done = {
+            "title": "Sign-in denied",
+            "message": "The VS Code window was not signed in. You can close this page.",
+        }
+    return _page(request, "device.html", title=done["title"], who=who, done=done)
 
 
 # -- /dashboard/tokens -------------------------------------------------------------

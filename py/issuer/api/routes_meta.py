@@ -34,7 +34,12 @@ def oauth_metadata(request: Request, issuer: IssuerDep) -> dict[str, Any]:
         "revocation_endpoint": f"{base}/api/extension/auth/revoke",
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "device_authorization_endpoint": f"{base}/api/extension/auth/device",
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],

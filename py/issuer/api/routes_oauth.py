@@ -5,20 +5,24 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from issuer.api.deps import IssuerDep, SessionDep, public_issuer
 from issuer.api.models import (
     AuthorizationCodeIssued,
     CompleteVscodeAuth,
+    DeviceAuthorizationIssued,
+    DeviceAuthorizationRequest,
     RevokeRequest,
     TokenIssued,
     TokenRequest,
 )
 from issuer.errors import BadRequest, InvalidClient, IssuerError
-from issuer.flows import oauth
+from issuer.flows import device, oauth
 
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -43,7 +47,7 @@ class UnsupportedGrantType(IssuerError):
     status = 400
 
 
-GRANT_TYPES = ("authorization_code", "refresh_token")
+GRANT_TYPES = ("authorization_code", "refresh_token", device.GRANT_TYPE)
 
 
 async def _params(request: Request) -> dict[str, Any]:
@@ -154,6 +158,14 @@ async def _token(issuer: IssuerDep, request: Request, response: Response) -> dic
             clerk_org_id=req.clerk_org_id,
             require_org=req.require_org,
         )
+    elif req.grant_type == device.GRANT_TYPE:
+        grant = device.device_grant(
+            issuer,
+            device_code=req.device_code or "",
+            client_id=req.client_id or "",
+            clerk_org_id=req.clerk_org_id,
+            require_org=req.require_org,
+        )
     else:
         raise AssertionError(req.grant_type)  # GRANT_TYPES is checked above
     response.headers.update(NO_STORE)
@@ -182,6 +194,33 @@ async def extension_token_endpoint(
 async def token_endpoint(issuer: IssuerDep, request: Request, response: Response) -> dict[str, Any]:
     """The same token endpoint at the original system's second path."""
     return await _token(issuer, request, response)
+
+
+@router.post(
+    "/api/extension/auth/device",
+    response_model=DeviceAuthorizationIssued,
+    openapi_extra=_form_or_json(DeviceAuthorizationRequest),
+    tags=["extension sign-in"],
+)
+async def device_authorization(
+    issuer: IssuerDep, request: Request, response: Response
+) -> dict[str, Any]:
+    """RFC 8628 device authorization: codes for a client whose redirect cannot come back (R4)."""
+    req = _model(DeviceAuthorizationRequest, await _params(request))
+    _check_client(issuer, request, req.client_id)
+    started = await run_in_threadpool(device.start, issuer, req.client_id or "")
+    verification_uri = public_issuer(request) + "/vscode/device"
+    response.headers.update(NO_STORE)
+    return {
+        "device_code": started.device_code,
+        "user_code": started.user_code,
+        "verification_uri": verification_uri,
+        "verification_uri_complete": verification_uri
+        + "?"
+        + urlencode({"user_code": started.user_code}),
+        "expires_in": started.expires_in,
+        "interval": started.interval,
+    }
 
 
 @router.post(

@@ -96,6 +96,7 @@ def refresh(
         token_type=TOKEN_TYPE_EXTENSION,
         attribution=scope.attribution,
         ttl_seconds=min(remaining, issuer.settings.extension_token_ttl),
+        client_id=claims.client_id,
     )
     row = issuer.rpc.call(
         "rotate_extension_token",

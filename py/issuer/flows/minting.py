@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from issuer.claims import OrgAttribution, TokenClaims, build_claims
+from issuer.claims import SESSION_CLIENT_ID, OrgAttribution, TokenClaims, build_claims
 from issuer.service import Issuer
 
 REFRESH_PREFIX = "rt_"
@@ -50,7 +50,9 @@ def mint(
     token_type: str,
     attribution: OrgAttribution | None,
     ttl_seconds: int,
+    client_id: str = SESSION_CLIENT_ID,
 ) -> Minted:
+    """``client_id``: the OAuth client for the grants; tokens for a Clerk session keep the default."""
     claims = build_claims(
         sub,
         email,
@@ -59,5 +61,6 @@ def mint(
         issuer=issuer.settings.jwt_issuer,
         audience=issuer.settings.jwt_audience,
         ttl_seconds=ttl_seconds,
+        client_id=client_id,
     )
     return Minted(issuer.keys.sign(claims), claims)

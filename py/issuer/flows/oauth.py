@@ -124,6 +124,7 @@ def _access(
     email: str | None,
     wanted_org: str | None,
     require_org: bool,
+    client_id: str,
 ) -> tuple[Minted, Scope]:
     """A fresh access token; the org scope is re-resolved (membership + seat) every time."""
     scope = resolve_scope(
@@ -136,6 +137,7 @@ def _access(
         token_type=TOKEN_TYPE_ACCESS,
         attribution=scope.attribution,
         ttl_seconds=issuer.settings.access_token_ttl,
+        client_id=client_id,  # RFC 9068 §2.2 (R2)
     )
     return access, scope
 
@@ -176,6 +178,7 @@ def exchange_code(
         email=result.get("email"),
         wanted_org=wanted,
         require_org=require_org,
+        client_id=client_id,
     )
     refresh_token = new_secret(REFRESH_PREFIX)
     issuer.rpc.call(
@@ -222,6 +225,7 @@ def refresh_grant(
         email=result.get("email"),
         wanted_org=wanted,
         require_org=require_org,
+        client_id=client_id,
     )
     return TokenGrant(access, new_token, scope)
 

@@ -67,6 +67,7 @@ export const CLAIM_KEYS = [
   "jti",
   "iss",
   "aud",
+  "client_id",
   "pool",
   ...ORG_KEYS,
 ] as const;
@@ -81,6 +82,8 @@ export interface TokenClaims {
   jti: string;
   iss: string;
   aud: string;
+  /** RFC 9068 §2.2: the OAuth client the token was issued to (`dashboard` for Clerk sessions). */
+  client_id: string;
   pool: "organization" | "personal";
   clerk_org_id: string | null;
   organization_id: string | null;
@@ -129,7 +132,7 @@ export function validateClaims(payload: Record<string, unknown>): TokenClaims {
   if (CLAIM_KEYS.some((k) => !(k in payload)) || keys.some((k) => !allowed.has(k))) {
     throw new InvalidToken("bad_claims");
   }
-  for (const k of ["sub", "jti", "iss", "aud"]) {
+  for (const k of ["sub", "jti", "iss", "aud", "client_id"]) {
     if (!isNonEmptyString(payload[k])) throw new InvalidToken("bad_claims");
   }
   if (payload.email !== null && typeof payload.email !== "string") {
@@ -227,7 +230,7 @@ export function createVerifier(options: VerifierOptions): TokenVerifier {
       issuer,
       audience,
       currentDate: new Date(currentSeconds * 1000),
-      requiredClaims: ["iss", "aud", "exp", "iat", "sub", "jti"],
+      requiredClaims: ["iss", "aud", "exp", "iat", "sub", "jti", "client_id"],
     };
     let payload: Record<string, unknown>;
     try {

@@ -139,6 +139,7 @@ export function claimsFor(sub: string, options: MintOptions = {}): TokenClaims {
     jti: crypto.randomUUID(),
     iss: "softcodes.ai",
     aud: "vscode-extension",
+    client_id: "vscode-extension",
     pool: org ? "organization" : "personal",
     clerk_org_id: org ? org.fixture.clerkOrgId : null,
     organization_id: org ? org.fixture.organizationId : null,
