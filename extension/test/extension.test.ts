@@ -16,7 +16,7 @@ import * as oauth from "oauth4webapi";
 import { Controller } from "../src/controller.js";
 import { statusText } from "../src/messages.js";
 import { ReauthRequired, Session, type Stored } from "../src/session.js";
-import { arrange, balance, env, issuerClient, StandIn } from "./harness.js";
+import { approveDevice, arrange, balance, env, issuerClient, StandIn } from "./harness.js";
 
 const ALICE = env("ALICE");
 const ACME = env("ACME");
@@ -242,6 +242,24 @@ describe("the extension against issuer serve", () => {
     assert.equal(ui.lastMessage().text, "Your Softcodes session ended. Sign in again.");
     assert.equal(session.state, "signed-out");
     assert.equal(ui.status.text, "$(account) Softcodes: Sign in");
+  });
+
+  it("in a remote window: the device grant (RFC 8628), the code approved on the issuer's page", async () => {
+    ui.remote = true;
+    ui.onDeviceCode = async (device) => {
+      assert.match(device.userCode, /^[A-Z]{4}-[A-Z]{4}$/);
+      await approveDevice(device.verificationUriComplete!, ui.sessionToken, { approve: ACME });
+    };
+    const opened = ui.opened.length;
+    const view = await controller.signIn({ clerkOrgId: ACME });
+    ui.remote = false;
+    assert.ok(view);
+    assert.equal(ui.opened.length, opened, "no browser redirect was used");
+    assert.equal(ui.deviceCodes.length, 1);
+    assert.equal(view.claims.clerk_org_id, ACME);
+    assert.equal(session.state, "signed-in");
+    assert.equal(ui.status.text, "$(organization) Acme Inc · org pool");
+    await controller.signOut();
   });
 
   it("the status text: org name and pool, or Personal", () => {

@@ -86,11 +86,12 @@ function attributes(tag: string): Record<string, string> {
 }
 
 /**
- * The browser: open the real authorization page with the user's Clerk session
- * cookie, read its form, submit Approve (with the org radio) or Deny, follow the
- * 303 to the redirect URI (the extension's loopback listener).
+ * The browser on one of the issuer's pages (/vscode/authorize, /vscode/device):
+ * open it with the user's Clerk session cookie, read its form (hidden fields,
+ * the code field, the org radios), submit Approve with the chosen org or Deny.
+ * Answers the POST's response (not followed).
  */
-export async function browse(url: URL, sessionToken: string, choice: BrowserChoice): Promise<URL> {
+async function submitPage(url: URL, sessionToken: string, choice: BrowserChoice): Promise<Response> {
   const cookie = `__session=${sessionToken}`;
   const page = await fetch(url, { headers: { cookie } });
   const html = await page.text();
@@ -98,7 +99,9 @@ export async function browse(url: URL, sessionToken: string, choice: BrowserChoi
   const form = new URLSearchParams();
   for (const tag of html.match(/<input[^>]*>/g) ?? []) {
     const a = attributes(tag);
-    if (a["type"] === "hidden" && a["name"]) form.set(a["name"], a["value"] ?? "");
+    if ((a["type"] === "hidden" || a["type"] === "text") && a["name"]) {
+      form.set(a["name"], a["value"] ?? "");
+    }
   }
   const radios = (html.match(/<input[^>]*type="radio"[^>]*>/g) ?? []).map(attributes);
   if ("deny" in choice) {
@@ -112,18 +115,35 @@ export async function browse(url: URL, sessionToken: string, choice: BrowserChoi
     form.set("decision", "approve");
   }
   const action = new URL(/<form method="post" action="([^"]*)"/.exec(html)?.[1] ?? "", url);
-  const posted = await fetch(action, {
+  return fetch(action, {
     method: "POST",
     headers: { cookie, "Content-Type": "application/x-www-form-urlencoded" },
     body: form,
     redirect: "manual",
   });
+}
+
+/** The authorization page: submit, then follow the 303 to the redirect URI (the loopback). */
+export async function browse(url: URL, sessionToken: string, choice: BrowserChoice): Promise<URL> {
+  const posted = await submitPage(url, sessionToken, choice);
   assert.equal(posted.status, 303, await posted.text());
   const location = new URL(posted.headers.get("location") ?? "");
   const landed = await fetch(location); // the loopback listener answers "close this tab"
   assert.equal(landed.status, 200);
   await landed.text();
   return location;
+}
+
+/** The device page (RFC 8628 verification_uri_complete): the code is filled in; submit. */
+export async function approveDevice(
+  url: string,
+  sessionToken: string,
+  choice: BrowserChoice,
+): Promise<string> {
+  const posted = await submitPage(new URL(url), sessionToken, choice);
+  const html = await posted.text();
+  assert.equal(posted.status, 200, html);
+  return html;
 }
 
 /** VS Code, as far as the controller needs it; every message and answer is recorded. */

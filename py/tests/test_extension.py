@@ -32,8 +32,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
 from issuer.dev.fake_clerk import FakeClerk
 from issuer.dev.served import Served, issuer_serve
 from issuer.migrations import repo_root
@@ -176,6 +178,49 @@ def test_extension_logic_against_issuer_serve(
     assert world.pool_balance(initech) == 50
     assert world.personal_balance(alice) == 3
     assert world.consistency_problems() == []
+
+
+def _hs256_access_token(world: World, user: str) -> str:
+    """A valid HS256 access token signed with the issuer's own JWT_SECRET (world signs HS256)."""
+    settings = world.issuer.settings
+    claims = build_claims(
+        user,
+        None,
+        TOKEN_TYPE_ACCESS,
+        None,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=600,
+    )
+    token: str = world.issuer.keys.sign(claims)
+    return token
+
+
+def test_interop_oauth4webapi_and_jose_against_issuer_serve(
+    world: World, served: Served, arrange_url: str
+) -> None:
+    """extension/test/interop.test.ts: discovery, PKCE + iss, refresh, revocation, device
+    grant, RFC 9068 validation; jose on every token type; HS256 / none / kid tricks refused."""
+    alice = world.user(personal=5)
+    acme = world.org(pool=10, name="Acme Inc")
+    world.seat(acme, alice)
+    r = httpx.post(
+        served.url + "/api/extension-token/generate",
+        json={"name": "interop"},
+        headers=world.clerk_auth(alice),
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    node_test(
+        "interop.test.js",
+        {
+            **_base_env(world, served, arrange_url),
+            "ALICE": alice,
+            "ACME": acme,
+            "LONG_LIVED_TOKEN": r.json()["token"],
+            "HS256_TOKEN": _hs256_access_token(world, alice),
+        },
+    )
 
 
 def test_extension_lints_and_type_checks() -> None:
