@@ -66,6 +66,6 @@ fi
 log "rebuilding VS Code's native modules (a few minutes)"
 (cd "$CS/node_modules/code-server/lib/vscode" && "${NPM10[@]}" rebuild "${npm_quiet[@]}" >&2)
 
-"$CS/node_modules/.bin/code-server" --version >&2
+HOME="$CACHE" "$CS/node_modules/.bin/code-server" --version >&2
 touch "$STAMP"
 echo "$CACHE"

@@ -54,13 +54,14 @@ export interface TokenSet {
   orgScopeDenied: OrgScopeDenied | null;
 }
 
-const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
+/** This machine: localhost, ::1, or any 127.x.y.z address (RFC 6890 loopback). */
+export function isLoopback(url: URL): boolean {
+  return ["localhost", "[::1]"].includes(url.hostname) || /^127(\.\d{1,3}){3}$/.test(url.hostname);
+}
 
 /** Plain http is allowed for an issuer on this machine only (development, tests). */
-function httpOptions(url: URL): { [oauth.allowInsecureRequests]?: boolean } {
-  return url.protocol === "http:" && LOOPBACK.has(url.hostname)
-    ? { [oauth.allowInsecureRequests]: true }
-    : {};
+export function httpOptions(url: URL): { [oauth.allowInsecureRequests]?: boolean } {
+  return url.protocol === "http:" && isLoopback(url) ? { [oauth.allowInsecureRequests]: true } : {};
 }
 
 function orgScopeDenied(value: unknown): OrgScopeDenied | null {

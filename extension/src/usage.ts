@@ -5,6 +5,7 @@
  * unverified decode, and never sent in the body (the issuer refuses that).
  */
 import * as oauth from "oauth4webapi";
+import { httpOptions } from "./oauth.js";
 import { type Session } from "./session.js";
 
 export interface UsageRequest {
@@ -55,11 +56,8 @@ async function send(issuerUrl: string, token: string, request: UsageRequest): Pr
     description: request.description,
     context: request.context ?? {},
   });
-  const insecure = url.protocol === "http:" && ["127.0.0.1", "localhost"].includes(url.hostname);
   try {
-    return await oauth.protectedResourceRequest(token, "POST", url, headers, payload, {
-      ...(insecure ? { [oauth.allowInsecureRequests]: true } : {}),
-    });
+    return await oauth.protectedResourceRequest(token, "POST", url, headers, payload, httpOptions(url));
   } catch (error) {
     // A 401 with a Bearer challenge arrives as an error; hand back its response.
     if (error instanceof oauth.WWWAuthenticateChallengeError) return error.response;
