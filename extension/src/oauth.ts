@@ -130,6 +130,7 @@ export class IssuerClient {
     return httpOptions(new URL(as.token_endpoint ?? as.issuer));
   }
 
+  // #region sign-in
   /** The authorize URL (PKCE S256, a fresh `state`), and what to keep until the redirect. */
   async authorize(redirectUri: string, clerkOrgId: string | null): Promise<PendingAuthorization> {
     const as = await this.metadata();
@@ -168,6 +169,7 @@ export class IssuerClient {
     );
     return tokenSet(await oauth.processAuthorizationCodeResponse(as, this.client, response));
   }
+  // #endregion
 
   /** Rotate the refresh token; `clerkOrgId` asks for that org (re-checked by the issuer). */
   async refresh(refreshToken: string, clerkOrgId: string | null): Promise<TokenSet> {
@@ -265,6 +267,7 @@ export class IssuerClient {
     }
   }
 
+  // #region verify
   /**
    * Verify an access token with jose against the published JWKS: ES256 only,
    * `typ: at+jwt`, our `iss` and `aud`, not expired. Business decisions (which
@@ -287,4 +290,5 @@ export class IssuerClient {
     }
     return payload;
   }
+  // #endregion
 }

@@ -188,6 +188,7 @@ export class Session {
     return this.#refreshing;
   }
 
+  // #region refresh
   async #refresh(clerkOrgId?: string | null): Promise<Stored> {
     const stored = await this.load();
     if (!stored) throw new ReauthRequired("not_signed_in");
@@ -214,6 +215,7 @@ export class Session {
     this.#changed("signed-in");
     return value;
   }
+  // #endregion
 
   /** A usable access token: refreshed first when it expires within REFRESH_MARGIN_MS. */
   async accessToken(): Promise<Stored> {
