@@ -450,3 +450,40 @@ def test_concurrent_rotations_of_one_extension_token_one_wins(
         admin, "select replaced_by from extension_tokens where id = %s", old_id
     ) == uuid.UUID(winners[0]["id"])
     assert call(svc, "select validate_extension_token(%s)", old_hash) is None
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_R4_ten_concurrent_polls_of_an_approved_device_code_one_wins(
+    db_url: str, svc: psycopg.Connection[tuple[Any, ...]], round_: int
+) -> None:
+    device_hash, user_hash = h(fresh("dc")), h(fresh("uc"))
+    call(svc, "select create_device_code(%s, %s, %s)", device_hash, user_hash, CLIENT)
+    decided = call(svc, "select decide_device_code(%s, 'user_alice', true, 'org_acme')", user_hash)
+    assert decided["ok"] is True, decided
+
+    results = race(
+        db_url,
+        lambda conn, _i: call(conn, "select poll_device_code(%s, %s)", device_hash, CLIENT),
+    )
+
+    winners = [r for r in results if r["ok"]]
+    assert len(winners) == 1, results
+    assert (winners[0]["clerk_user_id"], winners[0]["clerk_org_id"]) == ("user_alice", "org_acme")
+    losers = [r for r in results if not r["ok"]]
+    assert {(r["error"], r["reason"]) for r in losers} == {("invalid_grant", "already_used")}
+
+
+def test_R4_concurrent_wrong_guesses_of_one_user_are_all_counted(
+    db_url: str, svc: psycopg.Connection[tuple[Any, ...]]
+) -> None:
+    """The guess counter is one row per user, updated under its row lock: no lost updates."""
+    user = fresh("user_guesser")
+    results = race(
+        db_url,
+        lambda conn, _i: call(
+            conn, "select decide_device_code(%s, %s, true)", h(fresh("guess")), user
+        ),
+        n=12,
+    )
+    reasons = sorted(r["reason"] for r in results)
+    assert reasons == ["rate_limited"] * 2 + ["unknown_code"] * 10, reasons
