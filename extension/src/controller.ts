@@ -152,7 +152,7 @@ export class Controller {
     try {
       const url = await this.session.beginSignIn(redirect.redirectUri, clerkOrgId);
       if (!(await this.ui.openExternal(url))) {
-        this.session.cancelSignIn();
+        await this.session.cancelSignIn();
         return null;
       }
       let timeout: ReturnType<typeof setTimeout> | undefined;
@@ -161,23 +161,21 @@ export class Controller {
         timeout.unref?.();
       });
       try {
-        for (;;) {
-          const callback = await Promise.race([redirect.callback, expired]);
-          try {
-            return await this.session.completeSignIn(callback);
-          } catch (error) {
-            if (error instanceof SignInFailed && error.error === "access_denied") {
-              await this.ui.show({ severity: "info", text: "Sign-in was cancelled.", actions: [] });
-              return null;
-            }
-            throw error;
+        const callback = await Promise.race([redirect.callback, expired]);
+        try {
+          return await this.session.completeSignIn(callback);
+        } catch (error) {
+          if (error instanceof SignInFailed && error.error === "access_denied") {
+            await this.ui.show({ severity: "info", text: "Sign-in was cancelled.", actions: [] });
+            return null;
           }
+          throw error; // a wrong state or iss, a refused code: this sign-in is over
         }
       } finally {
         clearTimeout(timeout);
       }
     } catch (error) {
-      this.session.cancelSignIn();
+      await this.session.cancelSignIn();
       throw error;
     } finally {
       redirect.dispose();

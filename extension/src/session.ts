@@ -133,10 +133,11 @@ export class Session {
     return this.#pending.url;
   }
 
-  cancelSignIn(): void {
+  /** Forget the sign-in in progress; the state is what SecretStorage holds again. */
+  async cancelSignIn(): Promise<void> {
     if (this.#pending === null) return;
     this.#pending = null;
-    void this.restore();
+    await this.restore();
   }
 
   /** Step 2: the redirect arrived (URI handler or loopback): check it, redeem the code. */
@@ -148,14 +149,14 @@ export class Session {
       tokens = await this.issuer.exchange(pending, callback);
     } catch (error) {
       if (error instanceof oauth.AuthorizationResponseError) {
-        this.cancelSignIn();
+        await this.cancelSignIn();
         throw new SignInFailed(error.error, { cause: error });
       }
+      await this.cancelSignIn();
       if (error instanceof oauth.OperationProcessingError) {
-        // A state mismatch or an `iss` from another server: not our sign-in; keep waiting.
+        // A state mismatch or an `iss` from another server: not the redirect of this sign-in.
         throw new SignInFailed("invalid_callback", { cause: error });
       }
-      this.cancelSignIn();
       throw error;
     }
     this.#pending = null;

@@ -15,7 +15,7 @@ import { describe, it, before, after } from "node:test";
 import * as oauth from "oauth4webapi";
 import { Controller } from "../src/controller.js";
 import { statusText } from "../src/messages.js";
-import { ReauthRequired, Session, type Stored } from "../src/session.js";
+import { ReauthRequired, Session, SignInFailed, type Stored } from "../src/session.js";
 import { approveDevice, arrange, balance, env, issuerClient, StandIn } from "./harness.js";
 
 const ALICE = env("ALICE");
@@ -216,6 +216,24 @@ describe("the extension against issuer serve", () => {
     assert.equal(ui.lastMessage().text, "Sign-in was cancelled.");
     assert.equal(session.state, "signed-in");
     assert.equal((await stored(ui)).refreshToken, before.refreshToken);
+  });
+
+  it("a forged redirect (wrong state, or another server's iss) is refused; the session stays", async () => {
+    const before = await stored(ui);
+    const issuerId = new URL(env("ISSUER_URL")).origin;
+    for (const forge of [
+      () => ({ code: "forged", state: "not-the-state", iss: issuerId }),
+      (authorize: URL) => ({ code: "forged", state: authorize.searchParams.get("state")!, iss: "https://evil.example" }),
+    ]) {
+      ui.browserChoices.push({ forge });
+      await assert.rejects(controller.signIn({ clerkOrgId: ACME, viaBrowser: true }), (error) => {
+        assert.ok(error instanceof SignInFailed);
+        assert.equal(error.error, "invalid_callback");
+        return true;
+      });
+      assert.equal(session.state, "signed-in");
+      assert.equal((await stored(ui)).refreshToken, before.refreshToken);
+    }
   });
 
   it("sign out revokes the refresh token (RFC 7009) and clears SecretStorage", async () => {

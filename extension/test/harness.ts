@@ -77,6 +77,9 @@ export type BrowserChoice =
   | { approve: string | null } // an org id, or null for "Personal"
   | { deny: true };
 
+/** Something else on this machine calls the loopback redirect with these parameters. */
+export type ForgedCallback = { forge: (authorize: URL) => Record<string, string> };
+
 function attributes(tag: string): Record<string, string> {
   const found: Record<string, string> = {};
   for (const m of tag.matchAll(/([a-z_-]+)(?:="([^"]*)")?/g)) {
@@ -155,7 +158,7 @@ export class StandIn implements Ui {
   readonly answers: (Action | undefined)[] = [];
   readonly picks: unknown[] = [];
   readonly inputs: string[] = [];
-  readonly browserChoices: BrowserChoice[] = [];
+  readonly browserChoices: (BrowserChoice | ForgedCallback)[] = [];
   readonly deviceCodes: DeviceAuthorization[] = [];
   status = { text: "", tooltip: "" };
   remote = false;
@@ -176,7 +179,13 @@ export class StandIn implements Ui {
     if (url.pathname === "/vscode/authorize") {
       const choice = this.browserChoices.shift();
       assert.ok(choice, "the authorization page was opened, no browser choice was queued");
-      await browse(url, this.sessionToken, choice);
+      if ("forge" in choice) {
+        const callback = new URL(url.searchParams.get("redirect_uri")!);
+        for (const [k, v] of Object.entries(choice.forge(url))) callback.searchParams.set(k, v);
+        await (await fetch(callback)).text();
+      } else {
+        await browse(url, this.sessionToken, choice);
+      }
     }
     return true;
   }
