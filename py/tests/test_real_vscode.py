@@ -11,8 +11,9 @@ command palette runs "Softcodes: Sign in"; the extension's
 ``vscode.env.openExternal`` opens the real /vscode/authorize page in a new tab
 (the user's Clerk session is a cookie); Approve sends the browser to the
 extension's RFC 8252 loopback listener (code-server's extension host runs on
-this machine); the status bar then names the org. Screenshot:
-docs/img/vscode-signed-in.png.
+this machine); the status bar then names the org, "Show credits" says whose
+credits are used, the session survives a reload (SecretStorage), and "Sign
+out" returns the status bar to "Sign in". Screenshot: docs/img/vscode-signed-in.png.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ def code_server(
                 "security.workspace.trust.enabled": False,
                 "telemetry.telemetryLevel": "off",
                 "workbench.tips.enabled": False,
+                "workbench.secondarySideBar.defaultVisibility": "hidden",
+                "chat.disableAIFeatures": True,
             }
         )
     )
@@ -238,8 +241,20 @@ def test_real_vscode_sign_in_shows_the_org_in_the_status_bar(
             authorize.close()
 
             _status(page, "Acme Inc · org pool")
+            _run_command(page, "Softcodes: Show credits")
+            toast = page.locator(".notification-toast", has_text="Usage is charged to")
+            expect(toast).to_contain_text("Acme Inc's pooled credits")
+            expect(toast.get_by_role("button", name="Open dashboard")).to_be_visible()
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.wait_for_timeout(800)  # the toast's slide-in animation
             page.screenshot(path=str(SCREENSHOTS / "vscode-signed-in.png"))
+
+            # The tokens are in VS Code's SecretStorage: a reload keeps the session.
+            page.reload()
+            expect(page.locator(".monaco-workbench")).to_be_visible(timeout=UI_TIMEOUT_MS)
+            _status(page, "Acme Inc · org pool")
+            _run_command(page, "Softcodes: Sign out")
+            _status(page, "Softcodes: Sign in")
         finally:
             browser.close()
     assert world.pool_balance(org) == 25
