@@ -25,6 +25,10 @@ command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(
 # pgbench ships with postgresql-contrib on Debian 12 (postgresql-15 has it).
 # Debian's Chromium drives the browser tests (Playwright cannot download its own here).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The real-VS-Code test (scripts/real-vscode.sh) compiles code-server's native modules.
+for pkg in build-essential pkg-config libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev; do
+    have_pkg "$pkg" || missing+=("$pkg")
+done
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

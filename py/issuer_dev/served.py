@@ -35,9 +35,14 @@ class Served:
 
 @contextmanager
 def issuer_serve(
-    env: dict[str, str], log_dir: Path, *, workers: int = 1, timeout: float = 60
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    workers: int = 1,
+    timeout: float = 60,
+    host: str = "127.0.0.1",
 ) -> Iterator[Served]:
-    """Start `issuer serve` with ``env`` on a free port; stop it afterwards (always)."""
+    """Start `issuer serve` with ``env`` on a free port of ``host``; stop it afterwards (always)."""
     port = free_port()
     log_path = log_dir / f"issuer-serve-{port}.log"
     exe = Path(sys.executable).parent / "issuer"
@@ -46,6 +51,8 @@ def issuer_serve(
             [
                 str(exe),
                 "serve",
+                "--host",
+                host,
                 "--port",
                 str(port),
                 "--workers",
@@ -57,7 +64,7 @@ def issuer_serve(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    served = Served(f"http://127.0.0.1:{port}", proc, log_path)
+    served = Served(f"http://{host}:{port}", proc, log_path)
     try:
         deadline = time.monotonic() + timeout
         while True:

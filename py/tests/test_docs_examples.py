@@ -1,7 +1,8 @@
 """The integrator docs run: every example in them is executed here.
 
-* docs/examples/extension: the TypeScript client's Deno tests, which follow
-  docs/extension-integration.md in order, against a real ``issuer serve``;
+* docs/extension-integration.md includes excerpts of the extension's own
+  sources (extension/src), checked here; the extension itself is tested by
+  test_extension.py and test_real_vscode.py;
 * docs/examples/backend: the FastAPI backend (imported and driven), and the
   Node/Deno backend's Deno tests against the PostgREST double;
 * docs/*.md: every fenced block is classified by the HTML comment on the line
@@ -36,7 +37,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
 from issuer.errors import ConfigError, DatabaseUnavailable, InvalidToken
 from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier
 from issuer.rpc import Rpc
@@ -144,21 +144,6 @@ def _sign_in(world: World, user: str, org: str | None) -> dict[str, Any]:
     return tokens
 
 
-def _expired_access_token(world: World, user: str) -> str:
-    settings = world.issuer.settings
-    claims = build_claims(
-        user,
-        None,
-        TOKEN_TYPE_ACCESS,
-        None,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        ttl_seconds=60,
-        now=time.time() - 3600,
-    )
-    return world.issuer.keys.sign(claims)
-
-
 # -- fixtures ------------------------------------------------------------------------
 
 
@@ -187,46 +172,6 @@ def test_examples_lint_format_and_type_check() -> None:
     for command in ([ruff, "check", str(EXAMPLES)], [ruff, "format", "--check", str(EXAMPLES)]):
         ran = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
         assert ran.returncode == 0, _output(ran)
-
-
-# -- docs/examples/extension -------------------------------------------------------------
-
-
-def test_extension_guide_steps_run_in_order_against_issuer_serve(
-    world: World, served: Served
-) -> None:
-    """docs/examples/extension/issuer_client_test.ts: the guide's steps, in order."""
-    org = world.org(pool=10, name="Acme Inc")
-    suspended_org = world.org(pool=100, name="Globex")
-    alice = world.user(personal=5)
-    world.seat(org, alice, role="owner")
-    world.seat(suspended_org, alice, status="suspended")
-    bob = world.user(personal=3)
-    world.seat(org, bob)
-    bob_tokens = _sign_in(world, bob, org)
-    assert bob_tokens["pool"] == "organization"
-    world.set_seat(org, bob, "suspended")
-
-    stdout = _deno_test(
-        EXAMPLES / "extension" / "issuer_client_test.ts",
-        {
-            "ISSUER_URL": served.url,
-            "CLIENT_ID": CLIENT_ID,
-            "REDIRECT_URI": REDIRECT_URI,
-            "CLERK_SESSION_TOKEN": world.session(alice, exp_in=600),
-            "ORG_ID": org,
-            "ORG_NAME": "Acme Inc",
-            "SUSPENDED_ORG_ID": suspended_org,
-            "BOB_ACCESS_TOKEN": bob_tokens["access_token"],
-            "BOB_REFRESH_TOKEN": bob_tokens["refresh_token"],
-            "EXPIRED_ACCESS_TOKEN": _expired_access_token(world, alice),
-        },
-    )
-    assert "6. sign out" in stdout, stdout
-    # 2 charged, replayed once, 50 refused, 1 charged after the 401 → 10 - 2 - 1
-    assert world.pool_balance(org) == 7
-    assert world.personal_balance(bob) == 2
-    assert world.consistency_problems() == []
 
 
 # -- docs/examples/backend ---------------------------------------------------------------

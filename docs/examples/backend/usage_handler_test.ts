@@ -12,7 +12,6 @@
  *   SEATLESS_ACCESS_TOKEN                        an org token whose seat was suspended since
  */
 
-import { createPkce, exchangeCode, type IssuerConfig } from "../extension/issuer_client.ts";
 import {
   createTokenVerifier,
   type IssuerClaims,
@@ -32,7 +31,7 @@ function assertEquals(actual: unknown, expected: unknown, message = ""): void {
   if (a !== e) throw new Error(`${message} expected ${e}, got ${a}`);
 }
 
-const issuer: IssuerConfig = {
+const issuer = {
   issuerUrl: env("ISSUER_URL"),
   clientId: env("CLIENT_ID"),
   redirectUri: env("REDIRECT_URI"),
@@ -46,6 +45,20 @@ const verify = createTokenVerifier({
   supabase,
 });
 const handler = usageHandler({ verify, supabase });
+
+function base64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(
+    /=+$/,
+    "",
+  );
+}
+
+/** A PKCE pair (S256), as the extension makes one for each sign-in. */
+async function createPkce(): Promise<{ verifier: string; challenge: string }> {
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  return { verifier, challenge: base64url(new Uint8Array(digest)) };
+}
 
 /** An org-scoped access token from the issuer (ES256, verified through its JWKS). */
 async function accessToken(clerkOrgId: string): Promise<string> {
@@ -66,9 +79,19 @@ async function accessToken(clerkOrgId: string): Promise<string> {
     }),
   });
   const { code } = await response.json();
-  const tokens = await exchangeCode(issuer, { code, verifier: pkce.verifier });
+  const exchanged = await fetch(`${issuer.issuerUrl}/api/extension/auth/token`, {
+    method: "POST",
+    body: new URLSearchParams({
+      grant_type: "authorization_code",
+      code,
+      code_verifier: pkce.verifier,
+      redirect_uri: issuer.redirectUri,
+      client_id: issuer.clientId,
+    }),
+  });
+  const tokens = await exchanged.json();
   assertEquals(tokens.pool, "organization");
-  return tokens.accessToken;
+  return tokens.access_token;
 }
 
 async function post(
