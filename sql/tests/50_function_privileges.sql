@@ -17,7 +17,7 @@ insert into expected values
 ('public', 'grant_credits', '{numeric,text,text,text,text,jsonb}', 'definer', '{service_role}'),
 ('public', 'refund_credits', '{uuid,numeric,text,text,jsonb}', 'definer', '{service_role}'),
 ('public', 'resolve_org_attribution', '{text,text}', 'invoker', '{service_role}'),
-('public', 'set_seat_status', '{text,text,text}', 'invoker', '{service_role}'),
+('public', 'set_seat_status', '{text,text,text}', 'definer', '{service_role}'),
 ('public', 'credit_consistency_check', '{}', 'invoker', '{service_role}'),
 ('public', 'get_my_personal_balance', '{}', 'invoker', '{authenticated}'),
 ('public', 'get_my_org_pools', '{}', 'definer', '{authenticated}'),

@@ -120,7 +120,9 @@ create table public.refresh_tokens (
     expires_at timestamptz not null,
     rotated_at timestamptz,
     revoked_at timestamptz,
-    revoked_reason text check (revoked_reason in ('revoked', 'reuse_detected', 'code_replayed')),
+    revoked_reason text check (
+        revoked_reason in ('revoked', 'reuse_detected', 'code_replayed', 'account_closed', 'org_scope_lost')
+    ),
     constraint refresh_tokens_expires_after_creation check (expires_at > created_at),
     constraint refresh_tokens_revoked_reason_with_revoked_at check ((revoked_at is null) = (revoked_reason is null))
 );
@@ -172,7 +174,9 @@ comment on column public.refresh_tokens.rotated_at is
 'When this token was exchanged for its child. A rotated token never works again; presenting it is reuse.';
 comment on column public.refresh_tokens.revoked_reason is
 'revoked (RFC 7009 revocation of it or an ancestor), reuse_detected (a rotated token was '
-'presented again), code_replayed (its authorization code was redeemed twice).';
+'presented again), code_replayed (its authorization code was redeemed twice), account_closed '
+'(the Clerk user was deleted, banned or locked: L3), org_scope_lost (a refresh found the '
+'family''s organization seat or membership gone: L2).';
 
 -- Authorization codes ---------------------------------------------------------
 
