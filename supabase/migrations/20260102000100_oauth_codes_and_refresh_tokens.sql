@@ -121,7 +121,7 @@ create table public.refresh_tokens (
     rotated_at timestamptz,
     revoked_at timestamptz,
     revoked_reason text check (
-        revoked_reason in ('revoked', 'reuse_detected', 'code_replayed', 'account_closed', 'org_scope_lost')
+        revoked_reason in ('revoked', 'reuse_detected', 'code_replayed', 'account_closed')
     ),
     constraint refresh_tokens_expires_after_creation check (expires_at > created_at),
     constraint refresh_tokens_revoked_reason_with_revoked_at check ((revoked_at is null) = (revoked_reason is null))
@@ -175,8 +175,7 @@ comment on column public.refresh_tokens.rotated_at is
 comment on column public.refresh_tokens.revoked_reason is
 'revoked (RFC 7009 revocation of it or an ancestor), reuse_detected (a rotated token was '
 'presented again), code_replayed (its authorization code was redeemed twice), account_closed '
-'(the Clerk user was deleted, banned or locked: L3), org_scope_lost (a refresh found the '
-'family''s organization seat or membership gone: L2).';
+'(the Clerk user was deleted, banned or locked: L3).';
 
 -- Authorization codes ---------------------------------------------------------
 

@@ -24,7 +24,7 @@ from issuer.errors import InvalidToken
 from issuer.flows import extension_tokens
 from issuer.flows.bearer import bearer_token, verify_bearer
 from issuer.flows.minting import Minted, mint
-from issuer.flows.scope import Scope, resolve_scope
+from issuer.flows.scope import Scope, keep_scope, resolve_scope
 from issuer.service import Issuer
 
 router = APIRouter()
@@ -112,7 +112,11 @@ def _session_access_token(
 ) -> tuple[Minted, Scope]:
     """An access token for a Clerk session, org-scoped when membership and seat allow."""
     scope = resolve_scope(issuer, session, req.clerk_org_id, require_org=req.require_org)
-    minted = mint(
+    return _mint_for_session(issuer, session, scope), scope
+
+
+def _mint_for_session(issuer: Issuer, session: ClerkSession, scope: Scope) -> Minted:
+    return mint(
         issuer,
         sub=session.user_id,
         email=session.email,
@@ -120,7 +124,6 @@ def _session_access_token(
         attribution=scope.attribution,
         ttl_seconds=issuer.settings.access_token_ttl,
     )
-    return minted, scope
 
 
 @router.post("/api/auth/refresh-token", response_model=AccessTokenIssued, tags=["access tokens"])
@@ -130,8 +133,15 @@ def refresh_access_token(
     response: Response,
     body: Annotated[ScopeRequest | None, Body()] = None,
 ) -> dict[str, Any]:
-    """A fresh access token for the Clerk session (the dashboard's refresh)."""
-    minted, scope = _session_access_token(issuer, session, body or ScopeRequest())
+    """A fresh access token for the Clerk session (the dashboard's refresh).
+
+    A refresh keeps its org: when the seat or membership in ``clerk_org_id``
+    is gone the answer is 403 ``org_scope_lost`` and nothing is issued (L2).
+    The first token for an org comes from ``/api/dashboard-token/generate``.
+    """
+    req = body or ScopeRequest()
+    scope = keep_scope(issuer, session, req.clerk_org_id)
+    minted = _mint_for_session(issuer, session, scope)
     response.headers.update(NO_STORE)
     return {
         "access_token": minted.token,

@@ -16,7 +16,7 @@ from issuer.clerk import ClerkSession
 from issuer.errors import BadRequest, InvalidToken, NotFound
 from issuer.flows.bearer import verify_bearer
 from issuer.flows.minting import Minted, mint, token_hash
-from issuer.flows.scope import Scope, resolve_scope, session_for_user
+from issuer.flows.scope import Scope, check_org_id, keep_scope, resolve_scope, session_for_user
 from issuer.service import Issuer
 
 MAX_NAME_LENGTH = 100
@@ -76,18 +76,23 @@ def refresh(
     old_token: str,
     *,
     clerk_org_id: str | None = None,
-    keep_org: bool = True,
     require_org: bool = False,
 ) -> IssuedExtensionToken:
     """Rotate a long-lived token: the org is re-checked, the old token revoked.
 
-    Without ``clerk_org_id`` the new token asks for the org the old one named
-    (``keep_org``); membership is re-read from Clerk's API and the seat from
-    the database, so a lost seat yields a personal token.
+    Without ``clerk_org_id`` (or with the old token's org) the new token keeps
+    the old token's scope: membership is re-read from Clerk's API and the seat
+    from the database, and a lost seat or membership is
+    :class:`~issuer.errors.OrgScopeLost` (403): nothing is rotated or issued
+    (L2). Another ``clerk_org_id`` is the user's choice, a first request for it.
     """
     claims = verify_bearer(issuer, old_token, allowed=(TOKEN_TYPE_EXTENSION,))
-    wanted = clerk_org_id if clerk_org_id else (claims.clerk_org_id if keep_org else None)
-    scope = resolve_scope(issuer, session_for_user(claims.sub), wanted, require_org=require_org)
+    asked = check_org_id(clerk_org_id)
+    old_org = claims.clerk_org_id if claims.is_org_scoped else None
+    if asked and asked != old_org:
+        scope = resolve_scope(issuer, session_for_user(claims.sub), asked, require_org=require_org)
+    else:
+        scope = keep_scope(issuer, session_for_user(claims.sub), old_org)
     remaining = max(claims.exp - claims.iat, 86_400)
     minted = mint(
         issuer,

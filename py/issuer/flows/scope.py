@@ -5,6 +5,9 @@ database decides the seat (``resolve_org_attribution``); Clerk decides the
 membership (claims first, then its API). If either fails the token is
 personal and :attr:`Scope.denied_reason` says why, or, when the caller set
 ``require_org``, :class:`~issuer.errors.OrgScopeDenied` is raised (403).
+A *refresh* keeps the scope the session was created with (:func:`keep_scope`):
+a lost org scope is :class:`~issuer.errors.OrgScopeLost`, never a personal
+token (L2).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from issuer.attribution import resolve_org_attribution_claims
 from issuer.claims import OrgAttribution
 from issuer.clerk import ClerkSession
-from issuer.errors import BadRequest, OrgScopeDenied
+from issuer.errors import BadRequest, OrgScopeDenied, OrgScopeLost
 from issuer.service import Issuer
 
 MAX_ORG_ID_LENGTH = 200
@@ -59,6 +62,23 @@ def session_for_user(clerk_user_id: str) -> ClerkSession:
         active_org_role=None,
         version=0,
     )
+
+
+def keep_scope(issuer: Issuer, session: ClerkSession, clerk_org_id: str | None) -> Scope:
+    """The scope of a *refresh*: the org the session was created with, or nothing (L2).
+
+    A personal session stays personal. An org-scoped session stays in its
+    org: when the seat or membership is gone, :class:`OrgScopeLost` is raised
+    and nothing is issued; the payer never changes without the user choosing.
+    """
+    if not clerk_org_id:
+        return Scope(None)
+    result = resolve_org_attribution_claims(
+        session, clerk_org_id, clerk=issuer.clerk, rpc=issuer.rpc
+    )
+    if result.attribution is None:
+        raise OrgScopeLost(clerk_org_id, result.denied_reason or "not_a_member")
+    return Scope(result.attribution, clerk_org_id)
 
 
 def resolve_scope(
