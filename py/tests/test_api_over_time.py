@@ -184,3 +184,151 @@ def test_L2_session_refresh_token_of_a_lost_org_is_403_org_scope_lost(world: Wor
     assert r.json()["error"] == "org_scope_lost"
     assert r.json()["clerk_org_id"] == org
     assert "access_token" not in r.json()
+
+
+# -- L3: credentials die with the account ------------------------------------------------
+
+
+def _clerk_event(world: World, svix_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Deliver a Clerk webhook event the way the clerk-webhooks edge function does."""
+    result = world.issuer.rpc.call("apply_clerk_event", p_svix_id=svix_id, p_event=event)
+    assert isinstance(result, dict)
+    return result
+
+
+def _user_event(kind: str, user: str, **data: Any) -> dict[str, Any]:
+    import time
+
+    return {
+        "type": kind,
+        "object": "event",
+        "timestamp": int(time.time() * 1000),
+        "data": {"id": user, "object": "user", **data},
+    }
+
+
+def _validate(world: World, token: str) -> httpx.Response:
+    return world.client.get(
+        "/api/extension/auth/validate", headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def test_L3_user_deleted_revokes_long_lived_tokens_and_refresh_families(world: World) -> None:
+    org = world.org(pool=10)
+    carl = world.user()
+    world.seat(org, carl)
+    long_lived = world.extension_token(carl, org)
+    personal = world.extension_token(carl)
+    grant = _signin(world, carl, org)
+    assert _validate(world, long_lived).status_code == 200
+
+    result = _clerk_event(world, "msg_del_" + carl, _user_event("user.deleted", carl, deleted=True))
+    assert result["credentials_revoked"] == {"extension_tokens": 2, "refresh_tokens": 1}
+
+    assert _validate(world, long_lived).status_code == 401
+    assert _validate(world, personal).status_code == 401
+    r = _refresh(world, grant["refresh_token"])
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    r = world.client.post(
+        "/api/extension-token/refresh", headers={"Authorization": f"Bearer {personal}"}
+    )
+    assert r.status_code == 401
+
+
+def test_L3_ban_and_lock_revoke_credentials_other_updates_do_not(world: World) -> None:
+    for flag in ("banned", "locked"):
+        dora = world.user()
+        token = world.extension_token(dora)
+        grant = _signin(world, dora)
+        quiet = _clerk_event(
+            world, f"msg_upd_{dora}", _user_event("user.updated", dora, first_name="Dora")
+        )
+        assert quiet["credentials_revoked"] == {"extension_tokens": 0, "refresh_tokens": 0}
+        assert _validate(world, token).status_code == 200
+        loud = _clerk_event(
+            world, f"msg_{flag}_{dora}", _user_event("user.updated", dora, **{flag: True})
+        )
+        assert loud["credentials_revoked"] == {"extension_tokens": 1, "refresh_tokens": 1}, flag
+        assert _validate(world, token).status_code == 401, flag
+        assert _refresh(world, grant["refresh_token"]).status_code == 400, flag
+
+
+def test_L3_rotation_refuses_a_deleted_user_even_for_a_token_issued_after_the_event(
+    world: World,
+) -> None:
+    eve = world.user()
+    _clerk_event(world, "msg_del_" + eve, _user_event("user.deleted", eve, deleted=True))
+    # A Clerk session still in flight gets one more token out...
+    token = world.extension_token(eve)
+    grant = _signin(world, eve)
+    # ...but it never rotates: the user no longer exists.
+    r = world.client.post(
+        "/api/extension-token/refresh", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 401
+    r = _refresh(world, grant["refresh_token"])
+    assert r.status_code == 400
+    assert "account_closed" in r.json()["error_description"]
+
+
+def test_L3_a_rotation_chain_has_an_absolute_lifetime(world: World) -> None:
+    max_lifetime = world.issuer.settings.extension_token_max_lifetime
+    assert max_lifetime == 365 * 86_400  # the default
+    fred = world.user()
+    token = world.extension_token(fred)
+    # The original sign-in was 364 days ago: one more rotation, capped at the chain's end.
+    world.sql(
+        "update public.extension_tokens set chain_started_at = now() - interval '364 days' "
+        "where clerk_user_id = %s",
+        (fred,),
+    )
+    r = world.client.post(
+        "/api/extension-token/refresh", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 200, r.text
+    claims = r.json()["claims"]
+    assert claims["exp"] - claims["iat"] <= 86_400 + 5  # rotating never extends the chain
+    (started,) = world.sql(
+        "select extract(epoch from chain_started_at)::bigint from public.extension_tokens "
+        "where id = %s",
+        (r.json()["token_id"],),
+    )[0]
+    assert claims["exp"] <= started + max_lifetime
+    # Past the end: refused.
+    world.sql(
+        "update public.extension_tokens set chain_started_at = now() - interval '366 days' "
+        "where clerk_user_id = %s",
+        (fred,),
+    )
+    r = world.client.post(
+        "/api/extension-token/refresh",
+        headers={"Authorization": f"Bearer {r.json()['token']}"},
+    )
+    assert r.status_code == 401
+    assert "chain_expired" in r.json()["error_description"]
+
+
+def test_L3_a_refresh_family_has_an_absolute_lifetime(world: World) -> None:
+    gus = world.user()
+    grant = _signin(world, gus)
+    world.sql(
+        "update public.refresh_tokens set family_started_at = now() - interval '365 days' + "
+        "interval '1 hour' where clerk_user_id = %s",
+        (gus,),
+    )
+    r = _refresh(world, grant["refresh_token"])
+    assert r.status_code == 200, r.text
+    (left,) = world.sql(
+        "select extract(epoch from expires_at - now()) from public.refresh_tokens "
+        "where clerk_user_id = %s and rotated_at is null",
+        (gus,),
+    )[0]
+    assert left <= 3600  # the new refresh token ends with the family, not 30 days later
+    world.sql(
+        "update public.refresh_tokens set family_started_at = now() - interval '366 days' "
+        "where clerk_user_id = %s",
+        (gus,),
+    )
+    r = _refresh(world, r.json()["refresh_token"])
+    assert r.status_code == 400
+    assert "chain_expired" in r.json()["error_description"]

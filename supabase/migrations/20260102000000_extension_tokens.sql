@@ -73,6 +73,7 @@ create table public.extension_tokens (
     last_used_at timestamptz,
     revoked_at timestamptz,
     replaced_by uuid references public.extension_tokens (id) on delete set null,
+    chain_started_at timestamptz not null default now(),
     constraint extension_tokens_expires_after_creation check (expires_at > created_at),
     constraint extension_tokens_replaced_only_when_revoked check (replaced_by is null or revoked_at is not null)
 );
@@ -111,6 +112,9 @@ comment on column public.extension_tokens.revoked_at is
 'When the token was revoked by its owner or replaced by rotate_extension_token; a revoked token never validates again.';
 comment on column public.extension_tokens.replaced_by is
 'The token that rotate_extension_token issued in place of this one.';
+comment on column public.extension_tokens.chain_started_at is
+'When the rotation chain began (the original sign-in); copied to every replacement. A chain '
+'never lives past chain_started_at + EXTENSION_TOKEN_MAX_LIFETIME (L3).';
 
 -- RPCs ----------------------------------------------------------------------
 
@@ -210,7 +214,8 @@ begin
         'clerk_user_id', v_token.clerk_user_id,
         'clerk_org_id', v_token.clerk_org_id,
         'expires_at', v_token.expires_at,
-        'jti', v_token.jti
+        'jti', v_token.jti,
+        'chain_started_at', v_token.chain_started_at
     );
 end
 $$;
@@ -220,7 +225,7 @@ grant execute on function public.validate_extension_token(text) to service_role;
 
 comment on function public.validate_extension_token(text) is
 'Null unless the hash names a stored token that is neither revoked nor expired; else {id, '
-'clerk_user_id, clerk_org_id, expires_at, jti}. Touches last_used_at at most once a minute per '
+'clerk_user_id, clerk_org_id, expires_at, jti, chain_started_at}. Touches last_used_at at most once a minute per '
 'token. service_role only.';
 
 
@@ -304,7 +309,8 @@ create or replace function public.rotate_extension_token(
     p_new_token_hash text,
     p_new_expires_at timestamptz,
     p_clerk_org_id text default null,
-    p_jti text default null
+    p_jti text default null,
+    p_max_lifetime_seconds integer default null
 )
 returns jsonb
 language plpgsql
@@ -331,8 +337,14 @@ begin
         raise exception 'p_new_expires_at must be in the future'
             using errcode = '22023';
     end if;
+    if p_max_lifetime_seconds is not null and p_max_lifetime_seconds < 1 then
+        raise exception 'p_max_lifetime_seconds must be positive'
+            using errcode = '22023';
+    end if;
 
-    -- Revoke the old token only if it is still valid. Concurrent rotations of
+    -- Revoke the old token only if it is still valid, its owner was not
+    -- deleted in Clerk, and the replacement stays within the chain's
+    -- absolute lifetime (L3: rotating never extends it). Concurrent rotations of
     -- one token queue on its row lock; the condition is re-checked after the
     -- first commits, so exactly one of them gets a row back.
     update public.extension_tokens as t
@@ -340,6 +352,15 @@ begin
     where t.token_hash = p_old_token_hash
         and t.revoked_at is null
         and t.expires_at > pg_catalog.now()
+        and (
+            p_max_lifetime_seconds is null
+            or p_new_expires_at <= t.chain_started_at + pg_catalog.make_interval(secs => p_max_lifetime_seconds)
+        )
+        and not exists (
+            select 1
+            from public.users as u
+            where u.clerk_user_id = t.clerk_user_id and u.deleted_at is not null
+        )
     returning t.* into v_old;
 
     if not found then
@@ -347,10 +368,11 @@ begin
     end if;
 
     insert into public.extension_tokens (
-        clerk_user_id, clerk_org_id, name, token_hash, jti, expires_at
+        clerk_user_id, clerk_org_id, name, token_hash, jti, expires_at, chain_started_at
     )
     values (
-        v_old.clerk_user_id, p_clerk_org_id, v_old.name, p_new_token_hash, p_jti, p_new_expires_at
+        v_old.clerk_user_id, p_clerk_org_id, v_old.name, p_new_token_hash, p_jti, p_new_expires_at,
+        v_old.chain_started_at
     )
     returning id into v_new_id;
 
@@ -369,13 +391,15 @@ begin
 end
 $$;
 
-revoke execute on function public.rotate_extension_token(text, text, timestamptz, text, text)
+revoke execute on function public.rotate_extension_token(text, text, timestamptz, text, text, integer)
 from public, anon, authenticated;
-grant execute on function public.rotate_extension_token(text, text, timestamptz, text, text)
+grant execute on function public.rotate_extension_token(text, text, timestamptz, text, text, integer)
 to service_role;
 
-comment on function public.rotate_extension_token(text, text, timestamptz, text, text) is
+comment on function public.rotate_extension_token(text, text, timestamptz, text, text, integer) is
 'Atomically revokes a valid token and stores its replacement (same owner and name; p_clerk_org_id '
 'is the new token''s org, null = personal). Returns {id, clerk_user_id, clerk_org_id, name, '
-'expires_at, replaced_id}, or null when the old token is unknown, revoked or expired. Of '
-'concurrent rotations of one token exactly one succeeds. service_role only.';
+'expires_at, replaced_id}, or null when the old token is unknown, revoked or expired, its user '
+'was deleted in Clerk, or p_new_expires_at lies beyond chain_started_at + p_max_lifetime_seconds '
+'(L3). The replacement keeps chain_started_at. Of concurrent rotations of one token exactly one '
+'succeeds. service_role only.';

@@ -8,6 +8,7 @@ long-lived extension token is also looked up by hash in ``extension_tokens``
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, TokenClaims
 from issuer.errors import InvalidToken
@@ -34,19 +35,22 @@ def needs_lookup(claims: TokenClaims) -> bool:
     return claims.type != TOKEN_TYPE_ACCESS
 
 
-def check_stored(rpc: Rpc | None, token: str, claims: TokenClaims) -> None:
+def check_stored(rpc: Rpc | None, token: str, claims: TokenClaims) -> dict[str, Any] | None:
     """Second step of :func:`verify_token` (blocking I/O): a long-lived token's stored hash (T7).
 
     Unknown, revoked or issued to someone else: ``InvalidToken("revoked")``.
-    An access token needs nothing stored; any other type is refused.
+    Returns the stored row (``validate_extension_token``) of a long-lived
+    token; an access token needs nothing stored (``None``); any other type is
+    refused.
     """
     if not needs_lookup(claims):
-        return
+        return None
     if claims.type != TOKEN_TYPE_EXTENSION or rpc is None:
         raise InvalidToken("wrong_type")
     row = rpc.call("validate_extension_token", p_token_hash=token_hash(token))
     if not isinstance(row, dict) or row.get("clerk_user_id") != claims.sub:
         raise InvalidToken("revoked")
+    return row
 
 
 def verify_token(

@@ -7,14 +7,16 @@ being shown again.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from issuer.claims import TOKEN_TYPE_EXTENSION
 from issuer.clerk import ClerkSession
 from issuer.errors import BadRequest, InvalidToken, NotFound
-from issuer.flows.bearer import verify_bearer
+from issuer.flows.bearer import check_stored
 from issuer.flows.minting import Minted, mint, token_hash
 from issuer.flows.scope import Scope, check_org_id, keep_scope, resolve_scope, session_for_user
 from issuer.service import Issuer
@@ -86,7 +88,14 @@ def refresh(
     :class:`~issuer.errors.OrgScopeLost` (403): nothing is rotated or issued
     (L2). Another ``clerk_org_id`` is the user's choice, a first request for it.
     """
-    claims = verify_bearer(issuer, old_token, allowed=(TOKEN_TYPE_EXTENSION,))
+    claims = issuer.keys.verify(old_token, expected_type=(TOKEN_TYPE_EXTENSION,))
+    stored = check_stored(issuer.rpc, old_token, claims) or {}
+    # L3: the chain's absolute lifetime, from the original sign-in; rotating
+    # never extends it.
+    chain_end = _chain_started_at(stored) + issuer.settings.extension_token_max_lifetime
+    left = int(chain_end - time.time())
+    if left <= 0:
+        raise InvalidToken("chain_expired")
     asked = check_org_id(clerk_org_id)
     old_org = claims.clerk_org_id if claims.is_org_scoped else None
     if asked and asked != old_org:
@@ -100,7 +109,7 @@ def refresh(
         email=claims.email,
         token_type=TOKEN_TYPE_EXTENSION,
         attribution=scope.attribution,
-        ttl_seconds=min(remaining, issuer.settings.extension_token_ttl),
+        ttl_seconds=min(remaining, issuer.settings.extension_token_ttl, left),
     )
     row = issuer.rpc.call(
         "rotate_extension_token",
@@ -109,10 +118,20 @@ def refresh(
         p_new_expires_at=minted.expires_at,
         p_clerk_org_id=scope.clerk_org_id,
         p_jti=minted.claims.jti,
+        p_max_lifetime_seconds=issuer.settings.extension_token_max_lifetime,
     )
     if not isinstance(row, dict) or not row.get("ok", True) or not row.get("id"):
         raise InvalidToken("revoked")
     return IssuedExtensionToken(minted, str(row["id"]), scope)
+
+
+def _chain_started_at(stored: dict[str, Any]) -> float:
+    raw = stored.get("chain_started_at")
+    if isinstance(raw, datetime):
+        return raw.timestamp()
+    if isinstance(raw, str):
+        return datetime.fromisoformat(raw).timestamp()
+    return time.time()
 
 
 def list_tokens(issuer: Issuer, session: ClerkSession) -> list[dict[str, Any]]:

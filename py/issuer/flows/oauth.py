@@ -214,6 +214,7 @@ def refresh_grant(
         p_client_id=client_id,
         p_new_expires_at=_refresh_expiry(issuer),
         p_grace_seconds=issuer.settings.refresh_grace_seconds,
+        p_max_lifetime_seconds=issuer.settings.extension_token_max_lifetime,
     )
     if not isinstance(result, dict) or not result.get("ok"):
         reason = result.get("reason") if isinstance(result, dict) else None
