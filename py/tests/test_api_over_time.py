@@ -332,3 +332,58 @@ def test_L3_a_refresh_family_has_an_absolute_lifetime(world: World) -> None:
     r = _refresh(world, r.json()["refresh_token"])
     assert r.status_code == 400
     assert "chain_expired" in r.json()["error_description"]
+
+
+# -- L7: idempotency keys cannot be squatted ------------------------------------------------
+
+
+def _use(world: World, token: str, key: str, amount: int) -> httpx.Response:
+    return world.client.post(
+        "/api/extension/usage",
+        json={"amount": amount, "description": "chat"},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+    )
+
+
+def test_L7_a_member_can_neither_block_nor_probe_another_members_key(world: World) -> None:
+    org = world.org(pool=100)
+    ann, ben = world.user(), world.user()
+    world.seat(org, ann)
+    world.seat(org, ben)
+    ann_token, ben_token = world.extension_token(ann, org), world.extension_token(ben, org)
+    # Ben guesses the key Ann's extension will use and spends with it first.
+    squat = _use(world, ben_token, "req-shared", 1)
+    assert squat.status_code == 200 and squat.json()["replayed"] is False
+    # Ann's request is hers: charged, not a 409, not a replay of Ben's.
+    first = _use(world, ann_token, "req-shared", 5)
+    assert first.status_code == 200, first.text
+    assert first.json()["replayed"] is False
+    assert first.json()["transaction_id"] != squat.json()["transaction_id"]
+    # Ann's retry replays her own request; Ben's retry his.
+    assert (
+        _use(world, ann_token, "req-shared", 5).json()["transaction_id"]
+        == (first.json()["transaction_id"])
+    )
+    assert _use(world, ben_token, "req-shared", 1).json()["replayed"] is True
+    # Same caller, same key, other arguments: still 409.
+    assert _use(world, ann_token, "req-shared", 6).status_code == 409
+    assert world.pool_balance(org) == 94
+
+
+def test_L7_a_member_cannot_squat_a_grant_or_refund_key(world: World) -> None:
+    org = world.org(pool=10)
+    cat = world.user()
+    world.seat(org, cat)
+    token = world.extension_token(cat, org)
+    assert _use(world, token, "invoice-77", 1).status_code == 200
+    assert _use(world, token, "refund-77", 1).status_code == 200
+    granted = world.issuer.rpc.grant_credits(
+        50, "top-up", clerk_org_id=org, idempotency_key="invoice-77"
+    )
+    assert granted.ok and not granted.replayed
+    spent = _use(world, token, "req-to-refund", 2).json()["transaction_id"]
+    refunded = world.issuer.rpc.call(
+        "refund_credits", p_transaction_id=spent, p_idempotency_key="refund-77"
+    )
+    assert refunded["ok"] is True and refunded["replayed"] is False
+    assert world.pool_balance(org) == 10 - 1 - 1 + 50 - 2 + 2

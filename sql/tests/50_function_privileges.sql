@@ -28,7 +28,7 @@ insert into expected values
 ('private', 'valid_credit_amount', '{numeric}', 'invoker', '{}'),
 ('private', 'valid_credit_context', '{text,text,jsonb}', 'invoker', '{}'),
 ('private', 'credit_request_fingerprint', '{jsonb}', 'invoker', '{}'),
-('private', 'idempotent_replay', '{text,uuid,text,text}', 'invoker', '{}'),
+('private', 'idempotent_replay', '{text,uuid,text,text,text,uuid}', 'invoker', '{}'),
 ('private', 'uuid_v7', '{}', 'invoker', '{}'),
 ('private', 'set_updated_at', '{}', 'invoker', '{}');
 
