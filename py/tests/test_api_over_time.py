@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
+from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier, install
 from support.world import CLIENT_ID, REDIRECT_URI, World, pkce_pair
 
 
@@ -387,3 +390,82 @@ def test_L7_a_member_cannot_squat_a_grant_or_refund_key(world: World) -> None:
     )
     assert refunded["ok"] is True and refunded["replayed"] is False
     assert world.pool_balance(org) == 10 - 1 - 1 + 50 - 2 + 2
+
+
+# -- L5: validation says when org claims are stale --------------------------------------------
+
+
+def _statements(world: World) -> int:
+    from issuer.rpc import PsycopgRpc
+
+    backend = world.issuer.rpc.backend
+    assert isinstance(backend, PsycopgRpc)
+    return backend.statements_sent
+
+
+def test_L5_validate_reports_a_lost_org_scope_in_one_round_trip(world: World) -> None:
+    org = world.org(pool=10)
+    olga = world.user()
+    world.seat(org, olga, role="owner")
+    long_lived = world.extension_token(olga, org)
+    access = _signin(world, olga, org)["access_token"]
+    personal = _signin(world, olga)["access_token"]
+
+    for token in (long_lived, access):
+        before = _statements(world)
+        r = _validate(world, token)
+        assert _statements(world) - before == 1  # one round trip, also for long-lived tokens
+        assert r.json()["org_scope"] == "active"
+        assert r.json()["claims"]["seat_role"] == "owner"
+    before = _statements(world)
+    assert _validate(world, personal).json()["org_scope"] is None
+    assert _statements(world) - before == 0  # a personal access token needs no database
+
+    world.set_seat(org, olga, "revoked")
+    for token in (long_lived, access):
+        before = _statements(world)
+        r = _validate(world, token)
+        assert _statements(world) - before == 1
+        assert r.status_code == 200
+        body = r.json()
+        assert body["org_scope"] == "lost"
+        assert body["org_scope_reason"] == "no_active_seat"
+        # A revoked owner is never reported as an owner.
+        assert body["claims"]["seat_role"] is None
+        assert body["claims"]["org_role"] is None
+
+
+def test_L5_the_fastapi_integration_refuses_a_lost_org_scope_unless_told_otherwise(
+    world: World,
+) -> None:
+    org = world.org(pool=10)
+    pia = world.user()
+    world.seat(org, pia, role="owner")
+    tokens = [world.extension_token(pia, org), _signin(world, pia, org)["access_token"]]
+
+    def backend(allow: bool) -> TestClient:
+        app = FastAPI()
+        install(
+            app, TokenVerifier(world.issuer.keys, rpc=world.issuer.rpc, allow_lost_org_scope=allow)
+        )
+
+        @app.get("/whoami")
+        def whoami(claims: TokenClaimsDep) -> dict[str, Any]:
+            return {"seat_role": claims.seat_role, "org_role": claims.org_role}
+
+        return TestClient(app)
+
+    strict, lenient = backend(False), backend(True)
+    for token in tokens:
+        auth = {"Authorization": f"Bearer {token}"}
+        assert strict.get("/whoami", headers=auth).json()["seat_role"] == "owner"
+    world.set_seat(org, pia, "suspended")
+    for token in tokens:
+        auth = {"Authorization": f"Bearer {token}"}
+        r = strict.get("/whoami", headers=auth)
+        assert r.status_code == 403, r.text
+        assert r.json()["error"] == "org_scope_lost"
+        assert r.json()["clerk_org_id"] == org
+        r = lenient.get("/whoami", headers=auth)
+        assert r.status_code == 200
+        assert r.json() == {"seat_role": None, "org_role": None}

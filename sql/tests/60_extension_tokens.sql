@@ -78,7 +78,12 @@ select is(
         'clerk_org_id', 'org_acme',
         'expires_at', now() + interval '90 days',
         'jti', 'jti-a',
-        'chain_started_at', now()
+        'chain_started_at', now(),
+        -- L5: the seat behind the org scope, in the same call (no seat here).
+        'org_scope', 'lost',
+        'org_scope_reason', 'no_active_seat',
+        'seat_role', null,
+        'seat_status', null
     ),
     'a live token validates to its owner, org, expiry, jti and the start of its rotation chain'
 );

@@ -118,6 +118,40 @@ comment on column public.extension_tokens.chain_started_at is
 
 -- RPCs ----------------------------------------------------------------------
 
+create or replace function public.check_org_scope(p_clerk_user_id text, p_clerk_org_id text)
+returns jsonb
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+    -- Is the org scope a token carries still backed by an active seat (L5)?
+    -- One index probe per table; no row means lost.
+    select case
+        when p_clerk_org_id is null then null
+        when s.status = 'active' then pg_catalog.jsonb_build_object(
+            'org_scope', 'active', 'org_scope_reason', null, 'seat_role', s.role, 'seat_status', s.status
+        )
+        else pg_catalog.jsonb_build_object(
+            'org_scope', 'lost', 'org_scope_reason', 'no_active_seat', 'seat_role', null,
+            'seat_status', s.status
+        )
+    end
+    from (values (1)) as one (x)
+    left join public.users as u on u.clerk_user_id = p_clerk_user_id
+    left join public.organizations as o on o.clerk_org_id = p_clerk_org_id
+    left join public.organization_seats as s on s.organization_id = o.id and s.user_id = u.id
+$$;
+
+revoke execute on function public.check_org_scope(text, text) from public, anon, authenticated;
+grant execute on function public.check_org_scope(text, text) to service_role;
+
+comment on function public.check_org_scope(text, text) is
+'L5: whether an org-scoped token''s scope still holds. Null for p_clerk_org_id null; else '
+'{org_scope: active, seat_role} when the user holds an active seat in the org, or {org_scope: '
+'lost, org_scope_reason: no_active_seat, seat_role: null, seat_status} (suspended, revoked, '
+'pending, or no seat / org / user: seat_status null). service_role only.';
+
 create or replace function public.create_extension_token(
     p_clerk_user_id text,
     p_token_hash text,
@@ -216,7 +250,7 @@ begin
         'expires_at', v_token.expires_at,
         'jti', v_token.jti,
         'chain_started_at', v_token.chain_started_at
-    );
+    ) || coalesce(public.check_org_scope(v_token.clerk_user_id, v_token.clerk_org_id), '{}'::jsonb);
 end
 $$;
 
@@ -225,7 +259,9 @@ grant execute on function public.validate_extension_token(text) to service_role;
 
 comment on function public.validate_extension_token(text) is
 'Null unless the hash names a stored token that is neither revoked nor expired; else {id, '
-'clerk_user_id, clerk_org_id, expires_at, jti, chain_started_at}. Touches last_used_at at most once a minute per '
+'clerk_user_id, clerk_org_id, expires_at, jti, chain_started_at} and, for an org-scoped token, '
+'check_org_scope''s keys (org_scope active/lost, org_scope_reason, seat_role, seat_status: L5) '
+'from the same call. Touches last_used_at at most once a minute per '
 'token. service_role only.';
 
 

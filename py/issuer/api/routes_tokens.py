@@ -22,7 +22,7 @@ from issuer.claims import TOKEN_TYPE_ACCESS
 from issuer.clerk import ClerkSession
 from issuer.errors import InvalidToken
 from issuer.flows import extension_tokens
-from issuer.flows.bearer import bearer_token, verify_bearer
+from issuer.flows.bearer import bearer_token, scoped_claims, verify_with_scope
 from issuer.flows.minting import Minted, mint
 from issuer.flows.scope import Scope, keep_scope, resolve_scope
 from issuer.service import Issuer
@@ -183,12 +183,23 @@ def validate_token(
     response: Response,
     authorization: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    """Is this bearer token (access or long-lived) valid now? Returns its claims."""
+    """Is this bearer token (access or long-lived) valid now? Returns its claims.
+
+    For an org-scoped token the seat is re-checked in the same single database
+    round trip (L5): ``org_scope`` is ``active`` or ``lost`` (with
+    ``org_scope_reason``); a lost scope's claims carry no ``seat_role`` /
+    ``org_role``, and an active one's ``seat_role`` is the seat's current role.
+    """
     response.headers.update(NO_STORE)
     try:
-        claims = verify_bearer(issuer, bearer_token(authorization))
+        claims, check = verify_with_scope(issuer.keys, issuer.rpc, bearer_token(authorization))
     except InvalidToken as exc:
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return {"valid": False, "error": exc.reason}
-    return {"valid": True, "claims": claims.to_dict()}
+    return {
+        "valid": True,
+        "claims": scoped_claims(claims, check).to_dict(),
+        "org_scope": check.org_scope if check else None,
+        "org_scope_reason": check.reason if check else None,
+    }
