@@ -469,3 +469,60 @@ def test_L5_the_fastapi_integration_refuses_a_lost_org_scope_unless_told_otherwi
         r = lenient.get("/whoami", headers=auth)
         assert r.status_code == 200
         assert r.json() == {"seat_role": None, "org_role": None}
+
+
+# -- L9: tokens carry the user's email --------------------------------------------------------
+
+
+def _claims_of(world: World, token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = _validate(world, token).json()["claims"]
+    return claims
+
+
+def test_L9_tokens_carry_users_email_when_the_clerk_session_has_none(world: World) -> None:
+    org = world.org(pool=10)
+    hal = world.user(email="hal@example.com")
+    world.seat(org, hal)
+    # Clerk's default session token has no email claim (the fake's default too).
+    r = world.client.post(
+        "/api/dashboard-token/generate",
+        json={"clerk_org_id": org},
+        headers=world.clerk_auth(hal, org_id=org),
+    )
+    before = _statements(world)
+    r = world.client.post(
+        "/api/dashboard-token/generate",
+        json={"clerk_org_id": org},
+        headers=world.clerk_auth(hal, org_id=org),
+    )
+    assert _statements(world) - before == 1  # still the one attribution round trip
+    assert r.json()["claims"]["email"] == "hal@example.com"
+    assert r.json()["claims"]["pool"] == "organization"
+    personal = world.client.post("/api/dashboard-token/generate", headers=world.clerk_auth(hal))
+    assert personal.json()["claims"]["email"] == "hal@example.com"
+    assert _claims_of(world, world.extension_token(hal, org))["email"] == "hal@example.com"
+    grant = _signin(world, hal, org)
+    assert _claims_of(world, grant["access_token"])["email"] == "hal@example.com"
+    again = _refresh(world, grant["refresh_token"]).json()
+    assert _claims_of(world, again["access_token"])["email"] == "hal@example.com"
+    # The session's own email wins when it has one.
+    r = world.client.post(
+        "/api/dashboard-token/generate", headers=world.clerk_auth(hal, email="hal@work.example")
+    )
+    assert r.json()["claims"]["email"] == "hal@work.example"
+
+
+def test_L9_email_is_null_only_when_the_database_has_none(world: World) -> None:
+    ivy = unique_user_without_email(world)
+    r = world.client.post("/api/dashboard-token/generate", headers=world.clerk_auth(ivy))
+    assert r.status_code == 200
+    assert r.json()["claims"]["email"] is None
+
+
+def unique_user_without_email(world: World) -> str:
+    import uuid
+
+    user = f"user_{uuid.uuid4().hex[:12]}"
+    world.clerk.add_user(user)
+    world.as_service("insert into public.users (clerk_user_id) values (%s)", (user,))
+    return user

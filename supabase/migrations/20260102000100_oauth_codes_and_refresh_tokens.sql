@@ -295,7 +295,11 @@ begin
             'code_id', v_code.id,
             'clerk_user_id', v_code.clerk_user_id,
             'clerk_org_id', v_code.clerk_org_id,
-            'email', v_code.email
+            -- L9: the session's email, else the one the database knows.
+            'email', coalesce(
+                v_code.email,
+                (select u.email from public.users as u where u.clerk_user_id = v_code.clerk_user_id)
+            )
         );
     end if;
 
@@ -564,7 +568,11 @@ begin
             'family_id', v_old.family_id,
             'clerk_user_id', v_old.clerk_user_id,
             'clerk_org_id', v_old.clerk_org_id,
-            'email', v_old.email
+            -- L9: the family's email, else the one the database knows.
+            'email', coalesce(
+                v_old.email,
+                (select u.email from public.users as u where u.clerk_user_id = v_old.clerk_user_id)
+            )
         );
     end if;
 

@@ -24,7 +24,7 @@ from issuer.errors import InvalidToken
 from issuer.flows import extension_tokens
 from issuer.flows.bearer import bearer_token, scoped_claims, verify_with_scope
 from issuer.flows.minting import Minted, mint
-from issuer.flows.scope import Scope, keep_scope, resolve_scope
+from issuer.flows.scope import Scope, keep_scope, resolve_scope, token_email
 from issuer.service import Issuer
 
 router = APIRouter()
@@ -119,7 +119,7 @@ def _mint_for_session(issuer: Issuer, session: ClerkSession, scope: Scope) -> Mi
     return mint(
         issuer,
         sub=session.user_id,
-        email=session.email,
+        email=token_email(issuer, session, scope),
         token_type=TOKEN_TYPE_ACCESS,
         attribution=scope.attribution,
         ttl_seconds=issuer.settings.access_token_ttl,

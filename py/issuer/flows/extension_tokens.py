@@ -18,7 +18,14 @@ from issuer.clerk import ClerkSession
 from issuer.errors import BadRequest, InvalidToken, NotFound
 from issuer.flows.bearer import check_stored
 from issuer.flows.minting import Minted, mint, token_hash
-from issuer.flows.scope import Scope, check_org_id, keep_scope, resolve_scope, session_for_user
+from issuer.flows.scope import (
+    Scope,
+    check_org_id,
+    keep_scope,
+    resolve_scope,
+    session_for_user,
+    token_email,
+)
 from issuer.service import Issuer
 
 MAX_NAME_LENGTH = 100
@@ -56,7 +63,7 @@ def generate(
     minted = mint(
         issuer,
         sub=session.user_id,
-        email=session.email,
+        email=token_email(issuer, session, scope),
         token_type=TOKEN_TYPE_EXTENSION,
         attribution=scope.attribution,
         ttl_seconds=_ttl(issuer, expires_in_days),
@@ -106,7 +113,7 @@ def refresh(
     minted = mint(
         issuer,
         sub=claims.sub,
-        email=claims.email,
+        email=claims.email or token_email(issuer, session_for_user(claims.sub), scope),
         token_type=TOKEN_TYPE_EXTENSION,
         attribution=scope.attribution,
         ttl_seconds=min(remaining, issuer.settings.extension_token_ttl, left),

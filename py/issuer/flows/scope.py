@@ -28,6 +28,9 @@ class Scope:
     attribution: OrgAttribution | None
     requested_org: str | None = None
     denied_reason: str | None = None
+    #: ``users.email`` when the attribution round trip fetched it (L9).
+    email: str | None = None
+    email_looked_up: bool = False
 
     @property
     def clerk_org_id(self) -> str | None:
@@ -78,7 +81,7 @@ def keep_scope(issuer: Issuer, session: ClerkSession, clerk_org_id: str | None) 
     )
     if result.attribution is None:
         raise OrgScopeLost(clerk_org_id, result.denied_reason or "not_a_member")
-    return Scope(result.attribution, clerk_org_id)
+    return Scope(result.attribution, clerk_org_id, None, result.email, result.email_looked_up)
 
 
 def resolve_scope(
@@ -96,4 +99,20 @@ def resolve_scope(
     result = resolve_org_attribution_claims(session, org, clerk=issuer.clerk, rpc=issuer.rpc)
     if result.attribution is None and require_org:
         raise OrgScopeDenied(result.denied_reason or "not_a_member")
-    return Scope(result.attribution, org, result.denied_reason)
+    return Scope(
+        result.attribution, org, result.denied_reason, result.email, result.email_looked_up
+    )
+
+
+def token_email(issuer: Issuer, session: ClerkSession, scope: Scope) -> str | None:
+    """The ``email`` claim (L9): the session's, else ``users.email``; null only when both lack it.
+
+    The lookup rides on the attribution round trip when there was one; a
+    personal token from a session without email costs one small call.
+    """
+    if session.email is not None:
+        return session.email
+    if scope.email_looked_up:
+        return scope.email
+    _, email = issuer.rpc.resolve_token_subject(session.user_id, None)
+    return email
