@@ -585,7 +585,8 @@ class PostgrestRpc:
 
     def ping(self) -> bool:
         try:
-            self.client.rpc("credit_consistency_check", {}).limit(1).execute()
+            # L8: one trivial RPC; never the ledger-wide consistency check.
+            self.client.rpc("health_check", {}).execute()
             return True
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
             return False

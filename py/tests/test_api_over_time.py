@@ -526,3 +526,34 @@ def unique_user_without_email(world: World) -> str:
     world.clerk.add_user(user)
     world.as_service("insert into public.users (clerk_user_id) values (%s)", (user,))
     return user
+
+
+# -- L8: health checks are cheap --------------------------------------------------------------
+
+
+def test_L8_healthz_over_postgrest_is_one_trivial_rpc(world: World, fake_clerk: Any) -> None:
+    from issuer.api import create_app
+    from issuer.service import Issuer
+    from issuer.settings import load_settings
+    from support.postgrest_double import running_postgrest_double
+    from support.world import issuer_env
+
+    key = "service-role-key-for-the-double"
+    with running_postgrest_double(world.db_url, key) as double:
+        env = issuer_env(world.db_url, fake_clerk)
+        del env["DATABASE_URL"]
+        env.update({"SUPABASE_URL": double.url, "SUPABASE_SERVICE_ROLE_KEY": key})
+        issuer = Issuer.from_settings(load_settings(env))
+        try:
+            client = TestClient(create_app(issuer))
+            for _ in range(3):
+                r = client.get("/healthz")
+                assert r.status_code == 200, r.text
+        finally:
+            issuer.close()
+    assert double.calls == ["health_check"] * 3  # never credit_consistency_check
+    (reads,) = world.sql(
+        "select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+        "where n.nspname = 'public' and p.proname = 'health_check' and p.prosrc ~* 'from'"
+    )[0]
+    assert reads == 0  # the function reads no table
