@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from issuer.errors import InvalidToken as InvalidTokenError
 from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier, install
 from support.world import CLIENT_ID, REDIRECT_URI, World, pkce_pair
 
@@ -557,3 +558,67 @@ def test_L8_healthz_over_postgrest_is_one_trivial_rpc(world: World, fake_clerk: 
         "where n.nspname = 'public' and p.proname = 'health_check' and p.prosrc ~* 'from'"
     )[0]
     assert reads == 0  # the function reads no table
+
+
+# -- L6: HS256 can be switched off -------------------------------------------------------------
+
+
+def test_L6_with_es256_keys_jwt_accept_hs256_false_refuses_every_hs256_token(
+    db_url: str, fake_clerk: Any
+) -> None:
+    import json
+
+    import pytest
+
+    from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
+    from issuer.errors import ConfigError
+    from issuer.settings import load_settings
+    from issuer.signing import KeyRing, generate_es256_jwk
+    from support.world import JWT_SECRET, issuer_env, make_world
+
+    keys = json.dumps({"keys": [generate_es256_jwk("es-l6")]})
+    # What a holder of JWT_SECRET can mint: any HS256 token at all.
+    forger = KeyRing(
+        hmac_secret=JWT_SECRET.encode(), issuer="softcodes.ai", audience="vscode-extension"
+    )
+    forged = forger.sign(
+        build_claims(
+            "user_forged",
+            None,
+            TOKEN_TYPE_ACCESS,
+            None,
+            issuer="softcodes.ai",
+            audience="vscode-extension",
+            ttl_seconds=600,
+        )
+    )
+
+    migrating = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys)
+    switched_off = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys, JWT_ACCEPT_HS256="false")
+    try:
+        # During the migration HS256 tokens still verify...
+        assert _validate(migrating, forged).status_code == 200
+        # ...after the switch-off none does, while ES256 tokens do.
+        r = _validate(switched_off, forged)
+        assert r.status_code == 401 and r.json()["error"] == "alg_not_allowed"
+        user = switched_off.user()
+        es256 = switched_off.client.post(
+            "/api/dashboard-token/generate", headers=switched_off.clerk_auth(user)
+        ).json()["token"]
+        assert _validate(switched_off, es256).status_code == 200
+        assert _validate(migrating, es256).status_code == 200
+        # The Python integration reads the same setting.
+        verifier = TokenVerifier.from_env(
+            {"JWT_SECRET": JWT_SECRET, "JWT_SIGNING_KEYS": keys, "JWT_ACCEPT_HS256": "false"}
+        )
+        with pytest.raises(InvalidTokenError):
+            verifier.verify(forged)
+        assert verifier.verify(es256).sub == user
+    finally:
+        for w in (migrating, switched_off):
+            w.close()
+            w.issuer.close()
+    # Without ES256 keys the switch-off would refuse everything: start-up stops.
+    with pytest.raises(ConfigError) as caught:
+        load_settings(issuer_env(db_url, fake_clerk, JWT_ACCEPT_HS256="false"))
+    assert "JWT_ACCEPT_HS256" in str(caught.value)

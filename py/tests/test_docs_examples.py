@@ -225,7 +225,7 @@ def test_extension_guide_steps_run_in_order_against_issuer_serve(
     assert "6. sign out" in stdout, stdout
     # 2 charged, replayed once, 50 refused, 1 charged after the 401 → 10 - 2 - 1
     assert world.pool_balance(org) == 7
-    assert world.personal_balance(bob) == 2
+    assert world.personal_balance(bob) == 3  # L2: never charged without choosing personal
     assert world.consistency_problems() == []
 
 

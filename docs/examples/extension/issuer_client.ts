@@ -360,6 +360,19 @@ export class ReauthRequired extends Error {
   }
 }
 
+/**
+ * The session's organization scope is gone (seat suspended or revoked, or the
+ * user left the org): the issuer answered `invalid_grant` with
+ * `org_scope_lost` and issued nothing. Tell the user which org was lost and
+ * let them sign in again, choosing personal credits or another organization.
+ */
+export class OrgScopeLost extends ReauthRequired {
+  constructor(readonly clerkOrgId: string | null, cause: IssuerError) {
+    super(cause);
+    this.name = "OrgScopeLost";
+  }
+}
+
 /** Tokens in SecretStorage, refreshed before they expire and after a 401. */
 export class IssuerSession {
   static readonly SECRET_KEY = "issuer.tokens";
@@ -409,6 +422,9 @@ export class IssuerSession {
     } catch (error) {
       if (error instanceof IssuerError && error.error === "invalid_grant") {
         await this.secrets.delete(IssuerSession.SECRET_KEY);
+        if (error.description?.startsWith("org_scope_lost")) {
+          throw new OrgScopeLost(wanted ?? null, error);
+        }
         throw new ReauthRequired(error);
       }
       throw error; // 503 and network errors: keep the tokens, try later

@@ -24,6 +24,7 @@ import {
   IssuerError,
   IssuerSession,
   orgContextLabel,
+  OrgScopeLost,
   readClaims,
   ReauthRequired,
   recordUsage,
@@ -272,27 +273,31 @@ Deno.test("docs/extension-integration.md, in order", async (t) => {
     });
   });
 
-  await t.step("5c. 403 no_active_seat: offer to switch to personal credits", async () => {
-    const bob = new IssuerSession(config, new MemorySecrets());
-    await bob.secrets.store(
-      IssuerSession.SECRET_KEY,
-      JSON.stringify({
-        accessToken: env("BOB_ACCESS_TOKEN"),
-        refreshToken: env("BOB_REFRESH_TOKEN"),
-        expiresAt: Date.now() + 3_600_000,
-        clerkOrgId: ORG_ID,
-      }),
-    );
-    const refused = await bob.recordUsage(usage(1));
-    assertEquals(refused, { kind: "no_active_seat", pool: "organization" });
-    // The user accepts: a refresh re-checks the seat and returns a personal token.
-    const tokens = await bob.refresh();
-    assertEquals(tokens.pool, "personal");
-    assertEquals(tokens.orgScopeDenied, { clerk_org_id: ORG_ID, reason: "no_active_seat" });
-    const charged = await bob.recordUsage(usage(1));
-    assert(charged.kind === "charged", JSON.stringify(charged));
-    assertEquals(charged.pool, "personal");
-  });
+  await t.step(
+    "5c. 403 no_active_seat, then org_scope_lost: sign in again and choose",
+    async () => {
+      const bobSecrets = new MemorySecrets();
+      const bob = new IssuerSession(config, bobSecrets);
+      await bob.secrets.store(
+        IssuerSession.SECRET_KEY,
+        JSON.stringify({
+          accessToken: env("BOB_ACCESS_TOKEN"),
+          refreshToken: env("BOB_REFRESH_TOKEN"),
+          expiresAt: Date.now() + 3_600_000,
+          clerkOrgId: ORG_ID,
+        }),
+      );
+      const refused = await bob.recordUsage(usage(1));
+      assertEquals(refused, { kind: "no_active_seat", pool: "organization" });
+      // A refresh never switches the payer silently (L2): nothing is issued, the
+      // session ends, and the user signs in again choosing personal or another org.
+      await assertRejects(
+        bob.refresh(),
+        (e) => e instanceof OrgScopeLost && e.clerkOrgId === ORG_ID,
+      );
+      assertEquals(bobSecrets.values.size, 0);
+    },
+  );
 
   await t.step("5d. 401: refresh, retry; a refused refresh means sign in again", async () => {
     const stored = JSON.parse(secrets.values.get(IssuerSession.SECRET_KEY) ?? "{}");

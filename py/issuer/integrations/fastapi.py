@@ -12,7 +12,7 @@ claim schema), so nothing about verification is re-implemented::
     from issuer.integrations.fastapi import TokenVerifier, install, require_token
 
     app = FastAPI()
-    install(app, TokenVerifier.from_env())   # JWT_SECRET, JWT_SIGNING_KEYS, JWT_ISSUER, JWT_AUDIENCE
+    install(app, TokenVerifier.from_env())   # the JWT_* variables of VERIFIER_ENV
 
     @app.get("/me")
     def me(claims: Annotated[TokenClaims, Depends(require_token)]) -> dict[str, str | None]:
@@ -66,7 +66,13 @@ __all__ = [
     "require_token",
 ]
 
-VERIFIER_ENV: Final = ("JWT_SECRET", "JWT_SIGNING_KEYS", "JWT_ISSUER", "JWT_AUDIENCE")
+VERIFIER_ENV: Final = (
+    "JWT_SECRET",
+    "JWT_SIGNING_KEYS",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_ACCEPT_HS256",
+)
 """The only variables :meth:`TokenVerifier.from_env` reads."""
 
 
@@ -93,7 +99,8 @@ class TokenVerifier:
         rpc: Rpc | None = None,
         allow_lost_org_scope: bool = False,
     ) -> TokenVerifier:
-        """Build from ``JWT_SECRET``, ``JWT_SIGNING_KEYS``, ``JWT_ISSUER``, ``JWT_AUDIENCE``.
+        """Build from ``JWT_SECRET``, ``JWT_SIGNING_KEYS``, ``JWT_ISSUER``, ``JWT_AUDIENCE``
+        and ``JWT_ACCEPT_HS256`` (``false`` refuses every HS256 token, L6).
 
         ``env`` defaults to ``os.environ``; other variables are ignored. A
         missing or bad value raises :class:`~issuer.errors.ConfigError` naming
