@@ -622,3 +622,42 @@ def test_L6_with_es256_keys_jwt_accept_hs256_false_refuses_every_hs256_token(
     with pytest.raises(ConfigError) as caught:
         load_settings(issuer_env(db_url, fake_clerk, JWT_ACCEPT_HS256="false"))
     assert "JWT_ACCEPT_HS256" in str(caught.value)
+
+
+# -- L4: lifetimes are maxima ------------------------------------------------------------------
+
+
+def test_L4_extension_token_ttl_caps_expires_in_days_and_the_page_offers_only_that(
+    db_url: str, fake_clerk: Any
+) -> None:
+    import re
+
+    from support.world import make_world
+
+    short = make_world(db_url, fake_clerk, EXTENSION_TOKEN_TTL=str(30 * 86_400))
+    try:
+        user = short.user()
+        auth = short.clerk_auth(user)
+        r = short.client.post(
+            "/api/extension-token/generate", json={"expires_in_days": 365}, headers=auth
+        )
+        assert r.status_code == 400, r.text
+        assert "between 1 and 30" in r.json()["error_description"]
+        r = short.client.post(
+            "/api/extension-token/generate", json={"expires_in_days": 30}, headers=auth
+        )
+        assert r.status_code == 201
+        claims = r.json()["claims"]
+        assert claims["exp"] - claims["iat"] == 30 * 86_400
+        page = short.client.get(
+            "/dashboard/tokens",
+            headers={"Cookie": f"__session={short.session(user)}"},
+            follow_redirects=False,
+        )
+        assert page.status_code == 200, page.text
+        offered = {int(v) for v in re.findall(r'<option value="(\d+)"', page.text)}
+        assert offered and max(offered) <= 30, offered
+        assert "30 days (default)" in page.text
+    finally:
+        short.close()
+        short.issuer.close()

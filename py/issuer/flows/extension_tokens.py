@@ -39,11 +39,33 @@ class IssuedExtensionToken:
     scope: Scope
 
 
+def max_days(issuer: Issuer) -> int:
+    """The longest ``expires_in_days`` a caller may ask for (L4): the configured
+    lifetimes are maxima (EXTENSION_TOKEN_TTL, EXTENSION_TOKEN_MAX_LIFETIME)."""
+    settings = issuer.settings
+    return min(
+        MAX_DAYS,
+        settings.extension_token_ttl // 86_400,
+        settings.extension_token_max_lifetime // 86_400,
+    )
+
+
 def _ttl(issuer: Issuer, expires_in_days: int | None) -> int:
+    """Seconds the new token lives: the default lifetime, or fewer days asked for.
+
+    Asking for more than the configured maximum is 400, not a silent clamp:
+    the caller learns the limit (L4, docs/api.md).
+    """
+    settings = issuer.settings
     if expires_in_days is None:
-        return issuer.settings.extension_token_ttl
-    if not 1 <= expires_in_days <= MAX_DAYS:
-        raise BadRequest(f"expires_in_days must be between 1 and {MAX_DAYS}")
+        return min(settings.extension_token_ttl, settings.extension_token_max_lifetime)
+    limit = max_days(issuer)
+    if limit < 1:
+        raise BadRequest("expires_in_days cannot be chosen: the configured lifetime is under a day")
+    if not 1 <= expires_in_days <= limit:
+        raise BadRequest(
+            f"expires_in_days must be between 1 and {limit} (the configured maximum lifetime)"
+        )
     return expires_in_days * 86_400
 
 
