@@ -66,8 +66,9 @@ select results_eq(
     'L7: same key in the same org pool, other member: another request (no 409, no replay, nothing learned)'
 );
 select results_eq(
-    $$ select ok, replayed from public.grant_credits(5, 'chat', p_clerk_org_id => 'org_acme', p_idempotency_key => 'req-1',
-                                   p_context => '{"n": 1}') $$,
+    $$ select ok, replayed from public.grant_credits(
+           5, 'chat', p_clerk_org_id => 'org_acme', p_idempotency_key => 'req-1', p_context => '{"n": 1}'
+       ) $$,
     $$ values (true, false) $$,
     'L7: a grant with a key a member used for a deduction is a grant (own namespace)'
 );

@@ -2,7 +2,7 @@
 -- security definer. Each grant is written next to its function in the
 -- migrations; this file is the matrix in one place.
 begin;
-select plan(78);
+select plan(82);
 
 create temp table expected (
     schema_name name,
@@ -20,7 +20,8 @@ insert into expected values
 ('public', 'set_seat_status', '{text,text,text}', 'definer', '{service_role}'),
 ('public', 'credit_consistency_check', '{}', 'invoker', '{service_role}'),
 ('public', 'get_my_personal_balance', '{}', 'invoker', '{authenticated}'),
-('public', 'get_my_org_pools', '{}', 'definer', '{authenticated}'),
+('public', 'get_my_org_pools', '{}', 'invoker', '{authenticated}'),
+('private', 'my_org_pools', '{}', 'definer', '{authenticated}'),
 ('private', 'current_app_user_id', '{}', 'definer', '{authenticated}'),
 ('private', 'admin_organization_ids', '{}', 'definer', '{authenticated}'),
 ('private', 'member_organization_ids', '{}', 'definer', '{authenticated}'),

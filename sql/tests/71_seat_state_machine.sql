@@ -51,13 +51,18 @@ grant execute on function pg_temp.status(text) to service_role;
 -- A pool to spend, so "may spend" is checked the way the API checks it.
 insert into public.organizations (clerk_org_id, name) values ('org_sm', 'State Machine Inc');
 insert into public.organization_subscriptions (organization_id, stripe_subscription_id, status)
-select id, 'sub_sm', 'active' from public.organizations where clerk_org_id = 'org_sm';
+select
+    id,
+    'sub_sm' as stripe_subscription_id,
+    'active' as status
+from public.organizations where clerk_org_id = 'org_sm';
 select tests.act_as_service_role();
 select is((public.grant_credits(100, 'pool', p_clerk_org_id => 'org_sm')).ok, true, 'the pool holds credits');
 
 -- (none) -> active: Clerk membership.created --------------------------------------
 select is(
-    public.apply_clerk_event('sm_1', pg_temp.member('organizationMembership.created', 'user_sue', -100)) ->> 'seat_status',
+    public.apply_clerk_event('sm_1', pg_temp.member('organizationMembership.created', 'user_sue', -100))
+    ->> 'seat_status',
     'active',
     'L1: (none) -> active by organizationMembership.created'
 );
@@ -77,13 +82,15 @@ select is(
 
 -- The hold: leave -> rejoin after a suspension -------------------------------------
 select is(
-    public.apply_clerk_event('sm_2', pg_temp.member('organizationMembership.deleted', 'user_sue', -40)) ->> 'seat_status_kept',
+    public.apply_clerk_event('sm_2', pg_temp.member('organizationMembership.deleted', 'user_sue', -40))
+    ->> 'seat_status_kept',
     'held_by_suspended',
     'L1: suspended (manual) stays suspended when the member leaves in Clerk'
 );
 select is(pg_temp.status('user_sue'), 'suspended/manual', 'L1: the hold is still manual after the leave');
 select is(
-    public.apply_clerk_event('sm_3', pg_temp.member('organizationMembership.created', 'user_sue', -30)) ->> 'seat_status',
+    public.apply_clerk_event('sm_3', pg_temp.member('organizationMembership.created', 'user_sue', -30))
+    ->> 'seat_status',
     'suspended',
     'L1: leave -> rejoin (re-invited or auto-joined) does not lift a suspension'
 );
@@ -98,7 +105,8 @@ select is(
     'L1: and gets no org attribution'
 );
 select is(
-    public.apply_clerk_event('sm_4', pg_temp.member('organizationMembership.updated', 'user_sue', -20)) ->> 'seat_status',
+    public.apply_clerk_event('sm_4', pg_temp.member('organizationMembership.updated', 'user_sue', -20))
+    ->> 'seat_status',
     'suspended',
     'L1: organizationMembership.updated never changes a status'
 );
@@ -121,7 +129,8 @@ select lives_ok(
     'L1: the admin suspends again'
 );
 select is(
-    public.apply_clerk_event('sm_5', pg_temp.member('organizationMembership.created', 'user_sue', -5)) ->> 'seat_status',
+    public.apply_clerk_event('sm_5', pg_temp.member('organizationMembership.created', 'user_sue', -5))
+    ->> 'seat_status',
     'suspended',
     'L1: a membership.created sent before the suspension and delivered after it does not undo it'
 );
@@ -130,7 +139,8 @@ select lives_ok(
     'L1: the admin reinstates'
 );
 select is(
-    public.apply_clerk_event('sm_6', pg_temp.member('organizationMembership.deleted', 'user_sue', -4)) ->> 'seat_status_kept',
+    public.apply_clerk_event('sm_6', pg_temp.member('organizationMembership.deleted', 'user_sue', -4))
+    ->> 'seat_status_kept',
     'older_than_seat_change',
     'L1: a membership.deleted older than the reinstatement does not revoke it'
 );
@@ -139,12 +149,16 @@ select is(pg_temp.status('user_sue'), 'active/manual', 'L1: the seat stays activ
 -- pending (manual, invited) -> active by Clerk; ordering ------------------------------
 insert into public.users (clerk_user_id) values ('user_pat');
 insert into public.organization_seats (organization_id, user_id, status)
-select o.id, u.id, 'pending'
+select
+    o.id as organization_id,
+    u.id as user_id,
+    'pending' as status
 from public.organizations as o, public.users as u
 where o.clerk_org_id = 'org_sm' and u.clerk_user_id = 'user_pat';
 select is(pg_temp.status('user_pat'), 'pending/manual', 'L1: (none) -> pending by the service (an invitation), manual');
 select is(
-    public.apply_clerk_event('sm_7', pg_temp.member('organizationMembership.created', 'user_pat', -5)) ->> 'seat_status',
+    public.apply_clerk_event('sm_7', pg_temp.member('organizationMembership.created', 'user_pat', -5))
+    ->> 'seat_status',
     'pending',
     'L1: a membership.created older than the invitation leaves the seat pending'
 );
@@ -156,13 +170,15 @@ select is(
 
 -- active -> revoked by Clerk (left), and back -----------------------------------------
 select is(
-    public.apply_clerk_event('sm_9', pg_temp.member('organizationMembership.deleted', 'user_pat', 10)) ->> 'seat_status',
+    public.apply_clerk_event('sm_9', pg_temp.member('organizationMembership.deleted', 'user_pat', 10))
+    ->> 'seat_status',
     'revoked',
     'L1: active -> revoked by organizationMembership.deleted'
 );
 select is(pg_temp.status('user_pat'), 'revoked/clerk', 'L1: a Clerk revocation is not a hold');
 select is(
-    public.apply_clerk_event('sm_10', pg_temp.member('organizationMembership.created', 'user_pat', 20)) ->> 'seat_status',
+    public.apply_clerk_event('sm_10', pg_temp.member('organizationMembership.created', 'user_pat', 20))
+    ->> 'seat_status',
     'active',
     'L1: revoked (by Clerk) -> active when the member rejoins'
 );
@@ -174,12 +190,14 @@ select is(
     'L1: active -> revoked by set_seat_status'
 );
 select is(
-    public.apply_clerk_event('sm_11', pg_temp.member('organizationMembership.deleted', 'user_pat', 30)) ->> 'seat_status_kept',
+    public.apply_clerk_event('sm_11', pg_temp.member('organizationMembership.deleted', 'user_pat', 30))
+    ->> 'seat_status_kept',
     'held_by_revoked',
     'L1: a manual revocation survives the member leaving'
 );
 select is(
-    public.apply_clerk_event('sm_12', pg_temp.member('organizationMembership.created', 'user_pat', 40)) ->> 'seat_status',
+    public.apply_clerk_event('sm_12', pg_temp.member('organizationMembership.created', 'user_pat', 40))
+    ->> 'seat_status',
     'revoked',
     'L1: revoked (manual) stays revoked when the member rejoins'
 );
@@ -194,7 +212,8 @@ select is(
     'L1: revoked -> pending by set_seat_status lifts the hold (re-invite)'
 );
 select is(
-    public.apply_clerk_event('sm_13', pg_temp.member('organizationMembership.created', 'user_pat', 50)) ->> 'seat_status',
+    public.apply_clerk_event('sm_13', pg_temp.member('organizationMembership.created', 'user_pat', 50))
+    ->> 'seat_status',
     'active',
     'L1: and the next membership.created seats the member'
 );
@@ -215,7 +234,8 @@ select is(
     'L1: revoked (Clerk) -> revoked (manual): an admin confirms the revocation, now a hold'
 );
 select is(
-    public.apply_clerk_event('sm_16', pg_temp.member('organizationMembership.created', 'user_rex', 10)) ->> 'seat_status',
+    public.apply_clerk_event('sm_16', pg_temp.member('organizationMembership.created', 'user_rex', 10))
+    ->> 'seat_status',
     'revoked',
     'L1: and a rejoin does not bring it back'
 );
@@ -238,8 +258,10 @@ select is(pg_temp.status('user_pat'), 'suspended/manual', 'L1: and is stamped ma
 select is(
     (public.apply_clerk_event(
         'sm_17',
-        jsonb_build_object('type', 'user.deleted', 'timestamp', pg_temp.at(60),
-            'data', jsonb_build_object('id', 'user_sue', 'object', 'user', 'deleted', true))
+        jsonb_build_object(
+            'type', 'user.deleted', 'timestamp', pg_temp.at(60),
+            'data', jsonb_build_object('id', 'user_sue', 'object', 'user', 'deleted', true)
+        )
     ) ->> 'seats_revoked')::int,
     1,
     'L1: any -> revoked by user.deleted (Clerk)'
