@@ -50,6 +50,9 @@ class AttributionResult:
 
     attribution: OrgAttribution | None
     denied_reason: DeniedReason | None = None
+    #: ``users.email``, when the session had none and the database was asked (L9).
+    email: str | None = None
+    email_looked_up: bool = False
 
     def require(self) -> OrgAttribution:
         """The attribution, or :class:`OrgScopeDenied` when the caller insisted on org scope."""
@@ -121,10 +124,18 @@ def resolve_org_attribution_claims(
     if membership is None:
         return AttributionResult(None, NOT_A_MEMBER)
 
-    row = rpc.resolve_org_attribution(session.user_id, clerk_org_id)
+    email: str | None = None
+    looked_up = False
+    subject = getattr(rpc, "resolve_token_subject", None)
+    if session.email is None and subject is not None:
+        # L9: the session has no email; the same round trip brings users.email.
+        row, email = subject(session.user_id, clerk_org_id)
+        looked_up = True
+    else:
+        row = rpc.resolve_org_attribution(session.user_id, clerk_org_id)
     if row is None:
-        return AttributionResult(None, NO_ACTIVE_SEAT)
+        return AttributionResult(None, NO_ACTIVE_SEAT, email, looked_up)
     attribution = OrgAttribution.from_rpc(row, org_role=membership.role)
     if attribution.clerk_org_id != clerk_org_id:
         raise ValueError("resolve_org_attribution answered for another organization")
-    return AttributionResult(attribution)
+    return AttributionResult(attribution, None, email, looked_up)

@@ -160,6 +160,42 @@ class OrgScopeDenied(Forbidden):
         super().__init__(f"organization scope denied: {reason}")
 
 
+class OrgScopeLost(Forbidden):
+    """A refresh of an org-scoped session found its seat or membership gone (L2).
+
+    Nothing is issued: the payer never changes without the user choosing.
+    ``clerk_org_id`` names the lost organization; ``reason`` is one of
+    ``not_a_member``, ``no_active_seat``, ``clerk_unavailable``.
+    """
+
+    code = "org_scope_lost"
+    status = 403
+
+    def __init__(self, clerk_org_id: str, reason: str) -> None:
+        self.clerk_org_id = clerk_org_id
+        self.reason = reason
+        super().__init__(
+            f"organization scope lost: {clerk_org_id} ({reason}); "
+            "sign in again and choose personal or another organization"
+        )
+
+
+class OAuthOrgScopeLost(InvalidGrant):
+    """:class:`OrgScopeLost` at the OAuth token endpoint: RFC 6749 ``invalid_grant``.
+
+    ``error_description`` starts with ``org_scope_lost``; the body also names
+    the organization (``clerk_org_id``) and the ``reason``.
+    """
+
+    def __init__(self, clerk_org_id: str, reason: str) -> None:
+        self.clerk_org_id = clerk_org_id
+        self.reason = reason
+        super().__init__(
+            f"org_scope_lost: the seat or membership in {clerk_org_id} is gone ({reason}); "
+            "sign in again and choose personal or another organization"
+        )
+
+
 class NotFound(IssuerError):
     """The named resource does not exist (or is not the caller's)."""
 

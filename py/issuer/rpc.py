@@ -190,6 +190,22 @@ class Rpc:
         )
         return result if isinstance(result, dict) else None
 
+    def resolve_token_subject(
+        self, clerk_user_id: str, clerk_org_id: str | None
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """``resolve_org_attribution``'s object (or ``None``) and ``users.email``, in one call (L9)."""
+        result = self._call(
+            "resolve_token_subject", p_clerk_user_id=clerk_user_id, p_clerk_org_id=clerk_org_id
+        )
+        if not isinstance(result, dict):
+            return None, None
+        attribution = result.get("attribution")
+        email = result.get("email")
+        return (
+            attribution if isinstance(attribution, dict) else None,
+            email if isinstance(email, str) else None,
+        )
+
     def deduct_credits_pooled(
         self,
         clerk_user_id: str,
@@ -727,7 +743,8 @@ class PostgrestRpc:
 
     def ping(self) -> bool:
         try:
-            self.client.rpc("credit_consistency_check", {}).limit(1).execute()
+            # L8: one trivial RPC; never the ledger-wide consistency check.
+            self.client.rpc("health_check", {}).execute()
             return True
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
             return False

@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     access_token_ttl: int = Field(default=3600, gt=0)
     extension_token_ttl: int = Field(default=90 * DAY, gt=0)
     refresh_token_ttl: int = Field(default=30 * DAY, gt=0)
+    extension_token_max_lifetime: int = Field(default=365 * DAY, gt=0)
+    """Absolute lifetime (seconds) of a rotation chain, from the original
+    sign-in: long-lived token rotations and refresh-token families (L3).
+    Rotating never extends it."""
+    jwt_accept_hs256: bool = True
+    """``false`` refuses every HS256 token at verification (L6). Needs ES256
+    signing keys (JWT_SIGNING_KEYS); see docs/operations.md for the switch-off."""
 
     clerk_secret_key: SecretStr | None = None
     clerk_api_url: str = "https://api.clerk.com/v1"
@@ -201,6 +208,10 @@ class Settings(BaseSettings):
             raise ValueError("SUPABASE_URL: required when SUPABASE_SERVICE_ROLE_KEY is set")
         if self.jwt_signing_alg == "ES256" and self.jwt_signing_keys is None:
             raise ValueError("JWT_SIGNING_ALG: ES256 needs JWT_SIGNING_KEYS")
+        if not self.jwt_accept_hs256 and self.signing_alg != "ES256":
+            raise ValueError(
+                "JWT_ACCEPT_HS256: false needs ES256 signing (JWT_SIGNING_KEYS, JWT_SIGNING_ALG=ES256)"
+            )
         return self
 
     @property

@@ -89,6 +89,7 @@ _REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub", "jti", "client_id"
 
 _ALGORITHMS_HS256: Final = frozenset({HS256})
 _ALGORITHMS_BOTH: Final = frozenset({HS256, ES256})
+_ALGORITHMS_ES256: Final = frozenset({ES256})
 
 # PyJWT's algorithm objects hold no state but the hash (and curve): one of each
 # serves every thread.
@@ -260,6 +261,7 @@ class KeyRing:
         clock: Callable[[], float] = time.time,
         key_version: Callable[[], object] | None = None,
         reload_interval: float | None = None,
+        accept_hs256: bool = True,
     ) -> None:
         if len(hmac_secret) < 32:
             raise ValueError("HS256 secret must be at least 32 bytes")
@@ -272,6 +274,10 @@ class KeyRing:
         alg = signing_alg or (ES256 if ec_keys else HS256)
         if alg == ES256 and not ec_keys:
             raise ValueError("ES256 signing needs at least one ES256 key")
+        if not accept_hs256 and alg != ES256:
+            raise ValueError("refusing HS256 (JWT_ACCEPT_HS256=false) needs ES256 signing keys")
+        self.accept_hs256 = accept_hs256
+        """False: every HS256 token is refused (L6), JWT_SECRET mints nothing."""
         self._hmac_key = hmac_key
         self.issuer = issuer
         self.audience = audience
@@ -328,6 +334,7 @@ class KeyRing:
             refresh_interval=refresh_interval,
             clock=clock,
             key_version=key_version,
+            accept_hs256=settings.jwt_accept_hs256,
         )
 
     @property
@@ -337,7 +344,9 @@ class KeyRing:
 
     @property
     def algorithms(self) -> frozenset[str]:
-        """The verification allow-list: HS256, plus ES256 when we hold ES256 keys."""
+        """The verification allow-list: HS256 (unless switched off, L6), plus ES256 when we hold ES256 keys."""
+        if not self.accept_hs256:
+            return _ALGORITHMS_ES256
         return _ALGORITHMS_BOTH if self._ec_keys else _ALGORITHMS_HS256
 
     # -- signing ---------------------------------------------------------------
@@ -450,6 +459,8 @@ class KeyRing:
             _ALGORITHMS_BOTH if ec_keys else _ALGORITHMS_HS256
         ):
             raise InvalidToken("alg_not_allowed")
+        if alg == HS256 and not self.accept_hs256:
+            raise InvalidToken("alg_not_allowed")  # L6: HS256 switched off
         if not _FORBIDDEN_HEADERS.isdisjoint(header):
             raise InvalidToken("unexpected_header")
 

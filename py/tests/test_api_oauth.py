@@ -251,9 +251,10 @@ def test_extension_token_refresh_rotates_and_rechecks_the_org(world: World) -> N
     r = world.client.post(
         "/api/extension-token/refresh", headers={"Authorization": f"Bearer {new}"}
     )
-    assert r.status_code == 200, r.text
-    assert r.json()["claims"]["pool"] == "personal"
-    assert r.json()["org_scope_denied"]["reason"] == "no_active_seat"
+    # L2: a lost seat is an explicit error, never a personal token.
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "org_scope_lost"
+    assert r.json()["reason"] == "no_active_seat"
 
 
 def test_dashboard_and_session_refresh_tokens(world: World) -> None:

@@ -415,8 +415,12 @@ def test_fastapi_backend_maps_refusals_and_errors(world: World, py_backend: PyBa
         "pool": "organization",
         "organization_name": "Tyrell",
     }
+    # L5: the verifier re-checks the seat and refuses a lost org scope before the
+    # route runs (the deduction's own no_active_seat stays as the second line).
     r = b.post(b.tokens["seatless"])
-    assert (r.status_code, r.json()) == (403, {"error": "no_active_seat", "pool": "organization"})
+    assert r.status_code == 403
+    assert r.json()["error"] == "org_scope_lost"
+    assert r.json()["reason"] == "no_active_seat"
 
     key = secrets.token_hex(8)
     first = b.post(b.tokens["org"], {"text": "same"}, Idempotency_Key=key)

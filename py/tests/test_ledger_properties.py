@@ -91,12 +91,16 @@ class CreditModel(RuleBasedStateMachine):
     @rule(u=st.integers(0, USERS - 1), amount=amounts, key=st.sampled_from(KEYS))
     def grant_personal(self, u: int, amount: Decimal, key: str | None) -> None:
         request = ("grant", self.user(u), None, amount)
-        self._keyed(f"user:{u}", key, request, lambda: self._grant(self.user(u), None, amount, key))
+        self._keyed(
+            f"user:{u}:grant", key, request, lambda: self._grant(self.user(u), None, amount, key)
+        )
 
     @rule(o=st.integers(0, ORGS - 1), amount=amounts, key=st.sampled_from(KEYS))
     def grant_org(self, o: int, amount: Decimal, key: str | None) -> None:
         request = ("grant", None, self.org(o), amount)
-        self._keyed(f"org:{o}", key, request, lambda: self._grant(None, self.org(o), amount, key))
+        self._keyed(
+            f"org:{o}:grant", key, request, lambda: self._grant(None, self.org(o), amount, key)
+        )
 
     @rule(
         u=st.integers(0, USERS - 1),
@@ -105,7 +109,7 @@ class CreditModel(RuleBasedStateMachine):
         key=st.sampled_from(KEYS),
     )
     def deduct(self, u: int, o: int | None, amount: Decimal, key: str | None) -> None:
-        scope = f"user:{u}" if o is None else f"org:{o}"
+        scope = self._deduction_scope(u, o)
         request = ("deduct", self.user(u), None if o is None else self.org(o), amount)
         self._keyed(scope, key, request, lambda: self._deduct(u, o, amount, key))
 
@@ -203,7 +207,7 @@ class CreditModel(RuleBasedStateMachine):
     ) -> credits.CreditResult:
         clerk_org_id = None if o is None else self.org(o)
         pool = self.user(u) if o is None else self.org(o)
-        scope_key = f"user:{u}" if o is None else f"org:{o}"
+        scope_key = self._deduction_scope(u, o)
         result = credits.deduct(
             self.conn,
             self.user(u),
@@ -229,10 +233,16 @@ class CreditModel(RuleBasedStateMachine):
         return result
 
     def _scope_of(self, clerk_user_id: str | None, clerk_org_id: str | None) -> str:
+        """A grant's key namespace: the pool owner's grants (L7)."""
         if clerk_org_id is not None:
-            return f"org:{clerk_org_id.rsplit('_', 1)[1]}"
+            return f"org:{clerk_org_id.rsplit('_', 1)[1]}:grant"
         assert clerk_user_id is not None
-        return f"user:{clerk_user_id.rsplit('_', 1)[1]}"
+        return f"user:{clerk_user_id.rsplit('_', 1)[1]}:grant"
+
+    @staticmethod
+    def _deduction_scope(u: int, o: int | None) -> str:
+        """A deduction's key namespace: its spender in its pool (L7)."""
+        return f"user:{u}:deduct" if o is None else f"org:{o}:deduct:{u}"
 
     # -- invariants -------------------------------------------------------------
     @invariant()

@@ -1,6 +1,7 @@
 -- C4: a repeated idempotency key with the same arguments returns the first
 -- result (replayed = true) and moves nothing; the same key with other
--- arguments is an error (SQLSTATE 23505). Keys are scoped per pool owner.
+-- arguments is an error (SQLSTATE 23505). Keys are scoped per spender and pool;
+-- grants and refunds have their own namespace per pool owner (L7).
 begin;
 select plan(19);
 
@@ -59,16 +60,17 @@ select throws_ok(
     '23505', 'p_idempotency_key was already used with different arguments',
     'same key, other context: error'
 );
-select throws_ok(
-    $$ select public.deduct_credits_pooled('user_b', 5, 'chat', 'org_acme', 'req-1', '{"n": 1}') $$,
-    '23505', 'p_idempotency_key was already used with different arguments',
-    'same key in the same org pool, other user: error'
+select results_eq(
+    $$ select ok, replayed from public.deduct_credits_pooled('user_b', 6, 'chat', 'org_acme', 'req-1', '{"n": 9}') $$,
+    $$ values (true, false) $$,
+    'L7: same key in the same org pool, other member: another request (no 409, no replay, nothing learned)'
 );
-select throws_ok(
-    $$ select public.grant_credits(5, 'chat', p_clerk_org_id => 'org_acme', p_idempotency_key => 'req-1',
-                                   p_context => '{"n": 1}') $$,
-    '23505', 'p_idempotency_key was already used with different arguments',
-    'same key in the same pool, a grant instead of a deduction: error'
+select results_eq(
+    $$ select ok, replayed from public.grant_credits(
+           5, 'chat', p_clerk_org_id => 'org_acme', p_idempotency_key => 'req-1', p_context => '{"n": 1}'
+       ) $$,
+    $$ values (true, false) $$,
+    'L7: a grant with a key a member used for a deduction is a grant (own namespace)'
 );
 select results_eq(
     $$ select ok, replayed from public.deduct_credits_pooled('user_a', 5, 'chat', 'org_other', 'req-1', '{"n": 1}') $$,

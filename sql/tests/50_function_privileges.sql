@@ -2,7 +2,7 @@
 -- security definer. Each grant is written next to its function in the
 -- migrations; this file is the matrix in one place.
 begin;
-select plan(78);
+select plan(82);
 
 create temp table expected (
     schema_name name,
@@ -17,10 +17,11 @@ insert into expected values
 ('public', 'grant_credits', '{numeric,text,text,text,text,jsonb}', 'definer', '{service_role}'),
 ('public', 'refund_credits', '{uuid,numeric,text,text,jsonb}', 'definer', '{service_role}'),
 ('public', 'resolve_org_attribution', '{text,text}', 'invoker', '{service_role}'),
-('public', 'set_seat_status', '{text,text,text}', 'invoker', '{service_role}'),
+('public', 'set_seat_status', '{text,text,text}', 'definer', '{service_role}'),
 ('public', 'credit_consistency_check', '{}', 'invoker', '{service_role}'),
 ('public', 'get_my_personal_balance', '{}', 'invoker', '{authenticated}'),
-('public', 'get_my_org_pools', '{}', 'definer', '{authenticated}'),
+('public', 'get_my_org_pools', '{}', 'invoker', '{authenticated}'),
+('private', 'my_org_pools', '{}', 'definer', '{authenticated}'),
 ('private', 'current_app_user_id', '{}', 'definer', '{authenticated}'),
 ('private', 'admin_organization_ids', '{}', 'definer', '{authenticated}'),
 ('private', 'member_organization_ids', '{}', 'definer', '{authenticated}'),
@@ -28,7 +29,7 @@ insert into expected values
 ('private', 'valid_credit_amount', '{numeric}', 'invoker', '{}'),
 ('private', 'valid_credit_context', '{text,text,jsonb}', 'invoker', '{}'),
 ('private', 'credit_request_fingerprint', '{jsonb}', 'invoker', '{}'),
-('private', 'idempotent_replay', '{text,uuid,text,text}', 'invoker', '{}'),
+('private', 'idempotent_replay', '{text,uuid,text,text,text,uuid}', 'invoker', '{}'),
 ('private', 'uuid_v7', '{}', 'invoker', '{}'),
 ('private', 'set_updated_at', '{}', 'invoker', '{}');
 

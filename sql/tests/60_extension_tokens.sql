@@ -77,9 +77,15 @@ select is(
         'clerk_user_id', 'user_alice',
         'clerk_org_id', 'org_acme',
         'expires_at', now() + interval '90 days',
-        'jti', 'jti-a'
+        'jti', 'jti-a',
+        'chain_started_at', now(),
+        -- L5: the seat behind the org scope, in the same call (no seat here).
+        'org_scope', 'lost',
+        'org_scope_reason', 'no_active_seat',
+        'seat_role', null,
+        'seat_status', null
     ),
-    'a live token validates to its owner, org, expiry and jti'
+    'a live token validates to its owner, org, expiry, jti and the start of its rotation chain'
 );
 select is(
     validate_extension_token(:'h_b') ->> 'clerk_org_id',

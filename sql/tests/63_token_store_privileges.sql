@@ -10,11 +10,11 @@ values
 ('public.validate_extension_token(text)'),
 ('public.revoke_extension_token(uuid, text)'),
 ('public.list_extension_tokens(text)'),
-('public.rotate_extension_token(text, text, timestamptz, text, text)'),
+('public.rotate_extension_token(text, text, timestamptz, text, text, integer)'),
 ('public.create_oauth_code(text, text, text, text, text, text, text, integer, text)'),
 ('public.consume_oauth_code(text, text, text, text)'),
 ('public.issue_refresh_token(text, text, text, timestamptz, text, uuid, text)'),
-('public.rotate_refresh_token(text, text, text, timestamptz, integer)'),
+('public.rotate_refresh_token(text, text, text, timestamptz, integer, integer)'),
 ('public.revoke_refresh_token(text)'),
 ('public.purge_expired_tokens(interval)');
 

@@ -4,6 +4,17 @@
 begin;
 select plan(68);
 
+-- The story's clock: event time p_ts (milliseconds) is placed so that 4500
+-- is the transaction's now(), the time of the manual seat changes
+-- (set_seat_status), which take part in the ordering (L1).
+create function pg_temp.clock(p_ts bigint)
+returns bigint
+language sql
+as $$
+    select (extract(epoch from now()) * 1000)::bigint - 4500 + p_ts
+$$;
+grant execute on function pg_temp.clock(bigint) to anon, authenticated, service_role;
+
 -- Clerk's event shapes (see Clerk's webhook payloads), built for the tests.
 create function pg_temp.org_event(
     p_type text, p_org text, p_name text, p_ts bigint, p_created_by text default 'user_creator'
@@ -14,7 +25,7 @@ as $$
     select jsonb_build_object(
         'type', p_type,
         'object', 'event',
-        'timestamp', p_ts,
+        'timestamp', pg_temp.clock(p_ts),
         'data', case
             when p_type = 'organization.deleted'
                 then jsonb_build_object('id', p_org, 'object', 'organization', 'deleted', true)
@@ -37,7 +48,7 @@ as $$
     select jsonb_build_object(
         'type', p_type,
         'object', 'event',
-        'timestamp', p_ts,
+        'timestamp', pg_temp.clock(p_ts),
         'data', jsonb_build_object(
             'id', 'orgmem_' || p_user,
             'object', 'organization_membership',

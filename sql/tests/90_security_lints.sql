@@ -5,7 +5,7 @@
 -- one that opens a function to anon or authenticated must add it to the
 -- listed sets below, on purpose.
 begin;
-select plan(19);
+select plan(22);
 
 -- The objects under inspection.
 create temp view lint_tables as
@@ -93,7 +93,7 @@ select is_empty(
 --   private.current_app_user_id()       RLS helper: the caller's own users.id
 --   private.admin_organization_ids()    RLS helper: orgs the caller administers
 --   private.member_organization_ids()   RLS helper: orgs the caller is seated in
---   public.get_my_org_pools()           the caller's pools and own usage
+--   private.my_org_pools()              the caller's pools and own usage (get_my_org_pools)
 select set_eq(
     $$ select signature from lint_functions
        where prosecdef and pg_catalog.has_function_privilege('authenticated', oid, 'execute') $$,
@@ -101,7 +101,7 @@ select set_eq(
         'private.current_app_user_id()',
         'private.admin_organization_ids()',
         'private.member_organization_ids()',
-        'get_my_org_pools()'
+        'private.my_org_pools()'
     ],
     'D3: the security definer functions executable by authenticated are exactly the listed ones'
 );
@@ -113,10 +113,44 @@ select set_eq(
         'private.current_app_user_id()',
         'private.admin_organization_ids()',
         'private.member_organization_ids()',
+        'private.my_org_pools()',
         'get_my_org_pools()',
         'get_my_personal_balance()'
     ],
     'D3: every function executable by authenticated is listed'
+);
+
+-- Supabase's database linter (splinter), lints 0028 and 0029, as it runs them:
+-- no security definer function in a schema PostgREST exposes (public here;
+-- pgrst.db_schemas on a real project) is executable by anon or authenticated.
+select is_empty(
+    $$ select n.nspname || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')'
+       from pg_catalog.pg_proc as p
+       inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
+       where p.prosecdef
+         and pg_catalog.has_function_privilege('authenticated', p.oid, 'EXECUTE')
+         and n.nspname = any(array['public', 'graphql_public'] || coalesce(array(
+             select pg_catalog.btrim(s)
+             from pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.current_setting('pgrst.db_schemas', true), ',')) as s
+         ), '{}'::text[])) $$,
+    'splinter 0029 authenticated_security_definer_function_executable: no warning'
+);
+select is_empty(
+    $$ select n.nspname || '.' || p.proname
+       from pg_catalog.pg_proc as p
+       inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
+       where p.prosecdef
+         and pg_catalog.has_function_privilege('anon', p.oid, 'EXECUTE')
+         and n.nspname in ('public', 'graphql_public') $$,
+    'splinter 0028 anon_security_definer_function_executable: no warning'
+);
+select is_empty(
+    $$ select c.relname from pg_catalog.pg_class as c
+       inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
+       where n.nspname = 'private'
+         and (pg_catalog.has_table_privilege('authenticated', c.oid, 'select')
+              or pg_catalog.has_table_privilege('anon', c.oid, 'select')) $$,
+    'schema private: no relation is readable by anon or authenticated'
 );
 
 select is_empty(

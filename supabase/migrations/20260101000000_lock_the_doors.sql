@@ -22,4 +22,5 @@ revoke all on sequences from anon, authenticated;
 create schema if not exists private;
 revoke all on schema private from public;
 comment on schema private is
-'Internal helpers of the credit system. Not exposed by the API; no grants to anon or authenticated.';
+'Internal helpers of the credit system. Not exposed by the API; nothing for anon; authenticated '
+'gets USAGE only (20260101000700_member_reads) and EXECUTE on the helpers named in their migrations.';

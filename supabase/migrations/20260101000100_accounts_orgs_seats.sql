@@ -36,6 +36,7 @@ create table public.users (
     email text,
     credits_balance numeric(20, 4) not null default 0
     check (credits_balance >= 0),
+    deleted_at timestamptz,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now()
 );
@@ -63,6 +64,9 @@ comment on column public.users.clerk_user_id is
 comment on column public.users.credits_balance is
 'Personal credits. Never negative; equals the sum of the user''s personal-pool ledger rows '
 '(credit_consistency_check).';
+comment on column public.users.deleted_at is
+'When Clerk reported the user deleted (user.deleted, apply_clerk_event). The row stays for the '
+'ledger; token refresh and rotation refuse a deleted user (L3).';
 comment on column public.users.updated_at is
 'Last change of a profile column (balance changes are in credit_transactions).';
 
@@ -108,6 +112,9 @@ create table public.organization_seats (
     check (role in ('owner', 'admin', 'member')),
     status text not null default 'pending'
     check (status in ('active', 'pending', 'suspended', 'revoked')),
+    status_changed_at timestamptz not null default now(),
+    status_changed_by text not null default 'manual'
+    check (status_changed_by in ('clerk', 'manual')),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint organization_seats_one_per_user unique (organization_id, user_id)
@@ -120,6 +127,43 @@ create trigger organization_seats_set_updated_at
 before update on public.organization_seats
 for each row
 execute function private.set_updated_at();
+
+-- Every status change is stamped (SECURITY.md L1): who moved it (clerk = the
+-- webhook sync, manual = set_seat_status or any other service-role write) and
+-- when. apply_clerk_event sets both columns itself (the event's own time);
+-- any other write that changes the status without changing them is manual,
+-- now. The service role holds no privilege on these columns, so it cannot
+-- forge a Clerk stamp.
+create function private.stamp_seat_status()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+    if tg_op = 'INSERT' then
+        if new.status_changed_by is distinct from 'clerk' then
+            new.status_changed_by := 'manual';
+            new.status_changed_at := pg_catalog.now();
+        end if;
+    elsif new.status is distinct from old.status
+        and new.status_changed_by is not distinct from old.status_changed_by
+        and new.status_changed_at is not distinct from old.status_changed_at then
+        new.status_changed_by := 'manual';
+        new.status_changed_at := pg_catalog.now();
+    end if;
+    return new;
+end
+$$;
+
+revoke all on function private.stamp_seat_status() from public;
+
+comment on function private.stamp_seat_status() is
+'Trigger: a seat status change not stamped by apply_clerk_event is a manual change, now (L1).';
+
+create trigger organization_seats_stamp_status
+before insert or update on public.organization_seats
+for each row
+execute function private.stamp_seat_status();
 
 alter table public.organization_seats enable row level security;
 
@@ -136,7 +180,14 @@ comment on column public.organization_seats.role is
 'Seat role: owner, admin or member. Owners and admins (with an active seat) read the org''s '
 'seats and transactions.';
 comment on column public.organization_seats.status is
-'active (may spend the org pool), pending (invited, not yet seated), suspended, revoked.';
+'active (may spend the org pool), pending (invited, not yet seated), suspended, revoked. '
+'A manual suspended or revoked is a hold: no Clerk event changes it (docs/database.md, L1).';
+comment on column public.organization_seats.status_changed_at is
+'When the status last changed: Clerk''s event time for a change by the webhook sync, now() for a '
+'manual one. A Clerk event older than this does not change the status (ordering, L1).';
+comment on column public.organization_seats.status_changed_by is
+'clerk (apply_clerk_event) or manual (set_seat_status, an org admin through the issuer, or the '
+'service). A manual suspended/revoked seat is held: only another manual change lifts it.';
 
 -- set_seat_status ------------------------------------------------------------
 
@@ -147,7 +198,7 @@ create function public.set_seat_status(
 )
 returns public.organization_seats
 language plpgsql
-security invoker
+security definer
 set search_path = ''
 as $$
 declare
@@ -158,8 +209,12 @@ begin
             using errcode = '22023';
     end if;
 
+    -- Stamped even when the status does not change: re-setting revoked on a
+    -- seat Clerk revoked makes it a hold.
     update public.organization_seats as s
-    set status = p_status
+    set status = p_status,
+        status_changed_at = pg_catalog.now(),
+        status_changed_by = 'manual'
     from public.organizations as o, public.users as u
     where
         o.clerk_org_id = p_clerk_org_id
@@ -183,6 +238,8 @@ grant execute on function public.set_seat_status(text, text, text) to service_ro
 
 comment on function public.set_seat_status(text, text, text) is
 'Set the status of a user''s seat in an organization (active, pending, suspended, revoked) '
-'and return the seat. Service role only: an org admin acts through the issuer. '
-'Bad status: SQLSTATE 22023; no such seat: P0002. Security invoker: the service role '
-'holds update(status) on organization_seats.';
+'and return the seat. A manual change, stamped now: suspended and revoked are holds that no '
+'Clerk event lifts; setting active or pending lifts a hold (L1, docs/database.md). '
+'Service role only: an org admin acts through the issuer. '
+'Bad status: SQLSTATE 22023; no such seat: P0002. Security definer: it writes the stamp '
+'columns, which the service role cannot.';

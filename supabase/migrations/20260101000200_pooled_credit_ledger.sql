@@ -222,14 +222,22 @@ create index credit_transactions_refund_of_idx
 on public.credit_transactions (refund_of_transaction_id)
 where refund_of_transaction_id is not null;
 
--- Idempotency keys are unique per pool owner: the organization for the org
--- pool, the user for personal credits.
-create unique index credit_transactions_org_idempotency_key
-on public.credit_transactions (organization_id, idempotency_key)
-where pool = 'organization' and idempotency_key is not null;
-create unique index credit_transactions_personal_idempotency_key
+-- Idempotency keys (SECURITY.md L7) are unique per namespace: a deduction's
+-- key per spender (the user) in its pool, so one member can neither block nor
+-- probe another member's request; grants and refunds each have their own
+-- namespace per pool owner, which no deduction key can squat.
+create unique index credit_transactions_org_deduction_idempotency_key
+on public.credit_transactions (organization_id, user_id, idempotency_key)
+where pool = 'organization' and kind = 'deduction' and idempotency_key is not null;
+create unique index credit_transactions_personal_deduction_idempotency_key
 on public.credit_transactions (user_id, idempotency_key)
-where pool = 'personal' and idempotency_key is not null;
+where pool = 'personal' and kind = 'deduction' and idempotency_key is not null;
+create unique index credit_transactions_org_billing_idempotency_key
+on public.credit_transactions (organization_id, kind, idempotency_key)
+where pool = 'organization' and kind <> 'deduction' and idempotency_key is not null;
+create unique index credit_transactions_personal_billing_idempotency_key
+on public.credit_transactions (user_id, kind, idempotency_key)
+where pool = 'personal' and kind <> 'deduction' and idempotency_key is not null;
 
 -- Append-only: no role holds update, delete or truncate, and these triggers
 -- stop the owner too (statement level, so even a statement matching no row).
@@ -284,8 +292,11 @@ comment on column public.credit_transactions.user_id is
 comment on column public.credit_transactions.seat_id is
 'Seat the deduction was made under (org pool); null for personal rows and org grants.';
 comment on column public.credit_transactions.idempotency_key is
-'Caller''s key; unique per pool owner (organization_id for the org pool, user_id for '
-'personal credits). A repeat with the same arguments replays the first result.';
+'The caller''s key exactly as sent (the HTTP Idempotency-Key, or the billing system''s key). '
+'Unique per namespace (L7): deductions per (pool, spending user); grants and refunds per (pool '
+'owner, kind). So the same text may appear on rows of different users or kinds: group by '
+'(kind, user_id, idempotency_key) to find retries. A repeat with the same arguments replays the '
+'first result.';
 comment on column public.credit_transactions.request_fingerprint is
 'sha256 of the arguments that produced this row; a repeated idempotency_key must carry the same.';
 comment on column public.credit_transactions.refund_of_transaction_id is

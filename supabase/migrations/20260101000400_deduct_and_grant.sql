@@ -6,7 +6,8 @@
 --   2. read and check: user, org, seat, subscription (refusals return here,
 --      having written nothing);
 --   3. with an idempotency key: take a transaction-scoped advisory lock on
---      (pool owner, key), then replay an earlier result if there is one;
+--      the key in its namespace (L7: a deduction's per spender and pool, a
+--      grant's per pool owner), then replay an earlier result if there is one;
 --   4. last, one statement: the conditional update of the pool row and the
 --      ledger insert (a data-modifying CTE). The pool row is locked from that
 --      statement until commit, and nothing else happens in between.
@@ -116,7 +117,9 @@ create function private.idempotent_replay(
     p_pool text,
     p_owner_id uuid,
     p_idempotency_key text,
-    p_fingerprint text
+    p_fingerprint text,
+    p_kind text,
+    p_user_id uuid
 )
 returns public.credit_result
 language plpgsql
@@ -129,21 +132,47 @@ declare
     v_balance numeric;
     v_fingerprint text;
 begin
-    -- Serialize requests that share a key (held until commit), so a
-    -- concurrent repeat waits for the first and then replays it.
+    -- The namespace of a key (L7): a deduction's key belongs to its spender
+    -- in its pool; a grant's or refund's to the pool owner and the kind.
+    -- Serialize requests that share a namespaced key (held until commit), so
+    -- a concurrent repeat waits for the first and then replays it.
     perform pg_catalog.pg_advisory_xact_lock(
         pg_catalog.hashtextextended(
-            'credit_transactions:' || p_owner_id::text || ':' || p_idempotency_key, 0
+            'credit_transactions:' || p_kind || ':' || p_owner_id::text || ':'
+            || coalesce(p_user_id::text, '') || ':' || p_idempotency_key,
+            0
         )
     );
 
-    if p_pool = 'organization' then
+    -- One query per namespace, each matching its partial unique index.
+    if p_kind = 'deduction' and p_pool = 'organization' then
         select t.id, t.amount, t.balance_after, t.request_fingerprint
         into v_id, v_amount, v_balance, v_fingerprint
         from public.credit_transactions as t
         where
             t.pool = 'organization'
+            and t.kind = 'deduction'
             and t.organization_id = p_owner_id
+            and t.user_id = p_user_id
+            and t.idempotency_key = p_idempotency_key;
+    elsif p_kind = 'deduction' then
+        select t.id, t.amount, t.balance_after, t.request_fingerprint
+        into v_id, v_amount, v_balance, v_fingerprint
+        from public.credit_transactions as t
+        where
+            t.pool = 'personal'
+            and t.kind = 'deduction'
+            and t.user_id = p_owner_id
+            and t.idempotency_key = p_idempotency_key;
+    elsif p_pool = 'organization' then
+        select t.id, t.amount, t.balance_after, t.request_fingerprint
+        into v_id, v_amount, v_balance, v_fingerprint
+        from public.credit_transactions as t
+        where
+            t.pool = 'organization'
+            and t.kind <> 'deduction'
+            and t.organization_id = p_owner_id
+            and t.kind = p_kind::public.credit_kind
             and t.idempotency_key = p_idempotency_key;
     else
         select t.id, t.amount, t.balance_after, t.request_fingerprint
@@ -151,7 +180,9 @@ begin
         from public.credit_transactions as t
         where
             t.pool = 'personal'
+            and t.kind <> 'deduction'
             and t.user_id = p_owner_id
+            and t.kind = p_kind::public.credit_kind
             and t.idempotency_key = p_idempotency_key;
     end if;
 
@@ -170,11 +201,13 @@ begin
 end
 $$;
 
-revoke all on function private.idempotent_replay(text, uuid, text, text) from public;
+revoke all on function private.idempotent_replay(text, uuid, text, text, text, uuid) from public;
 
-comment on function private.idempotent_replay(text, uuid, text, text) is
-'Locks (pool owner, key) until commit and returns the first result for that key flagged '
-'replayed, or null when the key is new. Same key, other arguments: SQLSTATE 23505.';
+comment on function private.idempotent_replay(text, uuid, text, text, text, uuid) is
+'Locks the key in its namespace until commit and returns the first result for it flagged '
+'replayed, or null when the key is new there. Namespaces (L7): p_kind deduction -> (pool, '
+'p_user_id, key); grant / refund -> (pool owner, kind, key). Same key in the same namespace '
+'with other arguments: SQLSTATE 23505.';
 
 -- deduct_credits_pooled ------------------------------------------------------
 
@@ -235,7 +268,7 @@ begin
 
         if p_idempotency_key is not null then
             v_replay := private.idempotent_replay(
-                'personal', v_user_id, p_idempotency_key, v_fingerprint
+                'personal', v_user_id, p_idempotency_key, v_fingerprint, 'deduction', v_user_id
             );
             if v_replay.ok then
                 return v_replay;
@@ -316,7 +349,7 @@ begin
     -- been revoked since: the retry refers to what already happened.
     if p_idempotency_key is not null then
         v_replay := private.idempotent_replay(
-            'organization', v_org_id, p_idempotency_key, v_fingerprint
+            'organization', v_org_id, p_idempotency_key, v_fingerprint, 'deduction', v_user_id
         );
         if v_replay.ok then
             return v_replay;
@@ -388,7 +421,7 @@ comment on function public.deduct_credits_pooled(text, numeric, text, text, text
 'falls back to personal credits. Without: from the user''s personal credits. Refusals are '
 'results (ok = false, reason: insufficient_credits, no_active_seat, no_active_subscription, '
 'unknown_user, unknown_organization) and write nothing. Bad input: SQLSTATE 22023 naming the '
-'argument. A repeated p_idempotency_key (per pool owner) with the same arguments returns the '
+'argument. A repeated p_idempotency_key (per spender and pool: L7) with the same arguments returns the '
 'first result with replayed = true; with other arguments: SQLSTATE 23505. One ledger row per '
 'success, attribution in metadata, p_context under metadata.context. Service role only.';
 
@@ -446,7 +479,7 @@ begin
 
         if p_idempotency_key is not null then
             v_replay := private.idempotent_replay(
-                'personal', v_user_id, p_idempotency_key, v_fingerprint
+                'personal', v_user_id, p_idempotency_key, v_fingerprint, 'grant', null
             );
             if v_replay.ok then
                 return v_replay;
@@ -496,7 +529,7 @@ begin
 
     if p_idempotency_key is not null then
         v_replay := private.idempotent_replay(
-            'organization', v_org_id, p_idempotency_key, v_fingerprint
+            'organization', v_org_id, p_idempotency_key, v_fingerprint, 'grant', null
         );
         if v_replay.ok then
             return v_replay;

@@ -63,7 +63,7 @@ begin
             )
         );
         v_replay := private.idempotent_replay(
-            v_original.pool::text, v_owner_id, p_idempotency_key, v_fingerprint
+            v_original.pool::text, v_owner_id, p_idempotency_key, v_fingerprint, 'refund', null
         );
         if v_replay.ok then
             return v_replay;
@@ -152,5 +152,5 @@ comment on function public.refund_credits(uuid, numeric, text, text, jsonb) is
 'pool the deduction came from. p_amount null refunds what is left. Refusals: '
 'unknown_transaction, not_refundable (not a deduction), refund_exceeds_remaining (more than '
 'what is left of the original). p_description defaults to ''Refund: <original description>''. '
-'Same validation (22023) and idempotency (replay / 23505, scoped to the original''s pool '
-'owner) as the other credit RPCs. Service role only.';
+'Same validation (22023) and idempotency (replay / 23505; refund keys have their own namespace '
+'per pool owner, L7) as the other credit RPCs. Service role only.';

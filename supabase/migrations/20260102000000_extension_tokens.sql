@@ -73,6 +73,7 @@ create table public.extension_tokens (
     last_used_at timestamptz,
     revoked_at timestamptz,
     replaced_by uuid references public.extension_tokens (id) on delete set null,
+    chain_started_at timestamptz not null default now(),
     constraint extension_tokens_expires_after_creation check (expires_at > created_at),
     constraint extension_tokens_replaced_only_when_revoked check (replaced_by is null or revoked_at is not null)
 );
@@ -111,8 +112,45 @@ comment on column public.extension_tokens.revoked_at is
 'When the token was revoked by its owner or replaced by rotate_extension_token; a revoked token never validates again.';
 comment on column public.extension_tokens.replaced_by is
 'The token that rotate_extension_token issued in place of this one.';
+comment on column public.extension_tokens.chain_started_at is
+'When the rotation chain began (the original sign-in); copied to every replacement. A chain '
+'never lives past chain_started_at + EXTENSION_TOKEN_MAX_LIFETIME (L3).';
 
 -- RPCs ----------------------------------------------------------------------
+
+create or replace function public.check_org_scope(p_clerk_user_id text, p_clerk_org_id text)
+returns jsonb
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+    -- Is the org scope a token carries still backed by an active seat (L5)?
+    -- One index probe per table; no row means lost.
+    select case
+        when p_clerk_org_id is null then null
+        when s.status = 'active' then pg_catalog.jsonb_build_object(
+            'org_scope', 'active', 'org_scope_reason', null, 'seat_role', s.role, 'seat_status', s.status
+        )
+        else pg_catalog.jsonb_build_object(
+            'org_scope', 'lost', 'org_scope_reason', 'no_active_seat', 'seat_role', null,
+            'seat_status', s.status
+        )
+    end
+    from (values (1)) as one (x)
+    left join public.users as u on u.clerk_user_id = p_clerk_user_id
+    left join public.organizations as o on o.clerk_org_id = p_clerk_org_id
+    left join public.organization_seats as s on s.organization_id = o.id and s.user_id = u.id
+$$;
+
+revoke execute on function public.check_org_scope(text, text) from public, anon, authenticated;
+grant execute on function public.check_org_scope(text, text) to service_role;
+
+comment on function public.check_org_scope(text, text) is
+'L5: whether an org-scoped token''s scope still holds. Null for p_clerk_org_id null; else '
+'{org_scope: active, seat_role} when the user holds an active seat in the org, or {org_scope: '
+'lost, org_scope_reason: no_active_seat, seat_role: null, seat_status} (suspended, revoked, '
+'pending, or no seat / org / user: seat_status null). service_role only.';
 
 create or replace function public.create_extension_token(
     p_clerk_user_id text,
@@ -210,8 +248,9 @@ begin
         'clerk_user_id', v_token.clerk_user_id,
         'clerk_org_id', v_token.clerk_org_id,
         'expires_at', v_token.expires_at,
-        'jti', v_token.jti
-    );
+        'jti', v_token.jti,
+        'chain_started_at', v_token.chain_started_at
+    ) || coalesce(public.check_org_scope(v_token.clerk_user_id, v_token.clerk_org_id), '{}'::jsonb);
 end
 $$;
 
@@ -220,7 +259,9 @@ grant execute on function public.validate_extension_token(text) to service_role;
 
 comment on function public.validate_extension_token(text) is
 'Null unless the hash names a stored token that is neither revoked nor expired; else {id, '
-'clerk_user_id, clerk_org_id, expires_at, jti}. Touches last_used_at at most once a minute per '
+'clerk_user_id, clerk_org_id, expires_at, jti, chain_started_at} and, for an org-scoped token, '
+'check_org_scope''s keys (org_scope active/lost, org_scope_reason, seat_role, seat_status: L5) '
+'from the same call. Touches last_used_at at most once a minute per '
 'token. service_role only.';
 
 
@@ -304,7 +345,8 @@ create or replace function public.rotate_extension_token(
     p_new_token_hash text,
     p_new_expires_at timestamptz,
     p_clerk_org_id text default null,
-    p_jti text default null
+    p_jti text default null,
+    p_max_lifetime_seconds integer default null
 )
 returns jsonb
 language plpgsql
@@ -331,8 +373,14 @@ begin
         raise exception 'p_new_expires_at must be in the future'
             using errcode = '22023';
     end if;
+    if p_max_lifetime_seconds is not null and p_max_lifetime_seconds < 1 then
+        raise exception 'p_max_lifetime_seconds must be positive'
+            using errcode = '22023';
+    end if;
 
-    -- Revoke the old token only if it is still valid. Concurrent rotations of
+    -- Revoke the old token only if it is still valid, its owner was not
+    -- deleted in Clerk, and the replacement stays within the chain's
+    -- absolute lifetime (L3: rotating never extends it). Concurrent rotations of
     -- one token queue on its row lock; the condition is re-checked after the
     -- first commits, so exactly one of them gets a row back.
     update public.extension_tokens as t
@@ -340,6 +388,15 @@ begin
     where t.token_hash = p_old_token_hash
         and t.revoked_at is null
         and t.expires_at > pg_catalog.now()
+        and (
+            p_max_lifetime_seconds is null
+            or p_new_expires_at <= t.chain_started_at + pg_catalog.make_interval(secs => p_max_lifetime_seconds)
+        )
+        and not exists (
+            select 1
+            from public.users as u
+            where u.clerk_user_id = t.clerk_user_id and u.deleted_at is not null
+        )
     returning t.* into v_old;
 
     if not found then
@@ -347,10 +404,11 @@ begin
     end if;
 
     insert into public.extension_tokens (
-        clerk_user_id, clerk_org_id, name, token_hash, jti, expires_at
+        clerk_user_id, clerk_org_id, name, token_hash, jti, expires_at, chain_started_at
     )
     values (
-        v_old.clerk_user_id, p_clerk_org_id, v_old.name, p_new_token_hash, p_jti, p_new_expires_at
+        v_old.clerk_user_id, p_clerk_org_id, v_old.name, p_new_token_hash, p_jti, p_new_expires_at,
+        v_old.chain_started_at
     )
     returning id into v_new_id;
 
@@ -369,13 +427,15 @@ begin
 end
 $$;
 
-revoke execute on function public.rotate_extension_token(text, text, timestamptz, text, text)
+revoke execute on function public.rotate_extension_token(text, text, timestamptz, text, text, integer)
 from public, anon, authenticated;
-grant execute on function public.rotate_extension_token(text, text, timestamptz, text, text)
+grant execute on function public.rotate_extension_token(text, text, timestamptz, text, text, integer)
 to service_role;
 
-comment on function public.rotate_extension_token(text, text, timestamptz, text, text) is
+comment on function public.rotate_extension_token(text, text, timestamptz, text, text, integer) is
 'Atomically revokes a valid token and stores its replacement (same owner and name; p_clerk_org_id '
 'is the new token''s org, null = personal). Returns {id, clerk_user_id, clerk_org_id, name, '
-'expires_at, replaced_id}, or null when the old token is unknown, revoked or expired. Of '
-'concurrent rotations of one token exactly one succeeds. service_role only.';
+'expires_at, replaced_id}, or null when the old token is unknown, revoked or expired, its user '
+'was deleted in Clerk, or p_new_expires_at lies beyond chain_started_at + p_max_lifetime_seconds '
+'(L3). The replacement keeps chain_started_at. Of concurrent rotations of one token exactly one '
+'succeeds. service_role only.';

@@ -120,7 +120,10 @@ create table public.refresh_tokens (
     expires_at timestamptz not null,
     rotated_at timestamptz,
     revoked_at timestamptz,
-    revoked_reason text check (revoked_reason in ('revoked', 'reuse_detected', 'code_replayed')),
+    revoked_reason text check (
+        revoked_reason in ('revoked', 'reuse_detected', 'code_replayed', 'account_closed')
+    ),
+    family_started_at timestamptz not null default now(),
     constraint refresh_tokens_expires_after_creation check (expires_at > created_at),
     constraint refresh_tokens_revoked_reason_with_revoked_at check ((revoked_at is null) = (revoked_reason is null))
 );
@@ -168,11 +171,15 @@ comment on column public.refresh_tokens.oauth_code_id is
 comment on column public.refresh_tokens.email is
 'The user''s email when the family was started (copied to every descendant), for the email claim '
 'of the access tokens a refresh mints without a Clerk session.';
+comment on column public.refresh_tokens.family_started_at is
+'When the family began (the original sign-in), copied to every descendant. rotate_refresh_token '
+'refuses a family older than its p_max_lifetime_seconds and never stores a token that outlives it (L3).';
 comment on column public.refresh_tokens.rotated_at is
 'When this token was exchanged for its child. A rotated token never works again; presenting it is reuse.';
 comment on column public.refresh_tokens.revoked_reason is
 'revoked (RFC 7009 revocation of it or an ancestor), reuse_detected (a rotated token was '
-'presented again), code_replayed (its authorization code was redeemed twice).';
+'presented again), code_replayed (its authorization code was redeemed twice), account_closed '
+'(the Clerk user was deleted, banned or locked: L3).';
 
 -- Authorization codes ---------------------------------------------------------
 
@@ -288,7 +295,11 @@ begin
             'code_id', v_code.id,
             'clerk_user_id', v_code.clerk_user_id,
             'clerk_org_id', v_code.clerk_org_id,
-            'email', v_code.email
+            -- L9: the session's email, else the one the database knows.
+            'email', coalesce(
+                v_code.email,
+                (select u.email from public.users as u where u.clerk_user_id = v_code.clerk_user_id)
+            )
         );
     end if;
 
@@ -449,7 +460,8 @@ create or replace function public.rotate_refresh_token(
     p_new_token_hash text,
     p_client_id text,
     p_new_expires_at timestamptz,
-    p_grace_seconds integer default 0
+    p_grace_seconds integer default 0,
+    p_max_lifetime_seconds integer default null
 )
 returns jsonb
 language plpgsql
@@ -476,6 +488,10 @@ begin
         raise exception 'p_grace_seconds must be between 0 and 60'
             using errcode = '22023';
     end if;
+    if p_max_lifetime_seconds is not null and p_max_lifetime_seconds < 1 then
+        raise exception 'p_max_lifetime_seconds must be positive'
+            using errcode = '22023';
+    end if;
 
     select t.family_id
     into v_family_id
@@ -490,6 +506,34 @@ begin
 
     -- Everything below sees the family as the previous lock holder left it.
     perform private.lock_refresh_family(v_family_id);
+
+    -- L3: the user must still exist in Clerk (a deleted user's families were
+    -- revoked by user.deleted; this also covers a family issued after it),
+    -- and the family must be within its absolute lifetime.
+    select t.* into v_old
+    from public.refresh_tokens as t
+    where t.token_hash = p_old_token_hash;
+    if v_old.revoked_at is null and exists (
+        select 1
+        from public.users as u
+        where u.clerk_user_id = v_old.clerk_user_id and u.deleted_at is not null
+    ) then
+        update public.refresh_tokens as t
+        set revoked_at = pg_catalog.now(),
+            revoked_reason = 'account_closed'
+        where t.family_id = v_family_id
+            and t.revoked_at is null;
+        return pg_catalog.jsonb_build_object(
+            'ok', false, 'error', 'invalid_grant', 'reason', 'account_closed'
+        );
+    end if;
+    if p_max_lifetime_seconds is not null
+        and v_old.family_started_at + pg_catalog.make_interval(secs => p_max_lifetime_seconds)
+        <= pg_catalog.now() then
+        return pg_catalog.jsonb_build_object(
+            'ok', false, 'error', 'invalid_grant', 'reason', 'chain_expired'
+        );
+    end if;
 
     -- The conditional update is what rotates; the lock only makes the
     -- decision and the family revocation below race-free. O4: from here on
@@ -506,11 +550,17 @@ begin
     if found then
         insert into public.refresh_tokens (
             token_hash, family_id, parent_id, clerk_user_id, clerk_org_id, email, client_id,
-            oauth_code_id, expires_at
+            oauth_code_id, expires_at, family_started_at
         )
         values (
             p_new_token_hash, v_old.family_id, v_old.id, v_old.clerk_user_id, v_old.clerk_org_id,
-            v_old.email, v_old.client_id, v_old.oauth_code_id, p_new_expires_at
+            v_old.email, v_old.client_id, v_old.oauth_code_id,
+            -- Rotating never extends the family's absolute lifetime (L3).
+            least(
+                p_new_expires_at,
+                v_old.family_started_at + pg_catalog.make_interval(secs => p_max_lifetime_seconds)
+            ),
+            v_old.family_started_at
         );
 
         return pg_catalog.jsonb_build_object(
@@ -518,7 +568,11 @@ begin
             'family_id', v_old.family_id,
             'clerk_user_id', v_old.clerk_user_id,
             'clerk_org_id', v_old.clerk_org_id,
-            'email', v_old.email
+            -- L9: the family's email, else the one the database knows.
+            'email', coalesce(
+                v_old.email,
+                (select u.email from public.users as u where u.clerk_user_id = v_old.clerk_user_id)
+            )
         );
     end if;
 
@@ -564,18 +618,20 @@ begin
 end
 $$;
 
-revoke execute on function public.rotate_refresh_token(text, text, text, timestamptz, integer)
+revoke execute on function public.rotate_refresh_token(text, text, text, timestamptz, integer, integer)
 from public, anon, authenticated;
-grant execute on function public.rotate_refresh_token(text, text, text, timestamptz, integer)
+grant execute on function public.rotate_refresh_token(text, text, text, timestamptz, integer, integer)
 to service_role;
 
-comment on function public.rotate_refresh_token(text, text, text, timestamptz, integer) is
+comment on function public.rotate_refresh_token(text, text, text, timestamptz, integer, integer) is
 'Exchanges a live refresh token for a new one in the same family: {ok: true, family_id, '
 'clerk_user_id, clerk_org_id, email}, or {ok: false, error: invalid_grant, reason} with reason unknown, '
 'expired, revoked, client_mismatch or reused. A rotated token presented again revokes the whole '
 'family ({reason: reused, family_revoked: true}) unless it was rotated less than p_grace_seconds '
-'(0-60, default 0) ago ({reason: reused, family_revoked: false}, nothing changed). service_role '
-'only.';
+'(0-60, default 0) ago ({reason: reused, family_revoked: false}, nothing changed). L3: a family '
+'of a user deleted in Clerk is revoked ({reason: account_closed}); a family older than '
+'p_max_lifetime_seconds is refused ({reason: chain_expired}); the new token never outlives '
+'family_started_at + p_max_lifetime_seconds. service_role only.';
 
 
 create or replace function public.revoke_refresh_token(p_token_hash text)

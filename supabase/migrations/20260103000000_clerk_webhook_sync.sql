@@ -16,17 +16,30 @@
 -- * organization.deleted: every seat of the organization is revoked (the row
 --   stays: the ledger points at it); later membership events for it are
 --   ignored.
+-- * Holds (SECURITY.md L1): a seat that was suspended or revoked by hand
+--   (set_seat_status: an org admin through the issuer, or the service;
+--   organization_seats.status_changed_by = 'manual') is held. No Clerk event
+--   changes a held seat's status: leaving the org and being re-invited (or
+--   auto-joining by verified domain) does not bring it back. Only another
+--   manual change (set_seat_status active or pending) lifts a hold.
+-- * Manual changes take part in the ordering: a membership event older than
+--   the seat's last status change (organization_seats.status_changed_at)
+--   does not change the status (it may still change the role).
 -- * organizationMembership.created: upsert the user (email from
 --   public_user_data.identifier when it is an email address, never
---   overwriting a known email) and the seat, status active (a suspended
---   seat stays suspended: suspension is decided here, not in Clerk; pending
---   and revoked seats become active).
+--   overwriting a known email) and the seat, status active (pending and
+--   Clerk-revoked seats become active; held seats stay as they are).
 -- * organizationMembership.updated: the seat's role follows Clerk; status
 --   unchanged (a seat missing because .created was lost is created active).
--- * organizationMembership.deleted: the seat is revoked, so the next
---   deduction with a stale org token is refused (no_active_seat) and the next
---   token issued is personal.
--- * user.deleted: every seat of the user is revoked.
+-- * organizationMembership.deleted: the seat is revoked (a held seat stays
+--   held), so the next deduction with a stale org token is refused
+--   (no_active_seat) and the next token issued is personal.
+-- * user.deleted: every seat of the user is revoked, the user is marked
+--   deleted (users.deleted_at) and, in the same transaction, every live
+--   extension token and refresh-token family of the user is revoked (L3).
+-- * user.updated with banned or locked true: the user's extension tokens and
+--   refresh-token families are revoked (L3); the user signs in again once
+--   Clerk lets them. Other user.updated events change nothing.
 -- * Roles: org:admin (and the legacy admin) -> admin; org:member, the legacy
 --   basic_member and any custom role -> member. The organization's creator
 --   (organization.created_by) holding org:admin -> owner, and an owner seat
@@ -76,6 +89,74 @@ comment on column public.clerk_webhook_events.outcome is
 'applied (changed or confirmed rows), stale (older than an applied event about the same object, '
 'changed nothing) or ignored (type not handled, or its organization or user was deleted).';
 
+-- Private helpers --------------------------------------------------------------
+
+create function private.seat_status_kept(
+    p_seat public.organization_seats,
+    p_event_at timestamptz
+)
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+    -- Why a Clerk event may not move this seat's status (null: it may).
+    select case
+        when p_seat.id is null then null
+        when p_seat.status_changed_by = 'manual' and p_seat.status in ('suspended', 'revoked')
+            then 'held_by_' || p_seat.status
+        when p_event_at < p_seat.status_changed_at then 'older_than_seat_change'
+    end
+$$;
+
+revoke all on function private.seat_status_kept(public.organization_seats, timestamptz) from public;
+
+comment on function private.seat_status_kept(public.organization_seats, timestamptz) is
+'Why a Clerk membership event may not change this seat''s status: held_by_suspended / '
+'held_by_revoked (a manual hold, L1), older_than_seat_change (ordering), or null (it may).';
+
+create function private.revoke_user_credentials(p_clerk_user_id text)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    v_family uuid;
+    v_extension integer;
+    v_refresh integer;
+begin
+    update public.extension_tokens as t
+    set revoked_at = pg_catalog.now()
+    where t.clerk_user_id = p_clerk_user_id and t.revoked_at is null;
+    get diagnostics v_extension = row_count;
+
+    -- Family locks first (the order rotate_refresh_token takes them), so a
+    -- rotation under way cannot add a live token after this revocation.
+    for v_family in
+        select distinct r.family_id
+        from public.refresh_tokens as r
+        where r.clerk_user_id = p_clerk_user_id and r.revoked_at is null
+        order by r.family_id
+    loop
+        perform private.lock_refresh_family(v_family);
+    end loop;
+    update public.refresh_tokens as r
+    set revoked_at = pg_catalog.now(),
+        revoked_reason = 'account_closed'
+    where r.clerk_user_id = p_clerk_user_id and r.revoked_at is null;
+    get diagnostics v_refresh = row_count;
+
+    return pg_catalog.jsonb_build_object('extension_tokens', v_extension, 'refresh_tokens', v_refresh);
+end
+$$;
+
+revoke all on function private.revoke_user_credentials(text) from public;
+
+comment on function private.revoke_user_credentials(text) is
+'Revokes every live extension token and refresh token of the user (L3: user.deleted, banned, '
+'locked). Returns the counts {extension_tokens, refresh_tokens}.';
+
 -- apply_clerk_event ----------------------------------------------------------
 
 create function public.apply_clerk_event(p_svix_id text, p_event jsonb)
@@ -105,6 +186,8 @@ declare
     v_user_id uuid;
     v_seat public.organization_seats;
     v_revoked integer;
+    v_status_reason text;
+    v_credentials jsonb;
     v_result jsonb;
 begin
     -- Input ------------------------------------------------------------------
@@ -138,7 +221,7 @@ begin
         end if;
         v_object_key := 'org:' || v_clerk_org_id;
         perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('clerk:' || v_object_key, 0));
-    elsif v_type = 'user.deleted' then
+    elsif v_type in ('user.deleted', 'user.updated') then
         v_clerk_user_id := v_data ->> 'id';
         if v_clerk_user_id is null or v_clerk_user_id = '' then
             raise exception 'p_event.data.id (the user id) is required' using errcode = '22023';
@@ -255,7 +338,9 @@ begin
         from public.organizations as o
         where o.clerk_org_id = v_clerk_org_id;
         update public.organization_seats as s
-        set status = 'revoked'
+        set status = 'revoked',
+            status_changed_at = coalesce(v_event_at, pg_catalog.now()),
+            status_changed_by = 'clerk'
         where s.organization_id = v_org_id and s.status <> 'revoked';
         get diagnostics v_revoked = row_count;
         return v_result || pg_catalog.jsonb_build_object(
@@ -264,16 +349,36 @@ begin
     end if;
 
     -- Users ----------------------------------------------------------------------
+    if v_type = 'user.updated' then
+        if v_data -> 'banned' = 'true'::jsonb or v_data -> 'locked' = 'true'::jsonb then
+            v_credentials := private.revoke_user_credentials(v_clerk_user_id);
+        end if;
+        return v_result || pg_catalog.jsonb_build_object(
+            'clerk_user_id', v_clerk_user_id,
+            'credentials_revoked', coalesce(v_credentials, '{"extension_tokens": 0, "refresh_tokens": 0}'::jsonb)
+        );
+    end if;
+
     if v_type = 'user.deleted' then
-        select u.id into v_user_id
-        from public.users as u
-        where u.clerk_user_id = v_clerk_user_id;
+        -- The row stays (the ledger points at it), marked deleted: a refresh
+        -- or rotation for this user is refused from now on.
+        insert into public.users as u (clerk_user_id)
+        values (v_clerk_user_id)
+        on conflict (clerk_user_id) do nothing;
+        update public.users as u
+        set deleted_at = coalesce(u.deleted_at, pg_catalog.now())
+        where u.clerk_user_id = v_clerk_user_id
+        returning u.id into v_user_id;
         update public.organization_seats as s
-        set status = 'revoked'
+        set status = 'revoked',
+            status_changed_at = coalesce(v_event_at, pg_catalog.now()),
+            status_changed_by = 'clerk'
         where s.user_id = v_user_id and s.status <> 'revoked';
         get diagnostics v_revoked = row_count;
+        v_credentials := private.revoke_user_credentials(v_clerk_user_id);
         return v_result || pg_catalog.jsonb_build_object(
-            'clerk_user_id', v_clerk_user_id, 'user_id', v_user_id, 'seats_revoked', v_revoked
+            'clerk_user_id', v_clerk_user_id, 'user_id', v_user_id, 'seats_revoked', v_revoked,
+            'credentials_revoked', v_credentials
         );
     end if;
 
@@ -283,20 +388,27 @@ begin
     );
 
     if v_type = 'organizationMembership.deleted' then
-        update public.organization_seats as s
-        set status = 'revoked'
-        from public.organizations as o, public.users as u
-        where
-            o.clerk_org_id = v_clerk_org_id
-            and u.clerk_user_id = v_clerk_user_id
-            and s.organization_id = o.id
-            and s.user_id = u.id
-        returning s.* into v_seat;
+        select s.* into v_seat
+        from public.organization_seats as s
+        inner join public.organizations as o on s.organization_id = o.id
+        inner join public.users as u on s.user_id = u.id
+        where o.clerk_org_id = v_clerk_org_id and u.clerk_user_id = v_clerk_user_id
+        for update of s;
+        v_status_reason := private.seat_status_kept(v_seat, v_event_at);
+        if v_seat.id is not null and v_status_reason is null and v_seat.status <> 'revoked' then
+            update public.organization_seats as s
+            set status = 'revoked',
+                status_changed_at = coalesce(v_event_at, pg_catalog.now()),
+                status_changed_by = 'clerk'
+            where s.id = v_seat.id
+            returning s.* into v_seat;
+        end if;
         return v_result || pg_catalog.jsonb_build_object(
             'organization_id', v_seat.organization_id,
             'seat_id', v_seat.id,
             'seat_role', v_seat.role,
-            'seat_status', v_seat.status
+            'seat_status', v_seat.status,
+            'seat_status_kept', v_status_reason
         );
     end if;
 
@@ -339,8 +451,20 @@ begin
         else 'member'
     end;
 
-    insert into public.organization_seats as s (organization_id, user_id, role, status)
-    values (v_org_id, v_user_id, v_role, 'active')
+    -- The seat as it is now (locked), to decide whether this event may move
+    -- its status (hold, ordering).
+    select s.* into v_seat
+    from public.organization_seats as s
+    where s.organization_id = v_org_id and s.user_id = v_user_id
+    for update;
+    if found then
+        v_status_reason := private.seat_status_kept(v_seat, v_event_at);
+    end if;
+
+    insert into public.organization_seats as s (
+        organization_id, user_id, role, status, status_changed_at, status_changed_by
+    )
+    values (v_org_id, v_user_id, v_role, 'active', coalesce(v_event_at, pg_catalog.now()), 'clerk')
     on conflict (organization_id, user_id) do update
         set
             role = case
@@ -348,9 +472,19 @@ begin
                 else excluded.role
             end,
             status = case
-                when v_type = 'organizationMembership.updated' then s.status
-                when s.status = 'suspended' then s.status
+                when v_type = 'organizationMembership.updated' or v_status_reason is not null
+                    or s.status = 'active' then s.status
                 else 'active'
+            end,
+            status_changed_at = case
+                when v_type = 'organizationMembership.updated' or v_status_reason is not null
+                    or s.status = 'active' then s.status_changed_at
+                else excluded.status_changed_at
+            end,
+            status_changed_by = case
+                when v_type = 'organizationMembership.updated' or v_status_reason is not null
+                    or s.status = 'active' then s.status_changed_by
+                else 'clerk'
             end
     returning s.* into v_seat;
 
@@ -359,7 +493,8 @@ begin
         'user_id', v_user_id,
         'seat_id', v_seat.id,
         'seat_role', v_seat.role,
-        'seat_status', v_seat.status
+        'seat_status', v_seat.status,
+        'seat_status_kept', case when v_type = 'organizationMembership.created' then v_status_reason end
     );
 end
 $$;

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from issuer import __version__
 from issuer.api import pages, routes_meta, routes_oauth, routes_tokens, routes_usage
-from issuer.errors import IssuerError, OrgScopeDenied, SlowDown
+from issuer.errors import IssuerError, OAuthOrgScopeLost, OrgScopeDenied, OrgScopeLost, SlowDown
 from issuer.service import Issuer
 
 log = logging.getLogger(__name__)
@@ -261,6 +261,9 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
         extra: dict[str, Any] = {}
         headers: dict[str, str] = {}
         if isinstance(exc, OrgScopeDenied):
+            extra["reason"] = exc.reason
+        if isinstance(exc, (OrgScopeLost, OAuthOrgScopeLost)):
+            extra["clerk_org_id"] = exc.clerk_org_id
             extra["reason"] = exc.reason
         if isinstance(exc, SlowDown):
             extra["interval"] = exc.interval  # RFC 8628 §3.5: the new interval

@@ -141,6 +141,13 @@ class Validation(BaseModel):
     valid: bool
     claims: dict[str, Any] | None = None
     error: str | None = None
+    org_scope: Literal["active", "lost"] | None = Field(
+        default=None,
+        description="Org-scoped tokens only: is the seat behind the org claims still active? (L5)",
+    )
+    org_scope_reason: str | None = Field(
+        default=None, description="Why the org scope is lost (no_active_seat)"
+    )
 
 
 class UsageRequest(BaseModel):

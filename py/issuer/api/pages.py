@@ -824,7 +824,9 @@ def _tokens_page(
     picker = org_picker(issuer, session)
     selected, unusable = _preselect(picker.choices, wanted)
     tokens = extension_tokens.list_tokens(issuer, session)
-    default_days = max(1, issuer.settings.extension_token_ttl // 86_400)
+    # L4: the page offers only lifetimes within the configured maximum.
+    limit = extension_tokens.max_days(issuer)
+    default_days = max(1, min(issuer.settings.extension_token_ttl // 86_400, limit))
     return _page(
         request,
         "tokens.html",
@@ -841,7 +843,7 @@ def _tokens_page(
         new_token=new_token,
         csrf=csrf_token(issuer, session),
         default_days=default_days,
-        expiry_choices=[d for d in EXPIRY_CHOICES_DAYS if d <= extension_tokens.MAX_DAYS],
+        expiry_choices=[d for d in EXPIRY_CHOICES_DAYS if d <= limit],
         form=form or {"name": "VS Code", "expires_in_days": ""},
     )
 

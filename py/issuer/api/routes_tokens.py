@@ -22,9 +22,9 @@ from issuer.claims import TOKEN_TYPE_ACCESS
 from issuer.clerk import ClerkSession
 from issuer.errors import InvalidToken
 from issuer.flows import extension_tokens
-from issuer.flows.bearer import bearer_token, verify_bearer
+from issuer.flows.bearer import bearer_token, scoped_claims, verify_with_scope
 from issuer.flows.minting import Minted, mint
-from issuer.flows.scope import Scope, resolve_scope
+from issuer.flows.scope import Scope, keep_scope, resolve_scope, token_email
 from issuer.service import Issuer
 
 router = APIRouter()
@@ -112,15 +112,18 @@ def _session_access_token(
 ) -> tuple[Minted, Scope]:
     """An access token for a Clerk session, org-scoped when membership and seat allow."""
     scope = resolve_scope(issuer, session, req.clerk_org_id, require_org=req.require_org)
-    minted = mint(
+    return _mint_for_session(issuer, session, scope), scope
+
+
+def _mint_for_session(issuer: Issuer, session: ClerkSession, scope: Scope) -> Minted:
+    return mint(
         issuer,
         sub=session.user_id,
-        email=session.email,
+        email=token_email(issuer, session, scope),
         token_type=TOKEN_TYPE_ACCESS,
         attribution=scope.attribution,
         ttl_seconds=issuer.settings.access_token_ttl,
     )
-    return minted, scope
 
 
 @router.post("/api/auth/refresh-token", response_model=AccessTokenIssued, tags=["access tokens"])
@@ -130,8 +133,15 @@ def refresh_access_token(
     response: Response,
     body: Annotated[ScopeRequest | None, Body()] = None,
 ) -> dict[str, Any]:
-    """A fresh access token for the Clerk session (the dashboard's refresh)."""
-    minted, scope = _session_access_token(issuer, session, body or ScopeRequest())
+    """A fresh access token for the Clerk session (the dashboard's refresh).
+
+    A refresh keeps its org: when the seat or membership in ``clerk_org_id``
+    is gone the answer is 403 ``org_scope_lost`` and nothing is issued (L2).
+    The first token for an org comes from ``/api/dashboard-token/generate``.
+    """
+    req = body or ScopeRequest()
+    scope = keep_scope(issuer, session, req.clerk_org_id)
+    minted = _mint_for_session(issuer, session, scope)
     response.headers.update(NO_STORE)
     return {
         "access_token": minted.token,
@@ -173,12 +183,23 @@ def validate_token(
     response: Response,
     authorization: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    """Is this bearer token (access or long-lived) valid now? Returns its claims."""
+    """Is this bearer token (access or long-lived) valid now? Returns its claims.
+
+    For an org-scoped token the seat is re-checked in the same single database
+    round trip (L5): ``org_scope`` is ``active`` or ``lost`` (with
+    ``org_scope_reason``); a lost scope's claims carry no ``seat_role`` /
+    ``org_role``, and an active one's ``seat_role`` is the seat's current role.
+    """
     response.headers.update(NO_STORE)
     try:
-        claims = verify_bearer(issuer, bearer_token(authorization))
+        claims, check = verify_with_scope(issuer.keys, issuer.rpc, bearer_token(authorization))
     except InvalidToken as exc:
         response.status_code = 401
         response.headers["WWW-Authenticate"] = exc.challenge()
         return {"valid": False, "error": exc.reason}
-    return {"valid": True, "claims": claims.to_dict()}
+    return {
+        "valid": True,
+        "claims": scoped_claims(claims, check).to_dict(),
+        "org_scope": check.org_scope if check else None,
+        "org_scope_reason": check.reason if check else None,
+    }

@@ -3,11 +3,20 @@
 Access tokens are checked by signature and claims alone (no database). A
 long-lived extension token is also looked up by hash in ``extension_tokens``
 (T7): revoked or unknown means rejected although the signature is valid.
+
+Validation (``GET /api/extension/auth/validate``, the Python integration)
+also re-checks the seat behind an org-scoped token (L5): in the lookup a
+long-lived token already makes, or in one ``check_org_scope`` call for an
+org-scoped access token. A lost scope is reported, and the role claims are
+never passed on for it (:func:`scoped_claims`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, TokenClaims
 from issuer.errors import MISSING_BEARER_TOKEN, InvalidToken
@@ -34,19 +43,22 @@ def needs_lookup(claims: TokenClaims) -> bool:
     return claims.type != TOKEN_TYPE_ACCESS
 
 
-def check_stored(rpc: Rpc | None, token: str, claims: TokenClaims) -> None:
+def check_stored(rpc: Rpc | None, token: str, claims: TokenClaims) -> dict[str, Any] | None:
     """Second step of :func:`verify_token` (blocking I/O): a long-lived token's stored hash (T7).
 
     Unknown, revoked or issued to someone else: ``InvalidToken("revoked")``.
-    An access token needs nothing stored; any other type is refused.
+    Returns the stored row (``validate_extension_token``) of a long-lived
+    token; an access token needs nothing stored (``None``); any other type is
+    refused.
     """
     if not needs_lookup(claims):
-        return
+        return None
     if claims.type != TOKEN_TYPE_EXTENSION or rpc is None:
         raise InvalidToken("wrong_type")
     row = rpc.call("validate_extension_token", p_token_hash=token_hash(token))
     if not isinstance(row, dict) or row.get("clerk_user_id") != claims.sub:
         raise InvalidToken("revoked")
+    return row
 
 
 def verify_token(
@@ -67,3 +79,56 @@ def verify_bearer(
     issuer: Issuer, token: str, *, allowed: Collection[str] = ANY_BEARER
 ) -> TokenClaims:
     return verify_token(issuer.keys, issuer.rpc, token, allowed=allowed)
+
+
+@dataclass(frozen=True, slots=True)
+class OrgScopeCheck:
+    """Whether an org-scoped token's seat still holds (L5)."""
+
+    org_scope: Literal["active", "lost"]
+    reason: str | None = None
+    seat_role: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any] | None) -> OrgScopeCheck | None:
+        if not isinstance(row, dict) or row.get("org_scope") not in ("active", "lost"):
+            return None
+        if row["org_scope"] == "active":
+            return cls("active", None, row.get("seat_role"))
+        return cls("lost", str(row.get("org_scope_reason") or "no_active_seat"), None)
+
+
+def verify_with_scope(
+    keys: KeyRing, rpc: Rpc | None, token: str, *, allowed: Collection[str] = ANY_BEARER
+) -> tuple[TokenClaims, OrgScopeCheck | None]:
+    """:func:`verify_token` plus the org scope's check, in at most ONE database round trip.
+
+    A long-lived token's lookup (T7) carries the check; an org-scoped access
+    token costs one ``check_org_scope`` call; a personal access token none.
+    Without ``rpc`` an access token's scope cannot be checked (``None``).
+    """
+    claims = keys.verify(token, expected_type=allowed)
+    row = check_stored(rpc, token, claims)
+    if not claims.is_org_scoped:
+        return claims, None
+    if row is None and rpc is not None:
+        row = rpc.call(
+            "check_org_scope", p_clerk_user_id=claims.sub, p_clerk_org_id=claims.clerk_org_id
+        )
+        if row is None:
+            row = {"org_scope": "lost", "org_scope_reason": "no_active_seat"}
+    return claims, OrgScopeCheck.from_row(row)
+
+
+def scoped_claims(claims: TokenClaims, check: OrgScopeCheck | None) -> TokenClaims:
+    """The claims a backend may act on: the seat's current role; no role when the scope is lost.
+
+    A revoked owner is never reported as an owner (L5).
+    """
+    if check is None:
+        return claims
+    if check.org_scope == "lost":
+        return dataclasses.replace(claims, seat_role=None, org_role=None)
+    if check.seat_role and check.seat_role != claims.seat_role:
+        return dataclasses.replace(claims, seat_role=check.seat_role)
+    return claims

@@ -7,16 +7,25 @@ being shown again.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from issuer.claims import TOKEN_TYPE_EXTENSION
 from issuer.clerk import ClerkSession
 from issuer.errors import BadRequest, InvalidToken, NotFound
-from issuer.flows.bearer import verify_bearer
+from issuer.flows.bearer import check_stored
 from issuer.flows.minting import Minted, mint, token_hash
-from issuer.flows.scope import Scope, resolve_scope, session_for_user
+from issuer.flows.scope import (
+    Scope,
+    check_org_id,
+    keep_scope,
+    resolve_scope,
+    session_for_user,
+    token_email,
+)
 from issuer.service import Issuer
 
 MAX_NAME_LENGTH = 100
@@ -30,11 +39,33 @@ class IssuedExtensionToken:
     scope: Scope
 
 
+def max_days(issuer: Issuer) -> int:
+    """The longest ``expires_in_days`` a caller may ask for (L4): the configured
+    lifetimes are maxima (EXTENSION_TOKEN_TTL, EXTENSION_TOKEN_MAX_LIFETIME)."""
+    settings = issuer.settings
+    return min(
+        MAX_DAYS,
+        settings.extension_token_ttl // 86_400,
+        settings.extension_token_max_lifetime // 86_400,
+    )
+
+
 def _ttl(issuer: Issuer, expires_in_days: int | None) -> int:
+    """Seconds the new token lives: the default lifetime, or fewer days asked for.
+
+    Asking for more than the configured maximum is 400, not a silent clamp:
+    the caller learns the limit (L4, docs/api.md).
+    """
+    settings = issuer.settings
     if expires_in_days is None:
-        return issuer.settings.extension_token_ttl
-    if not 1 <= expires_in_days <= MAX_DAYS:
-        raise BadRequest(f"expires_in_days must be between 1 and {MAX_DAYS}")
+        return min(settings.extension_token_ttl, settings.extension_token_max_lifetime)
+    limit = max_days(issuer)
+    if limit < 1:
+        raise BadRequest("expires_in_days cannot be chosen: the configured lifetime is under a day")
+    if not 1 <= expires_in_days <= limit:
+        raise BadRequest(
+            f"expires_in_days must be between 1 and {limit} (the configured maximum lifetime)"
+        )
     return expires_in_days * 86_400
 
 
@@ -54,7 +85,7 @@ def generate(
     minted = mint(
         issuer,
         sub=session.user_id,
-        email=session.email,
+        email=token_email(issuer, session, scope),
         token_type=TOKEN_TYPE_EXTENSION,
         attribution=scope.attribution,
         ttl_seconds=_ttl(issuer, expires_in_days),
@@ -76,26 +107,38 @@ def refresh(
     old_token: str,
     *,
     clerk_org_id: str | None = None,
-    keep_org: bool = True,
     require_org: bool = False,
 ) -> IssuedExtensionToken:
     """Rotate a long-lived token: the org is re-checked, the old token revoked.
 
-    Without ``clerk_org_id`` the new token asks for the org the old one named
-    (``keep_org``); membership is re-read from Clerk's API and the seat from
-    the database, so a lost seat yields a personal token.
+    Without ``clerk_org_id`` (or with the old token's org) the new token keeps
+    the old token's scope: membership is re-read from Clerk's API and the seat
+    from the database, and a lost seat or membership is
+    :class:`~issuer.errors.OrgScopeLost` (403): nothing is rotated or issued
+    (L2). Another ``clerk_org_id`` is the user's choice, a first request for it.
     """
-    claims = verify_bearer(issuer, old_token, allowed=(TOKEN_TYPE_EXTENSION,))
-    wanted = clerk_org_id if clerk_org_id else (claims.clerk_org_id if keep_org else None)
-    scope = resolve_scope(issuer, session_for_user(claims.sub), wanted, require_org=require_org)
+    claims = issuer.keys.verify(old_token, expected_type=(TOKEN_TYPE_EXTENSION,))
+    stored = check_stored(issuer.rpc, old_token, claims) or {}
+    # L3: the chain's absolute lifetime, from the original sign-in; rotating
+    # never extends it.
+    chain_end = _chain_started_at(stored) + issuer.settings.extension_token_max_lifetime
+    left = int(chain_end - time.time())
+    if left <= 0:
+        raise InvalidToken("chain_expired")
+    asked = check_org_id(clerk_org_id)
+    old_org = claims.clerk_org_id if claims.is_org_scoped else None
+    if asked and asked != old_org:
+        scope = resolve_scope(issuer, session_for_user(claims.sub), asked, require_org=require_org)
+    else:
+        scope = keep_scope(issuer, session_for_user(claims.sub), old_org)
     remaining = max(claims.exp - claims.iat, 86_400)
     minted = mint(
         issuer,
         sub=claims.sub,
-        email=claims.email,
+        email=claims.email or token_email(issuer, session_for_user(claims.sub), scope),
         token_type=TOKEN_TYPE_EXTENSION,
         attribution=scope.attribution,
-        ttl_seconds=min(remaining, issuer.settings.extension_token_ttl),
+        ttl_seconds=min(remaining, issuer.settings.extension_token_ttl, left),
         client_id=claims.client_id,
     )
     row = issuer.rpc.call(
@@ -105,10 +148,20 @@ def refresh(
         p_new_expires_at=minted.expires_at,
         p_clerk_org_id=scope.clerk_org_id,
         p_jti=minted.claims.jti,
+        p_max_lifetime_seconds=issuer.settings.extension_token_max_lifetime,
     )
     if not isinstance(row, dict) or not row.get("ok", True) or not row.get("id"):
         raise InvalidToken("revoked")
     return IssuedExtensionToken(minted, str(row["id"]), scope)
+
+
+def _chain_started_at(stored: dict[str, Any]) -> float:
+    raw = stored.get("chain_started_at")
+    if isinstance(raw, datetime):
+        return raw.timestamp()
+    if isinstance(raw, str):
+        return datetime.fromisoformat(raw).timestamp()
+    return time.time()
 
 
 def list_tokens(issuer: Issuer, session: ClerkSession) -> list[dict[str, Any]]:

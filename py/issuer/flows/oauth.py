@@ -11,6 +11,9 @@
 
 Every grant re-resolves the org scope (Clerk membership + seat), so a token
 never outlives the seat that justified it by more than one access-token TTL.
+A refresh keeps the family's scope (the org granted at the code exchange, or
+personal): a lost seat or membership is ``invalid_grant`` with
+``org_scope_lost``, never a personal token (L2).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION
 from issuer.clerk import ClerkSession
-from issuer.errors import BadRequest, InvalidGrant, InvalidToken
+from issuer.errors import BadRequest, InvalidGrant, InvalidToken, OAuthOrgScopeLost, OrgScopeLost
 from issuer.flows.minting import CODE_PREFIX, REFRESH_PREFIX, Minted, mint, new_secret, token_hash
-from issuer.flows.scope import Scope, check_org_id, resolve_scope, session_for_user
+from issuer.flows.scope import Scope, check_org_id, keep_scope, resolve_scope, session_for_user
 from issuer.service import Issuer
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -130,7 +133,16 @@ def _access(
     scope = resolve_scope(
         issuer, session_for_user(clerk_user_id), wanted_org, require_org=require_org
     )
-    access = mint(
+    minted = _mint_access(
+        issuer, clerk_user_id=clerk_user_id, email=email, scope=scope, client_id=client_id
+    )
+    return minted, scope
+
+
+def _mint_access(
+    issuer: Issuer, *, clerk_user_id: str, email: str | None, scope: Scope, client_id: str
+) -> Minted:
+    return mint(
         issuer,
         sub=clerk_user_id,
         email=email,
@@ -139,7 +151,6 @@ def _access(
         ttl_seconds=issuer.settings.access_token_ttl,
         client_id=client_id,  # RFC 9068 §2.2 (R2)
     )
-    return access, scope
 
 
 def _refresh_expiry(issuer: Issuer) -> datetime:
@@ -187,7 +198,9 @@ def exchange_code(
         p_clerk_user_id=user,
         p_client_id=client_id,
         p_expires_at=_refresh_expiry(issuer),
-        p_clerk_org_id=wanted,
+        # The family keeps the scope it was created with (L2): the org that was
+        # granted, not the one asked for.
+        p_clerk_org_id=scope.clerk_org_id,
         p_oauth_code_id=result.get("code_id"),
         p_email=result.get("email"),
     )
@@ -214,18 +227,35 @@ def refresh_grant(
         p_client_id=client_id,
         p_new_expires_at=_refresh_expiry(issuer),
         p_grace_seconds=issuer.settings.refresh_grace_seconds,
+        p_max_lifetime_seconds=issuer.settings.extension_token_max_lifetime,
     )
     if not isinstance(result, dict) or not result.get("ok"):
         reason = result.get("reason") if isinstance(result, dict) else None
         raise InvalidGrant(f"refresh token rejected: {reason or 'invalid'}")
-    wanted = check_org_id(clerk_org_id) or result.get("clerk_org_id")
-    access, scope = _access(
-        issuer,
-        clerk_user_id=str(result["clerk_user_id"]),
-        email=result.get("email"),
-        wanted_org=wanted,
-        require_org=require_org,
-        client_id=client_id,
+    user = str(result["clerk_user_id"])
+    family_org = result.get("clerk_org_id") or None
+    asked = check_org_id(clerk_org_id)
+    if asked and asked != family_org:
+        # The user chose another org for this access token: a first request
+        # for it (org_scope_denied, or 403 with require_org).
+        access, scope = _access(
+            issuer,
+            clerk_user_id=user,
+            email=result.get("email"),
+            wanted_org=asked,
+            require_org=require_org,
+            client_id=client_id,
+        )
+        return TokenGrant(access, new_token, scope)
+    try:
+        scope = keep_scope(issuer, session_for_user(user), family_org)
+    except OrgScopeLost as exc:
+        # Nothing is issued, and the family ends here: the new token was never
+        # handed out, so the user signs in again and chooses (L2).
+        issuer.rpc.call("revoke_refresh_token", p_token_hash=token_hash(new_token))
+        raise OAuthOrgScopeLost(exc.clerk_org_id, exc.reason) from exc
+    access = _mint_access(
+        issuer, clerk_user_id=user, email=result.get("email"), scope=scope, client_id=client_id
     )
     return TokenGrant(access, new_token, scope)
 

@@ -5,6 +5,9 @@ database decides the seat (``resolve_org_attribution``); Clerk decides the
 membership (claims first, then its API). If either fails the token is
 personal and :attr:`Scope.denied_reason` says why, or, when the caller set
 ``require_org``, :class:`~issuer.errors.OrgScopeDenied` is raised (403).
+A *refresh* keeps the scope the session was created with (:func:`keep_scope`):
+a lost org scope is :class:`~issuer.errors.OrgScopeLost`, never a personal
+token (L2).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from issuer.attribution import resolve_org_attribution_claims
 from issuer.claims import OrgAttribution
 from issuer.clerk import ClerkSession
-from issuer.errors import BadRequest, OrgScopeDenied
+from issuer.errors import BadRequest, OrgScopeDenied, OrgScopeLost
 from issuer.service import Issuer
 
 MAX_ORG_ID_LENGTH = 200
@@ -25,6 +28,9 @@ class Scope:
     attribution: OrgAttribution | None
     requested_org: str | None = None
     denied_reason: str | None = None
+    #: ``users.email`` when the attribution round trip fetched it (L9).
+    email: str | None = None
+    email_looked_up: bool = False
 
     @property
     def clerk_org_id(self) -> str | None:
@@ -61,6 +67,23 @@ def session_for_user(clerk_user_id: str) -> ClerkSession:
     )
 
 
+def keep_scope(issuer: Issuer, session: ClerkSession, clerk_org_id: str | None) -> Scope:
+    """The scope of a *refresh*: the org the session was created with, or nothing (L2).
+
+    A personal session stays personal. An org-scoped session stays in its
+    org: when the seat or membership is gone, :class:`OrgScopeLost` is raised
+    and nothing is issued; the payer never changes without the user choosing.
+    """
+    if not clerk_org_id:
+        return Scope(None)
+    result = resolve_org_attribution_claims(
+        session, clerk_org_id, clerk=issuer.clerk, rpc=issuer.rpc
+    )
+    if result.attribution is None:
+        raise OrgScopeLost(clerk_org_id, result.denied_reason or "not_a_member")
+    return Scope(result.attribution, clerk_org_id, None, result.email, result.email_looked_up)
+
+
 def resolve_scope(
     issuer: Issuer,
     session: ClerkSession,
@@ -76,4 +99,20 @@ def resolve_scope(
     result = resolve_org_attribution_claims(session, org, clerk=issuer.clerk, rpc=issuer.rpc)
     if result.attribution is None and require_org:
         raise OrgScopeDenied(result.denied_reason or "not_a_member")
-    return Scope(result.attribution, org, result.denied_reason)
+    return Scope(
+        result.attribution, org, result.denied_reason, result.email, result.email_looked_up
+    )
+
+
+def token_email(issuer: Issuer, session: ClerkSession, scope: Scope) -> str | None:
+    """The ``email`` claim (L9): the session's, else ``users.email``; null only when both lack it.
+
+    The lookup rides on the attribution round trip when there was one; a
+    personal token from a session without email costs one small call.
+    """
+    if session.email is not None:
+        return session.email
+    if scope.email_looked_up:
+        return scope.email
+    _, email = issuer.rpc.resolve_token_subject(session.user_id, None)
+    return email

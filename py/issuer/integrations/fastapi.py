@@ -12,18 +12,26 @@ claim schema), so nothing about verification is re-implemented::
     from issuer.integrations.fastapi import TokenVerifier, install, require_token
 
     app = FastAPI()
-    install(app, TokenVerifier.from_env())   # JWT_SECRET, JWT_SIGNING_KEYS, JWT_ISSUER, JWT_AUDIENCE
+    install(app, TokenVerifier.from_env())   # the JWT_* variables of VERIFIER_ENV
 
     @app.get("/me")
     def me(claims: Annotated[TokenClaims, Depends(require_token)]) -> dict[str, str | None]:
         return {"user": claims.sub, "pool": claims.pool, "org": claims.clerk_org_id}
 
-Configuration is the issuer's four ``JWT_*`` variables and nothing else: no
+Configuration is the issuer's ``JWT_*`` variables and nothing else: no
 Clerk, no database. Access tokens are verified by signature and claims alone.
 Long-lived extension tokens are revocable, so they are accepted only when the
 verifier is given an :class:`~issuer.rpc.Rpc` to look their hash up in
 ``extension_tokens`` (SECURITY.md T7); without one they are refused as
 ``wrong_type``.
+
+With an ``rpc`` the seat behind an org-scoped token is re-checked too (L5),
+in the one database round trip a long-lived token already costs (one
+``check_org_scope`` call for an org-scoped access token; none for a personal
+one). A lost scope is refused with 403 ``org_scope_lost`` unless the backend
+opts out (``allow_lost_org_scope=True``); then the claims it gets carry no
+``seat_role`` / ``org_role``, so a revoked owner is never treated as an owner.
+An active scope's ``seat_role`` is the seat's current role.
 
 :func:`install` also maps the issuer's errors to responses the way the issuer
 does: ``{"error": code, "error_description": ...}`` with the error's status
@@ -43,8 +51,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, TokenClaims
-from issuer.errors import InvalidToken, IssuerError
-from issuer.flows.bearer import verify_token
+from issuer.errors import InvalidToken, IssuerError, OrgScopeLost
+from issuer.flows.bearer import OrgScopeCheck, scoped_claims, verify_with_scope
 from issuer.rpc import Rpc
 from issuer.settings import load_settings
 from issuer.signing import KeyRing
@@ -58,7 +66,13 @@ __all__ = [
     "require_token",
 ]
 
-VERIFIER_ENV: Final = ("JWT_SECRET", "JWT_SIGNING_KEYS", "JWT_ISSUER", "JWT_AUDIENCE")
+VERIFIER_ENV: Final = (
+    "JWT_SECRET",
+    "JWT_SIGNING_KEYS",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_ACCEPT_HS256",
+)
 """The only variables :meth:`TokenVerifier.from_env` reads."""
 
 
@@ -70,15 +84,23 @@ class TokenVerifier:
     expired or unknown, although its signature is valid.
     """
 
-    def __init__(self, keys: KeyRing, *, rpc: Rpc | None = None) -> None:
+    def __init__(
+        self, keys: KeyRing, *, rpc: Rpc | None = None, allow_lost_org_scope: bool = False
+    ) -> None:
         self.keys = keys
         self.rpc = rpc
+        self.allow_lost_org_scope = allow_lost_org_scope
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, rpc: Rpc | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        rpc: Rpc | None = None,
+        allow_lost_org_scope: bool = False,
     ) -> TokenVerifier:
-        """Build from ``JWT_SECRET``, ``JWT_SIGNING_KEYS``, ``JWT_ISSUER``, ``JWT_AUDIENCE``.
+        """Build from ``JWT_SECRET``, ``JWT_SIGNING_KEYS``, ``JWT_ISSUER``, ``JWT_AUDIENCE``
+        and ``JWT_ACCEPT_HS256`` (``false`` refuses every HS256 token, L6).
 
         ``env`` defaults to ``os.environ``; other variables are ignored. A
         missing or bad value raises :class:`~issuer.errors.ConfigError` naming
@@ -86,7 +108,9 @@ class TokenVerifier:
         """
         source = os.environ if env is None else env
         settings = load_settings({name: source[name] for name in VERIFIER_ENV if name in source})
-        return cls(KeyRing.from_settings(settings), rpc=rpc)
+        return cls(
+            KeyRing.from_settings(settings), rpc=rpc, allow_lost_org_scope=allow_lost_org_scope
+        )
 
     @property
     def accepted_types(self) -> tuple[str, ...]:
@@ -96,8 +120,20 @@ class TokenVerifier:
         return (TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION)
 
     def verify(self, token: str) -> TokenClaims:
-        """The token's claims, or :class:`~issuer.errors.InvalidToken` (with a short ``reason``)."""
-        return verify_token(self.keys, self.rpc, token, allowed=self.accepted_types)
+        """The token's claims, or :class:`~issuer.errors.InvalidToken` (with a short ``reason``).
+
+        With an ``rpc``, an org-scoped token whose seat is no longer active
+        raises :class:`~issuer.errors.OrgScopeLost` (403), unless
+        ``allow_lost_org_scope``: then its claims come without role claims.
+        """
+        claims, check = self.check(token)
+        if check is not None and check.org_scope == "lost" and not self.allow_lost_org_scope:
+            raise OrgScopeLost(claims.clerk_org_id or "", check.reason or "no_active_seat")
+        return scoped_claims(claims, check)
+
+    def check(self, token: str) -> tuple[TokenClaims, OrgScopeCheck | None]:
+        """The token's signed claims and, for an org-scoped token (with an ``rpc``), its seat check."""
+        return verify_with_scope(self.keys, self.rpc, token, allowed=self.accepted_types)
 
 
 _bearer = HTTPBearer(auto_error=False, description="A token signed by the issuer")
@@ -137,6 +173,8 @@ def error_response(exc: IssuerError) -> JSONResponse:
     reason = getattr(exc, "reason", None)
     if isinstance(reason, str) and not isinstance(exc, InvalidToken):
         body["reason"] = reason
+    if isinstance(exc, OrgScopeLost):
+        body["clerk_org_id"] = exc.clerk_org_id
     headers: dict[str, str] = {}
     if (challenge := exc.challenge()) is not None:
         headers["WWW-Authenticate"] = challenge

@@ -1,0 +1,35 @@
+-- The user's email for tokens (SECURITY.md L9), in the round trip that
+-- resolves attribution.
+--
+-- Clerk's default session token carries no email, so a token minted from it
+-- would say email: null although users.email is known. When the session has
+-- no email the issuer calls resolve_token_subject instead of
+-- resolve_org_attribution: the same attribution (resolve_org_attribution's
+-- object, unchanged) and users.email, in one statement.
+
+create function public.resolve_token_subject(p_clerk_user_id text, p_clerk_org_id text default null)
+returns jsonb
+language plpgsql
+stable
+security invoker
+set search_path = ''
+as $$
+begin
+    return pg_catalog.jsonb_build_object(
+        'email', (select u.email from public.users as u where u.clerk_user_id = p_clerk_user_id),
+        'attribution', case
+            when p_clerk_org_id is not null
+                then public.resolve_org_attribution(p_clerk_user_id, p_clerk_org_id)
+        end
+    );
+end
+$$;
+
+revoke all on function public.resolve_token_subject(text, text)
+from public, anon, authenticated, service_role;
+grant execute on function public.resolve_token_subject(text, text) to service_role;
+
+comment on function public.resolve_token_subject(text, text) is
+'L9: {email, attribution} for token issuance in one call: email is users.email (null when '
+'unknown), attribution is resolve_org_attribution(p_clerk_user_id, p_clerk_org_id) (null '
+'without p_clerk_org_id or without an active seat). Service role only; security invoker.';
