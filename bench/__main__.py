@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import analytics, deduct, experiments, http_usage, pg, seed, tokens
+from bench import analytics, breakdown, deduct, experiments, http_usage, pg, seed, tokens
 from bench.context import Config, Ctx
 from bench.report import Result, markdown, print_result
 
@@ -40,6 +40,7 @@ SCENARIOS: dict[str, Scenario] = {
 #: Not in the default run: variants of the deduction used to explain the gaps.
 EXTRA: dict[str, Scenario] = {
     "experiments": experiments.experiments,
+    "breakdown": breakdown.breakdown,
 }
 
 RESULTS = Path(__file__).resolve().parent / "results"

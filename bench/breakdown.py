@@ -1,0 +1,91 @@
+"""Server time per deduction and where it goes, statement by statement.
+
+``python -m bench --scenario breakdown``: one connection calls
+``deduct_credits_pooled`` N times (spread over the 1,000 org pools, no key,
+then the same with a key) with ``pg_stat_statements.track = all``, so the
+statements inside the function (validation, the attribution read, the
+update + ledger insert, nested helpers) are counted too. Prints server time per
+call of each statement, the commit's fsync not included (it is not a
+statement); the top-level row is the whole call.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from bench import pg, seed
+from bench.context import Ctx
+from bench.report import Result, Row
+
+CALLS = 3000
+
+SQL_NO_KEY = "select * from public.deduct_credits_pooled(%s, 1, 'bench', %s)"
+SQL_KEY = "select * from public.deduct_credits_pooled(%s, 1, 'bench', %s, %s)"
+SQL_MIN = (
+    "with d as (update bench_raw.pool set bal = bal - 1 where id = %s and bal >= 1 "
+    "returning id, bal) "
+    "insert into bench_raw.ledger (pool_id, amount, balance_after) select id, -1, bal from d"
+)
+
+
+def _run(
+    ctx: Ctx, label: str, keyed: bool, minimal: bool, calls: int
+) -> list[tuple[str, float, int]]:
+    rnd = random.Random(17)
+    with pg.connect(ctx.url) as conn:
+        conn.execute("set pg_stat_statements.track = 'all'")
+        if not minimal:
+            conn.execute("set role service_role")
+        conn.execute("select pg_stat_statements_reset()")
+        for i in range(calls):
+            o = rnd.randint(1, seed.SPREAD)
+            if minimal:
+                conn.execute(SQL_MIN, (o,), prepare=True)
+            elif keyed:
+                conn.execute(SQL_KEY, (f"user_s{o}", f"org_s{o}", f"k-{label}-{i}"), prepare=True)
+            else:
+                conn.execute(SQL_NO_KEY, (f"user_s{o}", f"org_s{o}"), prepare=True)
+        conn.execute("reset role")
+        rows = conn.execute(
+            "select regexp_replace(left(query, 200), '\\s+', ' ', 'g'), "
+            "1000 * total_exec_time / %s, calls::int "
+            "from pg_stat_statements where calls >= %s and query not like '%%pg_stat%%' "
+            "and query not like 'set %%' order by total_exec_time desc limit 14",
+            (calls, calls // 2),
+        ).fetchall()
+    return [(str(q), float(us), int(n)) for q, us, n in rows]
+
+
+def breakdown(ctx: Ctx) -> list[Result]:
+    calls = 1000 if ctx.config.quick else CALLS
+    out: list[Result] = []
+    for label, keyed, minimal in (
+        ("no key", False, False),
+        ("with key", True, False),
+        ("minimal ledgered", False, True),
+    ):
+        started = time.monotonic()
+        stats = _run(ctx, label.replace(" ", "-"), keyed, minimal, calls)
+        result = Result(
+            name="breakdown",
+            title=f"server time per deduction by statement ({label}, {calls} calls, 1,000 pools)",
+            baseline_name="-",
+        )
+        for q, us, n in stats:
+            result.rows.append(
+                Row(
+                    scenario=q,
+                    clients="1",
+                    ours=f"{us:.1f} µs/deduction",
+                    baseline="-",
+                    ratio=None,
+                    target="-",
+                    met=None,
+                    correctness="-",
+                    note=f"calls {n}",
+                )
+            )
+        result.seconds = time.monotonic() - started
+        out.append(result)
+    return out
