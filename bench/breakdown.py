@@ -11,6 +11,7 @@ statement); the top-level row is the whole call.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -22,6 +23,8 @@ CALLS = 3000
 
 SQL_NO_KEY = "select * from public.deduct_credits_pooled(%s, 1, 'bench', %s)"
 SQL_KEY = "select * from public.deduct_credits_pooled(%s, 1, 'bench', %s, %s)"
+SQL_BATCH = "select count(*) from public.deduct_credits_pooled_batch(%s, %s::jsonb)"
+BATCH = 16
 SQL_MIN = (
     "with d as (update bench_raw.pool set bal = bal - 1 where id = %s and bal >= 1 "
     "returning id, bal) "
@@ -30,7 +33,7 @@ SQL_MIN = (
 
 
 def _run(
-    ctx: Ctx, label: str, keyed: bool, minimal: bool, calls: int
+    ctx: Ctx, label: str, keyed: bool, minimal: bool, calls: int, batched: bool = False
 ) -> list[tuple[str, float, int]]:
     rnd = random.Random(17)
     with pg.connect(ctx.url) as conn:
@@ -40,7 +43,15 @@ def _run(
         conn.execute("select pg_stat_statements_reset()")
         for i in range(calls):
             o = rnd.randint(1, seed.SPREAD)
-            if minimal:
+            if batched:
+                if i % BATCH:
+                    continue
+                reqs = [
+                    {"clerk_user_id": f"user_hot_{j}", "amount": 1, "description": "bench"}
+                    for j in range(BATCH)
+                ]
+                conn.execute(SQL_BATCH, ("org_hot", json.dumps(reqs)), prepare=True)
+            elif minimal:
                 conn.execute(SQL_MIN, (o,), prepare=True)
             elif keyed:
                 conn.execute(SQL_KEY, (f"user_s{o}", f"org_s{o}", f"k-{label}-{i}"), prepare=True)
@@ -50,9 +61,9 @@ def _run(
         rows = conn.execute(
             "select regexp_replace(left(query, 200), '\\s+', ' ', 'g'), "
             "1000 * total_exec_time / %s, calls::int "
-            "from pg_stat_statements where calls >= %s and query not like '%%pg_stat%%' "
+            "from pg_stat_statements where calls >= %s / 2 and query not like '%%pg_stat%%' "
             "and query not like 'set %%' order by total_exec_time desc limit 14",
-            (calls, calls // 2),
+            (calls, calls // BATCH if batched else calls),
         ).fetchall()
     return [(str(q), float(us), int(n)) for q, us, n in rows]
 
@@ -60,13 +71,14 @@ def _run(
 def breakdown(ctx: Ctx) -> list[Result]:
     calls = 1000 if ctx.config.quick else CALLS
     out: list[Result] = []
-    for label, keyed, minimal in (
-        ("no key", False, False),
-        ("with key", True, False),
-        ("minimal ledgered", False, True),
+    for label, keyed, minimal, batched in (
+        ("no key", False, False, False),
+        ("with key", True, False, False),
+        ("minimal ledgered", False, True, False),
+        (f"batch RPC, {BATCH} per call, one hot pool", False, False, True),
     ):
         started = time.monotonic()
-        stats = _run(ctx, label.replace(" ", "-"), keyed, minimal, calls)
+        stats = _run(ctx, label.replace(" ", "-"), keyed, minimal, calls, batched)
         result = Result(
             name="breakdown",
             title=f"server time per deduction by statement ({label}, {calls} calls, 1,000 pools)",

@@ -15,6 +15,7 @@ that many rows, no transaction failed; after the scenario,
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -42,6 +43,19 @@ PERSONAL_SPREAD = (
     "select * from public.deduct_credits_pooled('user_p' || :u, 1, 'bench');\n"
 )
 SELECT_1 = "select 1;\n"
+BATCH = 16
+#: deduct_credits_pooled_batch with BATCH requests (members user_hot_0..15),
+#: what the issuer's coalescing would send for one pool.
+ORG_HOT_BATCH = (
+    "select count(*) from public.deduct_credits_pooled_batch('org_hot', '"
+    + json.dumps(
+        [
+            {"clerk_user_id": f"user_hot_{i}", "amount": 1, "description": "bench"}
+            for i in range(BATCH)
+        ]
+    )
+    + "'::jsonb);\n"
+)
 #: The minimal ledgered deduction: the conditional pool update and an insert
 #: into a ledger whose only index is its primary key, as one plain SQL
 #: statement (one round trip, like the RPC): the least any design that
@@ -68,6 +82,8 @@ class Load:
     ledger: bool
     mode: str = "prepared"
     ledger_table: str = "public.credit_transactions"
+    per_call: int = 1
+    """Deductions per pgbench transaction (the batch RPC): TPS is deductions/s."""
 
 
 BASE_HOT = Load("raw hot-row update", RAW_HOT, None, "id = 1", False)
@@ -90,6 +106,14 @@ MIN_SPREAD = Load(
 )
 LOADS_HOT = [
     Load("org pool (1 pool)", ORG_HOT, "service_role", seed.ORG_HOT, True),
+    Load(
+        f"org pool, batch RPC ({BATCH}/call; deductions/s)",
+        ORG_HOT_BATCH,
+        "service_role",
+        seed.ORG_HOT,
+        True,
+        per_call=BATCH,
+    ),
     Load("personal (1 user)", PERSONAL_HOT, "service_role", seed.PERSONAL_HOT, True),
 ]
 LOADS_SPREAD = [
@@ -147,7 +171,7 @@ def measure(ctx: Ctx, load: Load, clients: int, waits: Counter[str] | None) -> S
             "from pg_stat_statements where calls >= %s and query not like '%%pg_stat%%'",
             (max(1, res.transactions // 2),),
         )
-    n = res.transactions
+    n = res.transactions * load.per_call
     spent = before - after
     problems = []
     if spent != n:
@@ -157,10 +181,10 @@ def measure(ctx: Ctx, load: Load, clients: int, waits: Counter[str] | None) -> S
     if res.failed or res.aborted:
         problems.append(f"{res.failed} failed transactions")
     return Sample(
-        tps=res.tps,
+        tps=res.tps * load.per_call,
         correct=not problems,
         detail="; ".join(problems) or f"n={n}",
-        server_us=float(server_us or 0),
+        server_us=float(server_us or 0) / load.per_call,
         cpu_busy=pg.busy_share(cpu0, cpu1),
     )
 
@@ -326,6 +350,8 @@ def hot(ctx: Ctx) -> Result:
         targets=[
             Target(LOADS_HOT[0].label, BASE_HOT, {16: 1.0, 64: 1.5}),
             Target(LOADS_HOT[0].label, MIN_HOT, {1: 0.8}),
+            Target(LOADS_HOT[1].label, BASE_HOT, {16: 1.0, 64: 1.5}),
+            Target(LOADS_HOT[1].label, MIN_HOT, {1: 0.8}),
         ],
     )
 

@@ -40,12 +40,12 @@ as $$
 declare
     v_n int;
     v_req jsonb;
-    v_amounts numeric[] := '{}';
-    v_contexts jsonb[] := '{}';
-    v_users text[] := '{}';
-    v_descs text[] := '{}';
-    v_keys text[] := '{}';
-    v_fps text[] := '{}';
+    v_amounts numeric[] := '{}'::numeric[];
+    v_contexts jsonb[] := '{}'::jsonb[];
+    v_users text[] := '{}'::text[];
+    v_descs text[] := '{}'::text[];
+    v_keys text[] := '{}'::text[];
+    v_fps text[] := '{}'::text[];
     v_org_id uuid;
     v_org_name text;
     v_stripe_customer_id text;
@@ -58,14 +58,14 @@ declare
     v_seat_ids uuid[];
     v_seat_roles text[];
     v_seat_status text[];
-    v_res public.credit_result[] := '{}';
-    v_done boolean[] := '{}';  -- v_res[i] set (a composite with a null field is not "not null")
+    v_res public.credit_result[] := '{}'::public.credit_result[];
+    v_done boolean[] := '{}'::boolean[];  -- v_res[i] set (a composite with a null field is not "not null")
     v_r public.credit_result;
     v_replay public.credit_result;
     -- the rows to insert, in order
-    w_ids uuid[] := '{}';
-    w_idx int[] := '{}';
-    w_bal numeric[] := '{}';
+    w_ids uuid[] := '{}'::uuid[];
+    w_idx int[] := '{}'::int[];
+    w_bal numeric[] := '{}'::numeric[];
     v_id uuid;
     v_ms bigint;
     i int;
