@@ -68,6 +68,7 @@ declare
     w_bal numeric[] := '{}'::numeric[];
     v_id uuid;
     v_ms bigint;
+    v_new_ids uuid[] := '{}'::uuid[];  -- made before the row lock, like deduct_credits_pooled's
     i int;
     j int;
 begin
@@ -108,6 +109,15 @@ begin
                     v_req ->> 'description', v_contexts[i]
                 )
             ) end;
+        -- uuid v7 (private.uuid_v7 inline, one plpgsql call less per element): time-ordered
+        v_ms := (extract(epoch from pg_catalog.clock_timestamp()) * 1000)::bigint;
+        v_new_ids := v_new_ids || pg_catalog.encode(
+            pg_catalog.set_bit(pg_catalog.set_bit(pg_catalog.overlay(
+                pg_catalog.uuid_send(pg_catalog.gen_random_uuid()),
+                pg_catalog.substr(pg_catalog.int8send(v_ms), 3), 1, 6
+            ), 52, 1), 53, 1),
+            'hex'
+        )::uuid;
     end loop;
 
     -- 2. The organization and its current subscription, once.
@@ -220,15 +230,7 @@ begin
             v_res[i] := row(false, 'organization', 'insufficient_credits', null, null, v_bal, false);
         else
             v_bal := v_bal - v_amounts[i];
-            -- uuid v7 (private.uuid_v7 inline): time-ordered, increasing within the batch
-            v_ms := (extract(epoch from pg_catalog.clock_timestamp()) * 1000)::bigint;
-            v_id := pg_catalog.encode(
-                pg_catalog.set_bit(pg_catalog.set_bit(pg_catalog.overlay(
-                    pg_catalog.uuid_send(pg_catalog.gen_random_uuid()),
-                    pg_catalog.substr(pg_catalog.int8send(v_ms), 3), 1, 6
-                ), 52, 1), 53, 1),
-                'hex'
-            )::uuid;
+            v_id := v_new_ids[i];
             v_res[i] := row(true, 'organization', null, v_id, v_amounts[i], v_bal, false);
             w_ids := w_ids || v_id;
             w_idx := w_idx || i;
