@@ -68,6 +68,62 @@ def _run(
     return [(str(q), float(us), int(n)) for q, us, n in rows]
 
 
+#: Expressions deduct_credits_pooled evaluates outside any SQL statement
+#: (pg_stat_statements cannot see them): timed in a plpgsql loop.
+HELPERS = {
+    "loop alone": "i",
+    "private.valid_credit_amount(numeric)": "private.valid_credit_amount(i::numeric)",
+    "private.valid_credit_context(...)": (
+        "private.valid_credit_context('bench' || i, null, jsonb_build_object('a', i))"
+    ),
+    "jsonb_build_object('a', i)": "jsonb_build_object('a', i)",
+    "private.credit_request_fingerprint (with a key only)": (
+        "private.credit_request_fingerprint(jsonb_build_array('deduction', 'user_s1', "
+        "'org_s1', i::numeric, 'bench', '{}'::jsonb))"
+    ),
+    "private.uuid_v7()": "private.uuid_v7()",
+    "gen_random_uuid()": "gen_random_uuid()",
+}
+LOOPS = 20000
+
+
+def helpers(ctx: Ctx) -> Result:
+    started = time.monotonic()
+    result = Result(
+        name="breakdown",
+        title=f"expressions outside statements (plpgsql loop of {LOOPS:,}, best of 2)",
+        baseline_name="-",
+    )
+    with pg.connect(ctx.url) as conn:
+        conn.execute("create temp table helper_times (name text, us float8)")
+        for _ in range(2):
+            for name, expr in HELPERS.items():
+                conn.execute(
+                    "do $$ declare t0 timestamptz; x text; begin t0 := clock_timestamp(); "
+                    f"for i in 1..{LOOPS} loop x := ({expr})::text; end loop; "
+                    f"insert into helper_times values ($n${name}$n$, "
+                    f"extract(epoch from clock_timestamp() - t0) * 1e6 / {LOOPS}); end $$"
+                )
+        rows = conn.execute(
+            "select name, min(us) from helper_times group by name order by 2"
+        ).fetchall()
+    for name, us in rows:
+        result.rows.append(
+            Row(
+                scenario=str(name),
+                clients="1",
+                ours=f"{float(us):.2f} µs/call",
+                baseline="-",
+                ratio=None,
+                target="-",
+                met=None,
+                correctness="-",
+            )
+        )
+    result.seconds = time.monotonic() - started
+    return result
+
+
 def breakdown(ctx: Ctx) -> list[Result]:
     calls = 1000 if ctx.config.quick else CALLS
     out: list[Result] = []
@@ -100,4 +156,5 @@ def breakdown(ctx: Ctx) -> list[Result]:
             )
         result.seconds = time.monotonic() - started
         out.append(result)
+    out.append(helpers(ctx))
     return out
