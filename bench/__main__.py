@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import analytics, breakdown, deduct, experiments, http_usage, pg, seed, tokens
+from bench import analytics, breakdown, coalesce, deduct, experiments, http_usage, pg, seed, tokens
 from bench.context import Config, Ctx
 from bench.report import Result, markdown, print_result
 
@@ -41,6 +41,7 @@ SCENARIOS: dict[str, Scenario] = {
 EXTRA: dict[str, Scenario] = {
     "experiments": experiments.experiments,
     "breakdown": breakdown.breakdown,
+    "coalesce": coalesce.coalesce,
 }
 
 RESULTS = Path(__file__).resolve().parent / "results"
