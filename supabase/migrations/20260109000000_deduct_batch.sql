@@ -39,7 +39,6 @@ set search_path = ''
 as $$
 declare
     v_n int;
-    v_req jsonb;
     v_amounts numeric[] := '{}'::numeric[];
     v_contexts jsonb[] := '{}'::jsonb[];
     v_users text[] := '{}'::text[];
@@ -67,7 +66,6 @@ declare
     w_idx int[] := '{}'::int[];
     w_bal numeric[] := '{}'::numeric[];
     v_id uuid;
-    v_ms bigint;
     v_new_ids uuid[] := '{}'::uuid[];  -- made before the row lock, like deduct_credits_pooled's
     i int;
     j int;
@@ -84,41 +82,62 @@ begin
     end if;
 
     -- 1. Validate every element first: a bad one refuses the whole batch.
-    for i in 1 .. v_n loop
-        v_req := p_requests -> (i - 1);
-        if pg_catalog.jsonb_typeof(v_req) is distinct from 'object'
-            or pg_catalog.jsonb_typeof(v_req -> 'amount') is distinct from 'number'
-            or pg_catalog.jsonb_typeof(v_req -> 'clerk_user_id') is distinct from 'string'
-        then
-            raise exception 'p_requests[%] must be an object with clerk_user_id and amount', i - 1
-                using errcode = '22023';
-        end if;
-        v_amounts := v_amounts || private.valid_credit_amount((v_req ->> 'amount')::numeric);
-        v_contexts := v_contexts || private.valid_credit_context(
-            v_req ->> 'description', v_req ->> 'idempotency_key',
-            case when v_req ? 'context' and v_req -> 'context' <> 'null'::jsonb
-                then v_req -> 'context' end
-        );
-        v_users := v_users || (v_req ->> 'clerk_user_id');
-        v_descs := v_descs || (v_req ->> 'description');
-        v_keys := v_keys || (v_req ->> 'idempotency_key');
-        v_fps := v_fps || case when v_req ->> 'idempotency_key' is not null then
-            private.credit_request_fingerprint(
-                pg_catalog.jsonb_build_array(
-                    'deduction', v_req ->> 'clerk_user_id', p_clerk_org_id, v_amounts[i],
-                    v_req ->> 'description', v_contexts[i]
+    -- One statement over the array (no per-element plpgsql).
+    j := (
+        select min(r.n)::int
+        from pg_catalog.jsonb_array_elements(p_requests) with ordinality as r (e, n)
+        where
+            pg_catalog.jsonb_typeof(r.e) is distinct from 'object'
+            or pg_catalog.jsonb_typeof(r.e -> 'amount') is distinct from 'number'
+            or pg_catalog.jsonb_typeof(r.e -> 'clerk_user_id') is distinct from 'string'
+    );
+    if j is not null then
+        raise exception 'p_requests[%] must be an object with clerk_user_id and amount', j - 1
+            using errcode = '22023';
+    end if;
+    select
+        pg_catalog.array_agg(x.amount order by x.n),
+        pg_catalog.array_agg(x.context order by x.n),
+        pg_catalog.array_agg(x.usr order by x.n),
+        pg_catalog.array_agg(x.descr order by x.n),
+        pg_catalog.array_agg(x.k order by x.n),
+        pg_catalog.array_agg(
+            case when x.k is not null then
+                private.credit_request_fingerprint(
+                    pg_catalog.jsonb_build_array(
+                        'deduction', x.usr, p_clerk_org_id, x.amount, x.descr, x.context
+                    )
                 )
-            ) end;
-        -- uuid v7 (private.uuid_v7 inline, one plpgsql call less per element): time-ordered
-        v_ms := (extract(epoch from pg_catalog.clock_timestamp()) * 1000)::bigint;
-        v_new_ids := v_new_ids || pg_catalog.encode(
-            pg_catalog.set_bit(pg_catalog.set_bit(pg_catalog.overlay(
-                pg_catalog.uuid_send(pg_catalog.gen_random_uuid()),
-                pg_catalog.substr(pg_catalog.int8send(v_ms), 3), 1, 6
-            ), 52, 1), 53, 1),
-            'hex'
-        )::uuid;
-    end loop;
+            end
+            order by x.n
+        ),
+        -- uuid v7 (private.uuid_v7 inline), made before the row lock: time-ordered
+        pg_catalog.array_agg(
+            pg_catalog.encode(
+                pg_catalog.set_bit(pg_catalog.set_bit(pg_catalog.overlay(
+                    pg_catalog.uuid_send(pg_catalog.gen_random_uuid()),
+                    pg_catalog.substr(pg_catalog.int8send(
+                        (extract(epoch from pg_catalog.clock_timestamp()) * 1000)::bigint
+                    ), 3), 1, 6
+                ), 52, 1), 53, 1),
+                'hex'
+            )::uuid
+            order by x.n
+        )
+    into v_amounts, v_contexts, v_users, v_descs, v_keys, v_fps, v_new_ids
+    from (
+        select
+            r.n,
+            private.valid_credit_amount((r.e ->> 'amount')::numeric) as amount,
+            private.valid_credit_context(
+                r.e ->> 'description', r.e ->> 'idempotency_key',
+                case when r.e -> 'context' <> 'null'::jsonb then r.e -> 'context' end
+            ) as context,
+            r.e ->> 'clerk_user_id' as usr,
+            r.e ->> 'description' as descr,
+            r.e ->> 'idempotency_key' as k
+        from pg_catalog.jsonb_array_elements(p_requests) with ordinality as r (e, n)
+    ) as x;
 
     -- 2. The organization and its current subscription, once.
     select o.id, o.name, o.stripe_customer_id, sub.id, sub.status
@@ -140,7 +159,13 @@ begin
         pg_catalog.array_agg(s.status order by r.i)
     into v_user_ids, v_seat_ids, v_seat_roles, v_seat_status
     from pg_catalog.unnest(v_users) with ordinality as r (clerk_user_id, i)
-    left join public.users as u on u.clerk_user_id = r.clerk_user_id
+    -- lateral ... limit 1: one index probe per element, never a hash of users
+    left join lateral (
+        select u.id
+        from public.users as u
+        where u.clerk_user_id = r.clerk_user_id
+        limit 1
+    ) as u on true
     left join lateral (
         select s.id, s.role, s.status
         from public.organization_seats as s
