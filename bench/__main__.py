@@ -20,7 +20,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import analytics, deduct, experiments, http_usage, ledger_size, pg, seed, tokens
+from bench import (
+    analytics,
+    breakdown,
+    coalesce,
+    deduct,
+    experiments,
+    http_usage,
+    ledger_size,
+    pg,
+    seed,
+    tokens,
+)
 from bench.context import Config, Ctx
 from bench.report import Result, markdown, print_result
 
@@ -41,6 +52,8 @@ SCENARIOS: dict[str, Scenario] = {
 EXTRA: dict[str, Scenario] = {
     "experiments": experiments.experiments,
     "ledger-size": ledger_size.ledger_size,
+    "breakdown": breakdown.breakdown,
+    "coalesce": coalesce.coalesce,
 }
 
 RESULTS = Path(__file__).resolve().parent / "results"

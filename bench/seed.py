@@ -10,6 +10,8 @@ meaningful. Names are deterministic so pgbench scripts can build them.
 * ``user_phot``: one personal balance for every client
 * ``user_p1`` .. ``user_p1000``: personal balances
 * ``bench_raw.pool``: 10,000 rows ``(id, bal)``, the pgbench baselines' table
+* ``bench_raw.ledger``: the minimal ledger (its primary key is its only index),
+  written by the *minimal ledgered deduction* baselines
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ create schema bench_raw;
 create table bench_raw.pool (id int primary key, bal bigint not null);
 insert into bench_raw.pool select g, %(balance)s from generate_series(1, %(rows)s) g;
 vacuum analyze bench_raw.pool;
+create table bench_raw.ledger (
+    id bigint generated always as identity primary key,
+    pool_id int not null,
+    amount bigint not null,
+    balance_after bigint not null
+);
 """
 
 
@@ -126,20 +134,25 @@ def balance(conn: psycopg.Connection[Any], pools: str) -> int:
     return int(row[0])
 
 
-def ledger_mark(conn: psycopg.Connection[Any]) -> Any:
-    """The newest ledger id (ids are uuid v7, time-ordered): rows after it are new."""
-    row = conn.execute(
-        "select id from public.credit_transactions order by id desc limit 1"
-    ).fetchone()
+#: The minimal ledger of the *minimal ledgered deduction* baselines.
+RAW_LEDGER = "bench_raw.ledger"
+
+
+def ledger_mark(conn: psycopg.Connection[Any], table: str = "public.credit_transactions") -> Any:
+    """The newest ledger id (uuid v7 or identity, so ordered): rows after it are new."""
+    row = conn.execute(f"select id from {table} order by id desc limit 1").fetchone()
     return None if row is None else row[0]
 
 
-def ledger_rows_since(conn: psycopg.Connection[Any], mark: Any) -> int:
+def ledger_rows_since(
+    conn: psycopg.Connection[Any], mark: Any, table: str = "public.credit_transactions"
+) -> int:
     if mark is None:
-        row = conn.execute("select count(*) from public.credit_transactions").fetchone()
+        row = conn.execute(f"select count(*) from {table}").fetchone()
     else:
         row = conn.execute(
-            "select count(*) from public.credit_transactions where id > %s", (mark,)
+            f"select count(*) from {table} where id > %s",
+            (mark,),
         ).fetchone()
     return int(row[0]) if row else -1
 

@@ -44,6 +44,9 @@ def test_bench_runs_one_scenario_and_prints_its_table(tmp_path: Path) -> None:
     written = out.read_text()
     assert "Postgres: PostgreSQL" in written and "command: `python -m bench" in written
     assert "| org pools (1,000) | 16 |" in written
+    # issue 17: the minimal ledgered deduction is measured in the same run, with its target
+    assert "| minimal ledgered deduction (1,000 rows) | 16 |" in written
+    assert "vs minimal ledgered deduction (1,000 rows) (issue 17) | 16 |" in written
 
 
 def test_P4_ledger_size_scenario_runs_at_two_small_sizes(tmp_path: Path) -> None:
