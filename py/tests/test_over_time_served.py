@@ -512,3 +512,50 @@ def test_L9_served_a_token_from_a_session_without_email_carries_users_email(
     assert _claims(grant["access_token"])["email"] == "ivy@served.example"
     long_lived = _extension_token(world, http, ivy)
     assert _claims(long_lived)["email"] == "ivy@served.example"
+
+
+# -- L6: HS256 can be switched off ------------------------------------------------------------------
+
+
+def test_L6_served_with_jwt_accept_hs256_false_no_hs256_token_is_accepted(
+    world: World, fake_clerk: FakeClerk, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
+    from issuer.signing import KeyRing, generate_es256_jwk
+    from support.world import JWT_SECRET
+
+    org = world.org(pool=10)
+    una = world.user()
+    world.seat(org, una)
+    # What a holder of the old JWT_SECRET can mint: an HS256 token for anyone.
+    forger = KeyRing(
+        hmac_secret=JWT_SECRET.encode(), issuer="softcodes.ai", audience="vscode-extension"
+    )
+    claims = build_claims(
+        una,
+        None,
+        TOKEN_TYPE_ACCESS,
+        None,
+        issuer="softcodes.ai",
+        audience="vscode-extension",
+        ttl_seconds=600,
+    )
+    forged = forger.sign(claims)
+    keys = json.dumps({"keys": [generate_es256_jwk("es-l6-served")]})
+    env = issuer_env(world.db_url, fake_clerk, JWT_SIGNING_KEYS=keys, JWT_ACCEPT_HS256="false")
+    with (
+        issuer_serve(env, tmp_path_factory.mktemp("l6")) as served,
+        httpx.Client(base_url=served.url, timeout=20) as http,
+    ):
+        r = _validate(http, forged)
+        assert (r.status_code, r.json()["error"]) == (401, "alg_not_allowed"), r.text
+        assert _use(http, forged, 1).status_code == 401
+        # ES256 tokens of this process are accepted.
+        r = http.post("/api/dashboard-token/generate", headers=world.clerk_auth(una))
+        assert r.status_code == 200, r.text
+        es256 = r.json()["token"]
+        header = es256.split(".")[0]
+        assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"] == (
+            "ES256"
+        )
+        assert _validate(http, es256).status_code == 200
