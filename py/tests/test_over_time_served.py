@@ -2,11 +2,12 @@
 
 ``test_api_over_time.py`` shows these rules through FastAPI's in-process
 client; issue 15 asks for them through the real HTTP server too. Here one
-``issuer serve`` process (uvicorn, real sockets) serves the whole module
-against this module's database; the world changes between requests the way
-it changes in production: an admin's ``set_seat_status``, a Clerk webhook
-applied by ``apply_clerk_event`` (what the clerk-webhooks edge function
-calls), Clerk's own membership list (the fake Clerk, over HTTP).
+``issuer serve`` process (uvicorn, real sockets) serves the module against
+this module's database (L6 starts a second one, with ES256 keys). The world
+changes between requests the way it changes in production: an admin's
+``set_seat_status``, a Clerk webhook applied by ``apply_clerk_event`` (what
+the clerk-webhooks edge function calls), Clerk's own membership list (the
+fake Clerk, over HTTP).
 
 The served process reaches Postgres through a wire tap
 (``support/pgwire_tap.py``) that records every statement it executes, so
@@ -259,6 +260,24 @@ def test_L2_served_oauth_refresh_after_suspension_is_invalid_grant_and_ends_the_
     r = _refresh(http, grant["refresh_token"])
     assert (r.status_code, r.json()["error"]) == (400, "invalid_grant"), r.text
     assert world.personal_balance(bob) == 50
+
+
+def test_L2_served_oauth_refresh_after_leaving_in_clerk_is_org_scope_lost(
+    world: World, http: httpx.Client
+) -> None:
+    """The seat row is still active; Clerk (asked over HTTP) says the membership is gone."""
+    org = world.org(pool=10)
+    fay = world.user(personal=50)
+    world.seat(org, fay)
+    grant = _signin(world, http, fay, org)
+    first = _refresh(http, grant["refresh_token"])  # Clerk's answer seen once
+    assert first.status_code == 200, first.text
+    world.clerk.remove_membership(fay, org)
+    r = _refresh(http, first.json()["refresh_token"])
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_grant"
+    assert r.json()["error_description"].startswith("org_scope_lost")
+    assert (r.json()["clerk_org_id"], r.json()["reason"]) == (org, "not_a_member")
 
 
 def test_L2_served_extension_token_refresh_of_a_lost_org_is_403_and_rotates_nothing(
