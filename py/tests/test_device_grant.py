@@ -269,3 +269,39 @@ def test_R4_the_page_needs_a_session_and_a_csrf_token(
     )
     assert r.status_code == 403
     assert _poll(http, started["device_code"]).json()["error"] == "authorization_pending"
+
+
+def test_L2_R4_a_device_family_keeps_the_scope_granted_not_the_one_asked_for(
+    world: World, http: httpx.Client
+) -> None:
+    """The poll asks for an org whose seat is suspended: a personal token, and a personal family.
+
+    Before the device grant shared start_family with the code exchange, its
+    family stored the org *asked for*: the refresh of this personal session
+    answered org_scope_lost, and once the seat came back a refresh would have
+    switched the payer to the org without the user choosing it (L2).
+    """
+    org = world.org(pool=10, name="Held Org")
+    carol = world.user(personal=5, email="carol@device.test")
+    world.seat(org, carol, status="suspended")
+    started = _start(http)
+    assert _decide(world, http, carol, started["user_code"]).status_code == 200  # personal
+    r = _poll(http, started["device_code"], clerk_org_id=org)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["pool"] == "personal" and body["org_scope_denied"]["clerk_org_id"] == org
+    refresh_token = body["refresh_token"]
+    for _ in range(2):
+        r = http.post(
+            "/api/extension/auth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": CLIENT_ID,
+            },
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["pool"] == "personal"
+        assert _claims(r.json()["access_token"])["clerk_org_id"] is None
+        refresh_token = r.json()["refresh_token"]
+        world.set_seat(org, carol, "active")  # the seat coming back changes no payer

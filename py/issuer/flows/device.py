@@ -32,8 +32,8 @@ from issuer.errors import (
     InvalidGrant,
     SlowDown,
 )
-from issuer.flows.minting import REFRESH_PREFIX, new_secret, token_hash
-from issuer.flows.oauth import TokenGrant, _access, _refresh_expiry
+from issuer.flows.minting import new_secret, token_hash
+from issuer.flows.oauth import TokenGrant, start_family
 from issuer.flows.scope import Scope, check_org_id, resolve_scope
 from issuer.rpc import RpcConflict
 from issuer.service import Issuer
@@ -180,25 +180,11 @@ def device_grant(
         if error == "expired_token":
             raise ExpiredToken("the device code expired; start again")
         raise InvalidGrant(f"device code rejected: {result.get('reason') or 'invalid'}")
-    user = str(result["clerk_user_id"])
-    wanted = check_org_id(clerk_org_id) or result.get("clerk_org_id")
-    access, scope = _access(
+    return start_family(
         issuer,
-        clerk_user_id=user,
-        email=result.get("email"),
-        wanted_org=wanted,
+        granted=result,
+        clerk_org_id=clerk_org_id,
         require_org=require_org,
         client_id=client_id,
+        oauth_code_id=None,
     )
-    refresh_token = new_secret(REFRESH_PREFIX)
-    issuer.rpc.call(
-        "issue_refresh_token",
-        p_token_hash=token_hash(refresh_token),
-        p_clerk_user_id=user,
-        p_client_id=client_id,
-        p_expires_at=_refresh_expiry(issuer),
-        p_clerk_org_id=wanted,
-        p_oauth_code_id=None,
-        p_email=result.get("email"),
-    )
-    return TokenGrant(access, refresh_token, scope)

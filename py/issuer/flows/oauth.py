@@ -181,12 +181,38 @@ def exchange_code(
     if not isinstance(result, dict) or not result.get("ok"):
         reason = result.get("reason") if isinstance(result, dict) else None
         raise InvalidGrant(f"authorization code rejected: {reason or 'invalid'}")
-    user = str(result["clerk_user_id"])
-    wanted = check_org_id(clerk_org_id) or result.get("clerk_org_id")
+    return start_family(
+        issuer,
+        granted=result,
+        clerk_org_id=clerk_org_id,
+        require_org=require_org,
+        client_id=client_id,
+        oauth_code_id=result.get("code_id"),
+    )
+
+
+def start_family(
+    issuer: Issuer,
+    *,
+    granted: dict[str, Any],
+    clerk_org_id: str | None,
+    require_org: bool,
+    client_id: str,
+    oauth_code_id: str | None,
+) -> TokenGrant:
+    """The first access token and a new refresh family, for a redeemed grant.
+
+    ``granted`` is what the store answered for the code (authorization code or
+    device code): ``clerk_user_id``, ``email`` and the org chosen on the page.
+    The org scope is resolved now (membership + seat), and the family keeps the
+    scope that was granted, not the one asked for (L2).
+    """
+    user = str(granted["clerk_user_id"])
+    wanted = check_org_id(clerk_org_id) or granted.get("clerk_org_id")
     access, scope = _access(
         issuer,
         clerk_user_id=user,
-        email=result.get("email"),
+        email=granted.get("email"),
         wanted_org=wanted,
         require_org=require_org,
         client_id=client_id,
@@ -198,11 +224,9 @@ def exchange_code(
         p_clerk_user_id=user,
         p_client_id=client_id,
         p_expires_at=_refresh_expiry(issuer),
-        # The family keeps the scope it was created with (L2): the org that was
-        # granted, not the one asked for.
         p_clerk_org_id=scope.clerk_org_id,
-        p_oauth_code_id=result.get("code_id"),
-        p_email=result.get("email"),
+        p_oauth_code_id=oauth_code_id,
+        p_email=granted.get("email"),
     )
     return TokenGrant(access, refresh_token, scope)
 
