@@ -15,38 +15,12 @@ from fastapi.testclient import TestClient
 
 from issuer.errors import InvalidToken as InvalidTokenError
 from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier, install
-from support.world import CLIENT_ID, REDIRECT_URI, World, pkce_pair
+from support.world import CLIENT_ID, REDIRECT_URI, World, pkce_pair, pkce_sign_in
 
 
 def _signin(world: World, user: str, org: str | None = None, **kw: Any) -> dict[str, Any]:
-    """The extension's PKCE sign-in: approve (Clerk session), then redeem the code."""
-    verifier, challenge = pkce_pair()
-    body: dict[str, Any] = {
-        "client_id": CLIENT_ID,
-        "redirect_uri": REDIRECT_URI,
-        "state": "st",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        **kw,
-    }
-    if org:
-        body["clerk_org_id"] = org
-    r = world.client.post(
-        "/api/auth/complete-vscode-auth", json=body, headers=world.clerk_auth(user)
-    )
-    assert r.status_code == 200, r.text
-    r = world.client.post(
-        "/api/extension/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": r.json()["code"],
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT_URI,
-            "client_id": CLIENT_ID,
-        },
-    )
-    assert r.status_code == 200, r.text
-    return dict(r.json())
+    """The extension's PKCE sign-in through the in-process app."""
+    return pkce_sign_in(world.client, world, user, org, **kw)
 
 
 def _refresh(world: World, refresh_token: str, **kw: str) -> httpx.Response:

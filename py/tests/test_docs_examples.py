@@ -46,7 +46,15 @@ from issuer_dev.localdb import free_port
 from issuer_dev.migrations import repo_root
 from issuer_dev.served import Served, issuer_serve
 from support.postgrest_double import running_postgrest_double
-from support.world import CLIENT_ID, JWT_SECRET, REDIRECT_URI, World, issuer_env, pkce_pair
+from support.world import (
+    CLIENT_ID,
+    JWT_SECRET,
+    REDIRECT_URI,
+    World,
+    issuer_env,
+    pkce_pair,
+    pkce_sign_in,
+)
 
 ROOT = repo_root()
 DENO = ROOT / "node_modules" / ".bin" / "deno"
@@ -115,33 +123,7 @@ def _deno_test(path: Path, env: dict[str, str]) -> str:
 
 def _sign_in(world: World, user: str, org: str | None) -> dict[str, Any]:
     """PKCE sign-in through the in-process app: {access_token, refresh_token, ...}."""
-    verifier, challenge = pkce_pair()
-    body: dict[str, Any] = {
-        "client_id": CLIENT_ID,
-        "redirect_uri": REDIRECT_URI,
-        "state": "docs",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    if org:
-        body["clerk_org_id"] = org
-    r = world.client.post(
-        "/api/auth/complete-vscode-auth", json=body, headers=world.clerk_auth(user)
-    )
-    assert r.status_code == 200, r.text
-    r = world.client.post(
-        "/api/extension/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": r.json()["code"],
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT_URI,
-            "client_id": CLIENT_ID,
-        },
-    )
-    assert r.status_code == 200, r.text
-    tokens: dict[str, Any] = r.json()
-    return tokens
+    return pkce_sign_in(world.client, world, user, org)
 
 
 # -- fixtures ------------------------------------------------------------------------
@@ -743,7 +725,14 @@ def _route_refs(source: str, routes: list[tuple[str, str]]) -> set[tuple[str, st
     return found
 
 
-_SUPPORT_HELPERS = {"extension_token": {("POST", "/api/extension-token/generate")}}
+_SUPPORT_HELPERS = {
+    "extension_token": {("POST", "/api/extension-token/generate")},
+    "approve_pkce": {("POST", "/api/auth/complete-vscode-auth")},
+    "pkce_sign_in": {
+        ("POST", "/api/auth/complete-vscode-auth"),
+        ("POST", "/api/extension/auth/token"),
+    },
+}
 """support/world.py helpers that request a route for the test."""
 
 _OTHER_SERVERS = {"test_clerk.py"}
@@ -765,7 +754,10 @@ def route_tests() -> dict[tuple[str, str], list[str]]:
             if isinstance(
                 node, ast.FunctionDef | ast.AsyncFunctionDef
             ) and not node.name.startswith("test"):
-                helpers[node.name] = _route_refs(ast.get_source_segment(source, node) or "", routes)
+                helper_text = ast.get_source_segment(source, node) or ""
+                helpers[node.name] = _route_refs(helper_text, routes).union(
+                    *(_SUPPORT_HELPERS.get(n, set()) for n in re.findall(r"\b(\w+)\(", helper_text))
+                )
         helpers.update(_SUPPORT_HELPERS)
         for node in tree.body:
             if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

@@ -30,7 +30,13 @@ import pytest
 from issuer_dev.fake_clerk import FakeClerk
 from issuer_dev.served import Served, issuer_serve
 from support.pgwire_tap import PgWireTap, pgwire_tap
-from support.world import CLIENT_ID, REDIRECT_URI, World, issuer_env, pkce_pair
+from support.world import (
+    CLIENT_ID,
+    World,
+    approve_pkce,
+    issuer_env,
+    pkce_sign_in,
+)
 
 #: EXTENSION_TOKEN_TTL of the served process (L4): 30 days.
 TTL_DAYS = 30
@@ -77,37 +83,12 @@ def _approve(
     world: World, http: httpx.Client, user: str, org: str | None, **kw: Any
 ) -> tuple[httpx.Response, str]:
     """The browser's half of the PKCE sign-in: the approval with a Clerk session."""
-    verifier, challenge = pkce_pair()
-    body: dict[str, Any] = {
-        "client_id": CLIENT_ID,
-        "redirect_uri": REDIRECT_URI,
-        "state": "st",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        **kw,
-    }
-    if org:
-        body["clerk_org_id"] = org
-    r = http.post("/api/auth/complete-vscode-auth", json=body, headers=world.clerk_auth(user))
-    return r, verifier
+    return approve_pkce(http, world, user, org, **kw)
 
 
 def _signin(world: World, http: httpx.Client, user: str, org: str | None = None) -> dict[str, Any]:
     """The extension's PKCE sign-in, approval then code redemption."""
-    r, verifier = _approve(world, http, user, org)
-    assert r.status_code == 200, r.text
-    r = http.post(
-        "/api/extension/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": r.json()["code"],
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT_URI,
-            "client_id": CLIENT_ID,
-        },
-    )
-    assert r.status_code == 200, r.text
-    return dict(r.json())
+    return pkce_sign_in(http, world, user, org)
 
 
 def _refresh(http: httpx.Client, refresh_token: str) -> httpx.Response:

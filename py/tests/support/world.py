@@ -14,7 +14,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from fastapi.testclient import TestClient
@@ -196,3 +196,51 @@ def make_world(db_url: str, clerk: FakeClerk, **env: str) -> World:
     issuer = Issuer.from_settings(settings)
     client = TestClient(create_app(issuer), raise_server_exceptions=False)
     return World(db_url=db_url, clerk=clerk, issuer=issuer, client=client)
+
+
+class Poster(Protocol):
+    """What the sign-in helpers need: FastAPI's TestClient or an httpx.Client on a served issuer."""
+
+    def post(self, url: str, **kwargs: Any) -> Any: ...
+
+
+def approve_pkce(
+    http: Poster, world: World, user: str, org: str | None = None, **kw: Any
+) -> tuple[Any, str]:
+    """The browser's half of the extension's PKCE sign-in: the approval with a Clerk session.
+
+    Returns the approval's response (its JSON has the code) and the verifier.
+    """
+    verifier, challenge = pkce_pair()
+    body: dict[str, Any] = {
+        "client_id": CLIENT_ID,
+        "redirect_uri": REDIRECT_URI,
+        "state": "st",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **kw,
+    }
+    if org:
+        body["clerk_org_id"] = org
+    r = http.post("/api/auth/complete-vscode-auth", json=body, headers=world.clerk_auth(user))
+    return r, verifier
+
+
+def pkce_sign_in(
+    http: Poster, world: World, user: str, org: str | None = None, **kw: Any
+) -> dict[str, Any]:
+    """The extension's whole PKCE sign-in: approve, then redeem the code at the token endpoint."""
+    r, verifier = approve_pkce(http, world, user, org, **kw)
+    assert r.status_code == 200, r.text
+    r = http.post(
+        "/api/extension/auth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": r.json()["code"],
+            "code_verifier": verifier,
+            "redirect_uri": REDIRECT_URI,
+            "client_id": CLIENT_ID,
+        },
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
