@@ -11,7 +11,6 @@ payload (a verified token's) into one, refusing missing and unknown keys too.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -344,16 +343,12 @@ def build_claims(
 
 
 def new_jti() -> str:
-    """A random UUID (version 4) in its canonical text form: ``str(uuid.uuid4())``.
+    """A random UUID (version 4, from ``os.urandom``) in its canonical text form.
 
-    Built from 16 random bytes and ``bytes.hex`` directly: ``uuid.UUID``'s
-    checks and formatting cost twice as much, on every token issued.
+    The standard library's: a hand-made one saved 3.8 µs of a ~470 µs
+    issuance (docs/performance.md, "Issuance"), not worth a copy of RFC 4122.
     """
-    data = bytearray(os.urandom(16))
-    data[6] = (data[6] & 0x0F) | 0x40  # version 4
-    data[8] = (data[8] & 0x3F) | 0x80  # variant RFC 4122
-    h = data.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return str(uuid.uuid4())
 
 
 def validate_claims(payload: Mapping[str, Any]) -> TokenClaims:

@@ -14,8 +14,11 @@ app = typer.Typer(help="Local database life cycle and migrations.", no_args_is_h
 
 
 def local_dir() -> Path:
-    """``.local/`` of this checkout: demo data, the project-local database."""
-    return migrations.repo_root() / ".local"
+    """``.local/`` of this checkout (demo data, the project-local database), else of the cwd."""
+    try:
+        return migrations.repo_root() / ".local"
+    except migrations.MigrationError:
+        return Path.cwd() / ".local"
 
 
 def _project() -> localdb.ProjectDb:
@@ -54,13 +57,23 @@ def migrate(
             help="Apply sql/bootstrap first (the Supabase stand-in). Local/test databases only.",
         ),
     ] = False,
+    migrations_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--migrations-dir",
+            envvar=migrations.MIGRATIONS_DIR_ENV,
+            help="The migrations (a folder of .sql, or an unpacked issuer-supabase bundle); "
+            "default: the checkout's supabase/migrations.",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Apply supabase/migrations in version order, recorded like `supabase db push`."""
     url = resolve_database_url(database_url)
+    folder = migrations.migrations_dir(migrations_dir)  # before anything is applied
     if bootstrap:
         migrations.apply_bootstrap(url)
-    applied = migrations.migrate(url)
+    applied = migrations.migrate(url, folder)
     if json_out:
         emit_json({"applied": [{"version": m.version, "name": m.name} for m in applied]})
         return

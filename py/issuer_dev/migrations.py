@@ -12,6 +12,7 @@ privileges) is applied only to local and test databases, never to a project.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,10 @@ __all__ = [
     "MigrationError",
     "apply_bootstrap",
     "apply_sql_dir",
+    "bootstrap_dir",
     "discover",
     "migrate",
+    "migrations_dir",
     "repo_root",
     "split_statements",
 ]
@@ -37,13 +40,75 @@ class MigrationError(RuntimeError):
     """A migration could not be applied, or the database disagrees with the folder."""
 
 
+MIGRATIONS_DIR_ENV = "ISSUER_MIGRATIONS_DIR"
+"""A folder of migrations, or an unpacked ``make dist`` bundle (``issuer-supabase-<version>/``)."""
+BOOTSTRAP_DIR_ENV = "ISSUER_BOOTSTRAP_DIR"
+"""The Supabase stand-in's folder (``sql/bootstrap`` of a checkout): not in the bundle."""
+
+
 def repo_root() -> Path:
-    """The repository root (where ``supabase/`` and ``sql/`` live)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "supabase" / "migrations").is_dir() and (parent / "sql").is_dir():
-            return parent
-    raise MigrationError("cannot find the repository root (supabase/migrations and sql/)")
+    """The repository root (where ``supabase/`` and ``sql/`` live).
+
+    Found above this file (the harness run from a checkout), else above the
+    working directory (the harness installed, run inside a checkout).
+    """
+    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
+        for parent in (start, *start.parents):
+            if (parent / "supabase" / "migrations").is_dir() and (parent / "sql").is_dir():
+                return parent
+    raise MigrationError(
+        "cannot find the repository root (supabase/migrations and sql/) above "
+        f"{Path(__file__).parent} or the working directory"
+    )
+
+
+def _explicit(env: str, given: Path | str | None = None) -> Path | None:
+    value = str(given) if given else os.environ.get(env)
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        where = value if given else f"{env}={value}"
+        raise MigrationError(f"{where}: not a directory")
+    return folder
+
+
+def migrations_dir(given: Path | str | None = None) -> Path:
+    """Where the migrations are: ``given``, else ``$ISSUER_MIGRATIONS_DIR``, else the checkout's.
+
+    ``ISSUER_MIGRATIONS_DIR`` may name the folder of ``*.sql`` files, a
+    ``supabase/`` folder, or an unpacked ``issuer-supabase-<version>`` bundle
+    from ``make dist`` (its ``supabase/migrations``), so ``issuer db migrate`` and the demo work without a
+    checkout.
+    """
+    folder = _explicit(MIGRATIONS_DIR_ENV, given)
+    if folder is not None:
+        if not any(folder.glob("*.sql")):
+            for inside in (folder / "supabase" / "migrations", folder / "migrations"):
+                if inside.is_dir():
+                    return inside
+        return folder
+    try:
+        return repo_root() / "supabase" / "migrations"
+    except MigrationError as exc:
+        raise MigrationError(
+            f"{exc}; outside a checkout set {MIGRATIONS_DIR_ENV} to a migrations folder "
+            "or to an unpacked issuer-supabase-<version> bundle (make dist)"
+        ) from None
+
+
+def bootstrap_dir() -> Path:
+    """The Supabase stand-in: ``$ISSUER_BOOTSTRAP_DIR``, else the checkout's ``sql/bootstrap``."""
+    folder = _explicit(BOOTSTRAP_DIR_ENV)
+    if folder is not None:
+        return folder
+    try:
+        return repo_root() / "sql" / "bootstrap"
+    except MigrationError as exc:
+        raise MigrationError(
+            f"{exc}; the bootstrap (local and test databases only) is not in the "
+            f"release bundle: set {BOOTSTRAP_DIR_ENV} to a checkout's sql/bootstrap"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -59,7 +124,7 @@ class Migration:
 
 def discover(folder: Path | None = None) -> list[Migration]:
     """Migrations in version order; a file with a malformed name is an error."""
-    folder = folder or repo_root() / "supabase" / "migrations"
+    folder = migrations_dir(folder)
     found: list[Migration] = []
     for path in sorted(folder.glob("*.sql")):
         m = _NAME.match(path.name)
@@ -152,7 +217,7 @@ def apply_sql_dir(url: str, folder: Path) -> list[Path]:
 
 def apply_bootstrap(url: str) -> list[Path]:
     """The Supabase stand-in (``sql/bootstrap``); local and test databases only."""
-    return apply_sql_dir(url, repo_root() / "sql" / "bootstrap")
+    return apply_sql_dir(url, bootstrap_dir())
 
 
 _HISTORY_DDL = """

@@ -62,10 +62,16 @@ def test_every_pin_has_a_hash() -> None:
                 assert "--hash=sha256:" in block, (path.name, block.splitlines()[0])
 
 
-def test_uvicorn_stays_below_0_55() -> None:
-    """pyproject pins uvicorn's minor version on purpose (issuer.api.http_protocol)."""
-    version = pins(REQ / "runtime.txt")["uvicorn"][0]
-    assert version.startswith("0.54."), version
+def test_uvicorn_is_not_held_to_a_minor_version() -> None:
+    """Its security releases must be installable (issue 19).
+
+    issuer.api.http_protocol relies on non-public uvicorn methods; instead of a
+    pin, ``issuer serve`` probes its head limit at start-up and falls back to
+    h11 with the same limit (test_http_protocol.py).
+    """
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (spec,) = [Requirement(s) for s in project["dependencies"] if Requirement(s).name == "uvicorn"]
+    assert not any(c.operator in ("<", "<=", "==", "~=") for c in spec.specifier), str(spec)
 
 
 def test_this_environment_is_exactly_the_dev_lock() -> None:

@@ -24,7 +24,7 @@ def serve(
     """Serve the HTTP API (settings from the environment; see docs/operations.md)."""
     import uvicorn
 
-    from issuer.api.http_protocol import HeadLimitedHttpToolsProtocol
+    from issuer.api.http_protocol import choose_http
 
     settings = load_settings()  # fail here, with the variable's name, not inside a worker
     if settings.database_url:
@@ -52,8 +52,9 @@ def serve(
         # Request limits at the HTTP layer (F4, docs/reliability.md); the app
         # adds its own (issuer.api.app: 431 headers, 413 bodies, JSON depth).
         # httptools (C parser) with h11's 16 KB incomplete-head limit added
-        # back (issuer.api.http_protocol); uvloop when installed ("auto").
-        http=HeadLimitedHttpToolsProtocol,
+        # back (issuer.api.http_protocol), checked on the installed uvicorn;
+        # h11 with the same limit if that check fails. uvloop when installed.
+        **choose_http(),
         loop="auto",
         limit_concurrency=1000,  # more open connections/requests: 503
         timeout_keep_alive=5,  # idle keep-alive connections closed after 5 s

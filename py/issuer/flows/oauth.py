@@ -72,6 +72,21 @@ def check_client(issuer: Issuer, client_id: str, redirect_uri: str) -> None:
         raise BadRequest("redirect_uri is not registered for this client")
 
 
+def check_pkce_request(code_challenge_method: str, code_challenge: str, state: str) -> None:
+    """The PKCE parameters and ``state`` of an authorization request; ``BadRequest`` if not.
+
+    S256 only (O1: ``plain`` refused), a 43-character base64url challenge, a
+    ``state`` of 1 to ``MAX_STATE`` characters. The authorization page asks
+    this too, to answer the registered client before anyone signs in.
+    """
+    if code_challenge_method != "S256":
+        raise BadRequest("code_challenge_method must be S256")  # O1: plain refused
+    if not _CHALLENGE.match(code_challenge or ""):
+        raise BadRequest("code_challenge must be 43 base64url characters (S256)")
+    if not state or len(state) > MAX_STATE:
+        raise BadRequest(f"state must be 1 to {MAX_STATE} characters")
+
+
 def redirect_with(redirect_uri: str, params: dict[str, str]) -> str:
     parts = urlsplit(redirect_uri)
     query = parts.query + ("&" if parts.query else "") + urlencode(params)
@@ -93,12 +108,7 @@ def complete_vscode_auth(
 ) -> AuthorizationCode:
     """``iss``: the issuer identifier to add to the redirect (RFC 9207), when known."""
     check_client(issuer, client_id, redirect_uri)
-    if code_challenge_method != "S256":
-        raise BadRequest("code_challenge_method must be S256")  # O1: plain refused
-    if not _CHALLENGE.match(code_challenge or ""):
-        raise BadRequest("code_challenge must be 43 base64url characters (S256)")
-    if not state or len(state) > MAX_STATE:
-        raise BadRequest(f"state must be 1 to {MAX_STATE} characters")
+    check_pkce_request(code_challenge_method, code_challenge, state)
     # Decide the scope now, so the user sees a denial before the extension does.
     scope = resolve_scope(issuer, session, clerk_org_id, require_org=require_org)
     code = new_secret(CODE_PREFIX)
