@@ -759,6 +759,21 @@ def route_tests() -> dict[tuple[str, str], list[str]]:
                     *(_SUPPORT_HELPERS.get(n, set()) for n in re.findall(r"\b(\w+)\(", helper_text))
                 )
         helpers.update(_SUPPORT_HELPERS)
+        # A helper that calls a helper requests its routes too (to a fixpoint).
+        calls = {
+            node.name: set(re.findall(r"\b(\w+)\(", ast.get_source_segment(source, node) or ""))
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and not node.name.startswith("test")
+        }
+        changed = True
+        while changed:
+            changed = False
+            for name, called in calls.items():
+                more = set().union(*(helpers.get(c, set()) for c in called if c != name))
+                if not more <= helpers[name]:
+                    helpers[name] |= more
+                    changed = True
         for node in tree.body:
             if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue

@@ -132,6 +132,26 @@ def _assert_ledger_exactly_once(world: World, org: str, ok_keys: list[str]) -> N
     assert world.consistency_problems() == []
 
 
+def _usage_through(
+    world: World,
+    fake_clerk: FakeClerk,
+    bouncer: Pooler,
+    mode: str,
+    login: str,
+    tmp_path: Path,
+    clients: int,
+) -> None:
+    """``clients`` threads on POST /api/extension/usage through ``bouncer``: all 200, ledger exact."""
+    env = issuer_env(bouncer.url(_dbname(world), user=login), fake_clerk, DATABASE_POOLER=mode)
+    org = world.org(pool=10_000)
+    with issuer_serve(env, tmp_path) as served:
+        statuses, ok_keys = _hammer(world, served.url, org, clients=clients, per_client=4)
+        log = served.log()
+    assert statuses == Counter({"200": clients * 4}), (statuses, log[-3000:])
+    _assert_ledger_exactly_once(world, org, ok_keys)
+    assert world.pool_balance(org) == 10_000 - clients * 4
+
+
 @pytest.mark.parametrize("clients", [16, 64])
 def test_P1_transaction_pooler_concurrent_usage_no_5xx_no_hang_ledger_exact(
     world: World,
@@ -141,18 +161,9 @@ def test_P1_transaction_pooler_concurrent_usage_no_5xx_no_hang_ledger_exact(
     tmp_path: Path,
     clients: int,
 ) -> None:
-    env = issuer_env(
-        transaction_bouncer.url(_dbname(world), user=pooled_login),
-        fake_clerk,
-        DATABASE_POOLER="transaction",
+    _usage_through(
+        world, fake_clerk, transaction_bouncer, "transaction", pooled_login, tmp_path, clients
     )
-    org = world.org(pool=10_000)
-    with issuer_serve(env, tmp_path) as served:
-        statuses, ok_keys = _hammer(world, served.url, org, clients=clients, per_client=4)
-        log = served.log()
-    assert statuses == Counter({"200": clients * 4}), (statuses, log[-3000:])
-    _assert_ledger_exactly_once(world, org, ok_keys)
-    assert world.pool_balance(org) == 10_000 - clients * 4
 
 
 @pytest.mark.parametrize("clients", [16, 64])
@@ -164,18 +175,7 @@ def test_P1_session_pooler_concurrent_usage_no_5xx_no_hang_ledger_exact(
     tmp_path: Path,
     clients: int,
 ) -> None:
-    env = issuer_env(
-        session_bouncer.url(_dbname(world), user=pooled_login),
-        fake_clerk,
-        DATABASE_POOLER="session",
-    )
-    org = world.org(pool=10_000)
-    with issuer_serve(env, tmp_path) as served:
-        statuses, ok_keys = _hammer(world, served.url, org, clients=clients, per_client=4)
-        log = served.log()
-    assert statuses == Counter({"200": clients * 4}), (statuses, log[-3000:])
-    _assert_ledger_exactly_once(world, org, ok_keys)
-    assert world.pool_balance(org) == 10_000 - clients * 4
+    _usage_through(world, fake_clerk, session_bouncer, "session", pooled_login, tmp_path, clients)
 
 
 def test_P1_pooler_that_drops_options_leaves_superuser_issuer_refuses_to_start(
