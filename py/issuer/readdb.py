@@ -33,7 +33,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -41,6 +42,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from issuer.errors import ConfigError, DatabaseUnavailable
+from issuer.rpc import resolve_pooler, role_problem
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class ReadConfig:
     primary_url: str
     read_url: str | None = None
     role: str | None = "service_role"
+    pooler: str = "auto"
+    """``DATABASE_POOLER``, resolved for each URL as :func:`issuer.rpc.resolve_pooler` does."""
     max_lag: float = 30.0
     fallback: Fallback = "primary"
     connect_timeout: int = 2
@@ -93,6 +97,7 @@ class ReadConfig:
         """
         env = os.environ if env is None else env
         role = (env.get("DATABASE_ROLE", "service_role") or "").strip() or None
+        pooler = (env.get("DATABASE_POOLER") or "").strip() or "auto"
         read_url = (env.get("DATABASE_READ_URL") or "").strip() or None
         if read_url is not None and not read_url.startswith(("postgres://", "postgresql://")):
             raise ConfigError(
@@ -118,6 +123,7 @@ class ReadConfig:
             primary_url=primary_url,
             read_url=read_url,
             role=role,
+            pooler=pooler,
             max_lag=max_lag,
             fallback=cast(Fallback, fallback),
         )
@@ -158,18 +164,48 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _connect(config: ReadConfig, url: str) -> psycopg.Connection[dict[str, Any]]:
-    options = ["-c default_transaction_read_only=on"]
-    if config.role:
-        options.append(f"-c role={config.role}")
-    options.append(f"-c statement_timeout={int(config.statement_timeout * 1000)}")
-    return psycopg.connect(
+    """A read-only connection to ``url``, as rpc.py connects behind the same pooler.
+
+    Direct (``none``): read-only, the role and the statement timeout in the
+    startup packet. Behind a pooler nothing goes there (PgBouncer refuses
+    ``options``; a pooler may drop it): the login role's own defaults give
+    the role, which is checked, and :func:`_read_only` sets read-only and the
+    timeout inside the transaction of each read.
+    """
+    pooler = resolve_pooler(url, config.pooler)
+    options = []
+    if pooler == "none":
+        options.append("-c default_transaction_read_only=on")
+        if config.role:
+            options.append(f"-c role={config.role}")
+        options.append(f"-c statement_timeout={int(config.statement_timeout * 1000)}")
+    conn = psycopg.connect(
         url,
         autocommit=True,
         connect_timeout=max(2, config.connect_timeout),
         options=" ".join(options),
         application_name="issuer-read",
         row_factory=dict_row,
+        prepare_threshold=None,
     )
+    if pooler != "none" and config.role:
+        problem = role_problem(conn, config.role, pooler)
+        if problem is not None:
+            conn.close()
+            raise psycopg.OperationalError(problem)
+    return conn
+
+
+@contextmanager
+def _read_only(conn: psycopg.Connection[dict[str, Any]], config: ReadConfig) -> Iterator[None]:
+    """One read-only transaction with the statement timeout, whatever the pooler."""
+    with conn.transaction():
+        conn.execute("set transaction read only")
+        conn.execute(
+            "select pg_catalog.set_config('statement_timeout', %s, true)",
+            (str(int(config.statement_timeout * 1000)),),
+        )
+        yield
 
 
 def _sqlstate_class(exc: psycopg.Error) -> str | None:
@@ -184,15 +220,17 @@ def _on_replica(config: ReadConfig, url: str, query: str, params: Any) -> ReadRe
         raise _SkipReplica(f"replica unreachable: {_first_line(exc)}") from None
     with conn:
         try:
-            state = conn.execute(LAG_SQL).fetchone()
-            assert state is not None
-            lag = float(state["lag_seconds"])
-            if lag > config.max_lag:
-                shown = "unknown" if math.isinf(lag) else f"{lag:.1f} s"
-                raise _SkipReplica(
-                    f"replica lag {shown} over DATABASE_READ_MAX_LAG={config.max_lag:g} s", lag
-                )
-            rows = conn.execute(query, params).fetchall()
+            with _read_only(conn, config):
+                state = conn.execute(LAG_SQL).fetchone()
+                assert state is not None
+                lag = float(state["lag_seconds"])
+                if lag > config.max_lag:
+                    shown = "unknown" if math.isinf(lag) else f"{lag:.1f} s"
+                    raise _SkipReplica(
+                        f"replica lag {shown} over DATABASE_READ_MAX_LAG={config.max_lag:g} s",
+                        lag,
+                    )
+                rows = conn.execute(query, params).fetchall()
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError) or (
                 _sqlstate_class(exc) in _RETRY_ELSEWHERE
@@ -213,8 +251,9 @@ def _on_primary(
         raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from None
     with conn:
         try:
-            in_recovery = conn.execute("select pg_catalog.pg_is_in_recovery() as r").fetchone()
-            rows = conn.execute(query, params).fetchall()
+            with _read_only(conn, config):
+                in_recovery = conn.execute("select pg_catalog.pg_is_in_recovery() as r").fetchone()
+                rows = conn.execute(query, params).fetchall()
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError) or (
                 _sqlstate_class(exc) in _RETRY_ELSEWHERE

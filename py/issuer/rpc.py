@@ -39,6 +39,7 @@ import httpx
 import psycopg
 import psycopg.errors
 from psycopg import sql
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -324,7 +325,7 @@ def role_problem(conn: psycopg.Connection[Any], role: str, pooler: Pooler) -> st
     option ``-c role=`` would otherwise leave the issuer running as its login
     role, a superuser on a local server (SECURITY.md: fail closed).
     """
-    row = conn.execute(_ROLE_QUERY, prepare=False).fetchone()
+    row = conn.cursor(row_factory=tuple_row).execute(_ROLE_QUERY, prepare=False).fetchone()
     current, session = (row[0], row[1]) if row else ("?", "?")
     if current == role:
         return None

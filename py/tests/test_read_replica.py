@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from issuer.errors import DatabaseUnavailable
 from issuer.readdb import ReadConfig, read
 from issuer_dev.fake_clerk import FakeClerk
+from support.pooler import pgbouncer
 from support.replica import ReplicaPair
 from support.world import World, make_world
 
@@ -270,3 +272,50 @@ def test_P3_read_settings_are_validated_without_echoing_values() -> None:
         30,
         "primary",
     )
+
+
+def test_P1_P3_a_replica_behind_a_transaction_pooler_is_read_without_startup_options(
+    rworld: World, replica_pair: ReplicaPair
+) -> None:
+    """Supabase's read replicas have pooled connection strings too (P1 x P3).
+
+    PgBouncer refuses the startup option ``options``; before the read path
+    followed DATABASE_POOLER, every pooled replica read failed at connect and
+    fell back to the primary (or 503 with refuse).
+    """
+    org, token = _org_with_spender(rworld)
+    _spend(rworld, token)
+    login = f"issuer_read_{os.getpid()}"
+    with psycopg.connect(replica_pair.primary_url, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("create role {} login noinherit in role service_role").format(
+                psycopg.sql.Identifier(login)
+            )
+        )
+        conn.execute(
+            psycopg.sql.SQL("alter role {} in database {} set role = service_role").format(
+                psycopg.sql.Identifier(login), psycopg.sql.Identifier(replica_pair.dbname)
+            )
+        )
+    replica_pair.wait_caught_up()
+    with pgbouncer(
+        replica_pair.replica_url, mode="transaction", users=[login, "postgres"]
+    ) as bouncer:
+        pooled = bouncer.url(replica_pair.dbname, user=login)
+        config = _config(replica_pair, read_url=pooled, pooler="transaction", fallback="refuse")
+        where = read(config, WHERE_SQL)
+        assert where.served_by == "replica"
+        assert where.rows == [
+            {
+                "in_recovery": True,
+                "port": replica_pair.replica.port,
+                "read_only": "on",
+                "who": "service_role",
+            }
+        ]
+        assert _deductions(read(config, USAGE_SQL, {"org": org}).rows) == 1
+        # A pooled login that is not service_role is never read through (fail closed).
+        superuser = bouncer.url(replica_pair.dbname)
+        wrong = _config(replica_pair, read_url=superuser, pooler="transaction", fallback="refuse")
+        with pytest.raises(DatabaseUnavailable, match="run as 'postgres'"):
+            read(wrong, WHERE_SQL)
