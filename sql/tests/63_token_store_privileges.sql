@@ -156,8 +156,8 @@ select is_empty(
     'no token-store RPC answers in jsonb: named composites, a table, or one scalar'
 );
 select function_returns(
-    'public', 'check_org_scope', array['text', 'text'], 'org_scope_check',
-    'check_org_scope returns public.org_scope_check'
+    'public', 'check_org_scope', array['text', 'text'], 'org_scope_result',
+    'check_org_scope returns public.org_scope_result'
 );
 select function_returns(
     'public', 'validate_extension_token', array['text'], 'extension_token_result',
@@ -172,24 +172,24 @@ select ok(
     'list_extension_tokens returns a table (one row per token)'
 );
 select function_returns(
-    'public', 'consume_oauth_code', array['text', 'text', 'text', 'text'], 'token_grant',
-    'consume_oauth_code returns public.token_grant'
+    'public', 'consume_oauth_code', array['text', 'text', 'text', 'text'], 'token_grant_result',
+    'consume_oauth_code returns public.token_grant_result'
 );
 select function_returns(
     'public', 'rotate_refresh_token', array['text', 'text', 'text', 'timestamp with time zone', 'integer', 'integer'],
-    'token_grant', 'rotate_refresh_token returns public.token_grant'
+    'token_grant_result', 'rotate_refresh_token returns public.token_grant_result'
 );
 select function_returns(
-    'public', 'poll_device_code', array['text', 'text'], 'token_grant',
-    'poll_device_code returns public.token_grant, like the other grants of the token endpoint'
+    'public', 'poll_device_code', array['text', 'text'], 'token_grant_result',
+    'poll_device_code returns public.token_grant_result, like the other grants of the token endpoint'
 );
 select function_returns(
-    'public', 'decide_device_code', array['text', 'text', 'boolean', 'text', 'text'], 'device_decision',
-    'decide_device_code returns public.device_decision'
+    'public', 'decide_device_code', array['text', 'text', 'boolean', 'text', 'text'], 'device_decision_result',
+    'decide_device_code returns public.device_decision_result'
 );
 select function_returns(
-    'public', 'purge_expired_tokens', array['interval'], 'token_purge',
-    'purge_expired_tokens returns public.token_purge'
+    'public', 'purge_expired_tokens', array['interval'], 'token_purge_result',
+    'purge_expired_tokens returns public.token_purge_result'
 );
 select
     function_privs_are(

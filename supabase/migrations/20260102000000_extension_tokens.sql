@@ -16,7 +16,7 @@
 -- no returns a named composite whose ok is false and whose reason is a stable
 -- word; bad input raises SQLSTATE 22023 naming the argument. Here:
 -- public.extension_token_result (validate_extension_token,
--- rotate_extension_token) and public.org_scope_check (check_org_scope).
+-- rotate_extension_token) and public.org_scope_result (check_org_scope).
 
 -- Private helpers -----------------------------------------------------------
 
@@ -126,14 +126,14 @@ comment on column public.extension_tokens.chain_started_at is
 
 -- Result types --------------------------------------------------------------
 
-create type public.org_scope_check as (
+create type public.org_scope_result as (
     org_scope text,
     org_scope_reason text,
     seat_role text,
     seat_status text
 );
 
-comment on type public.org_scope_check is
+comment on type public.org_scope_result is
 'Result of check_org_scope (L5). org_scope: active (the user holds an active seat in the org) or '
 'lost (org_scope_reason no_active_seat: suspended, revoked, pending, or no seat / org / user); '
 'null for a personal token. seat_role: the seat''s role, null when lost. seat_status: the seat''s '
@@ -185,7 +185,7 @@ comment on function private.extension_token_refusal(text) is
 -- RPCs ----------------------------------------------------------------------
 
 create function public.check_org_scope(p_clerk_user_id text, p_clerk_org_id text)
-returns public.org_scope_check
+returns public.org_scope_result
 language sql
 stable
 security invoker
@@ -216,7 +216,7 @@ from public, anon, authenticated, service_role;
 grant execute on function public.check_org_scope(text, text) to service_role;
 
 comment on function public.check_org_scope(text, text) is
-'L5: whether an org-scoped token''s scope still holds, as public.org_scope_check: org_scope '
+'L5: whether an org-scoped token''s scope still holds, as public.org_scope_result: org_scope '
 'active with seat_role when the user holds an active seat in the org, else lost with '
 'org_scope_reason no_active_seat and seat_status (suspended, revoked, pending; null without a '
 'seat, org or user). Every field null for p_clerk_org_id null. service_role only.';
@@ -281,7 +281,7 @@ set search_path = ''
 as $$
 declare
     v_token public.extension_tokens%rowtype;
-    v_scope public.org_scope_check;
+    v_scope public.org_scope_result;
 begin
     perform private.require_sha256_hex(p_token_hash, 'p_token_hash');
 

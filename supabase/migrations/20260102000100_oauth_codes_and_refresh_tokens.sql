@@ -21,7 +21,7 @@
 -- Result convention (docs/database.md, "Conventions"): the three grants of
 -- the token endpoint (consume_oauth_code, rotate_refresh_token and, in
 -- 20260108000000_device_codes.sql, poll_device_code) return one named
--- composite, public.token_grant: ok, or the OAuth error with a stable reason.
+-- composite, public.token_grant_result: ok, or the OAuth error with a stable reason.
 -- Bad input raises SQLSTATE 22023 naming the argument.
 
 -- Private helpers -----------------------------------------------------------
@@ -66,7 +66,7 @@ comment on function private.lock_refresh_family(uuid) is
 
 -- Result types --------------------------------------------------------------
 
-create type public.token_grant as (
+create type public.token_grant_result as (
     ok boolean,
     error text,
     reason text,
@@ -80,7 +80,7 @@ create type public.token_grant as (
     interval_seconds integer
 );
 
-comment on type public.token_grant is
+comment on type public.token_grant_result is
 'Result of the token endpoint''s grants: consume_oauth_code, rotate_refresh_token, '
 'poll_device_code. ok: tokens may be issued to clerk_user_id (clerk_org_id: the org granted, '
 'null = personal; email: for the email claim, L9); code_id, family_id or device_code_id names '
@@ -89,13 +89,13 @@ comment on type public.token_grant is
 'why (the error itself when there is nothing more to say); family_revoked: a reused refresh token '
 'revoked its family; interval_seconds: the device poll interval to keep.';
 
-create type public.token_purge as (
+create type public.token_purge_result as (
     extension_tokens bigint,
     oauth_codes bigint,
     refresh_tokens bigint
 );
 
-comment on type public.token_purge is
+comment on type public.token_purge_result is
 'Result of purge_expired_tokens: how many rows it deleted from each token store.';
 
 create function private.token_grant_ok(
@@ -106,7 +106,7 @@ create function private.token_grant_ok(
     p_family_id uuid default null,
     p_device_code_id uuid default null
 )
-returns public.token_grant
+returns public.token_grant_result
 language sql
 immutable
 set search_path = ''
@@ -114,7 +114,7 @@ as $$
     select row(
         true, null, null, p_clerk_user_id, p_clerk_org_id, p_email, p_code_id, p_family_id,
         p_device_code_id, null, null
-    )::public.token_grant
+    )::public.token_grant_result
 $$;
 
 create function private.token_grant_refusal(
@@ -123,7 +123,7 @@ create function private.token_grant_refusal(
     p_family_revoked boolean default null,
     p_interval_seconds integer default null
 )
-returns public.token_grant
+returns public.token_grant_result
 language sql
 immutable
 set search_path = ''
@@ -131,7 +131,7 @@ as $$
     select row(
         false, p_error, p_reason, null, null, null, null, null, null, p_family_revoked,
         p_interval_seconds
-    )::public.token_grant
+    )::public.token_grant_result
 $$;
 
 revoke all on function private.token_grant_ok(text, text, text, uuid, uuid, uuid)
@@ -140,10 +140,10 @@ revoke all on function private.token_grant_refusal(text, text, boolean, integer)
 from public, anon, authenticated, service_role;
 
 comment on function private.token_grant_ok(text, text, text, uuid, uuid, uuid) is
-'The success row of a token-endpoint grant (public.token_grant): who, which org, which email, and '
+'The success row of a token-endpoint grant (public.token_grant_result): who, which org, which email, and '
 'what was redeemed.';
 comment on function private.token_grant_refusal(text, text, boolean, integer) is
-'The refusal row of a token-endpoint grant (public.token_grant): the OAuth error, its stable '
+'The refusal row of a token-endpoint grant (public.token_grant_result): the OAuth error, its stable '
 'reason, and for some refusals family_revoked or interval_seconds.';
 
 -- Tables --------------------------------------------------------------------
@@ -345,7 +345,7 @@ create function public.consume_oauth_code(
     p_redirect_uri text,
     p_code_verifier text
 )
-returns public.token_grant
+returns public.token_grant_result
 language plpgsql
 security definer
 set search_path = ''
@@ -445,7 +445,7 @@ grant execute on function public.consume_oauth_code(text, text, text, text)
 to service_role;
 
 comment on function public.consume_oauth_code(text, text, text, text) is
-'Redeems an authorization code once, as public.token_grant: ok with code_id, clerk_user_id, '
+'Redeems an authorization code once, as public.token_grant_result: ok with code_id, clerk_user_id, '
 'clerk_org_id and email, or ok false with error invalid_grant and reason unknown_code, expired, '
 'client_mismatch, redirect_uri_mismatch, pkce_mismatch, already_used or invalid_verifier. S256 is verified in the '
 'statement that marks the code consumed. A redemption of an already consumed code revokes every '
@@ -545,7 +545,7 @@ create function public.rotate_refresh_token(
     p_grace_seconds integer default 0,
     p_max_lifetime_seconds integer default null
 )
-returns public.token_grant
+returns public.token_grant_result
 language plpgsql
 security definer
 set search_path = ''
@@ -693,7 +693,7 @@ grant execute on function public.rotate_refresh_token(text, text, text, timestam
 to service_role;
 
 comment on function public.rotate_refresh_token(text, text, text, timestamptz, integer, integer) is
-'Exchanges a live refresh token for a new one in the same family, as public.token_grant: ok '
+'Exchanges a live refresh token for a new one in the same family, as public.token_grant_result: ok '
 'with family_id, clerk_user_id, clerk_org_id and email, or ok false with error invalid_grant and '
 'reason unknown, expired, revoked, client_mismatch or reused. A rotated token presented again '
 'revokes the whole family (reason reused, family_revoked true) unless it was rotated less than '
@@ -758,7 +758,7 @@ comment on function public.revoke_refresh_token(text) is
 -- Operations --------------------------------------------------------------------
 
 create function public.purge_expired_tokens(p_retention interval default interval '7 days')
-returns public.token_purge
+returns public.token_purge_result
 language plpgsql
 security definer
 set search_path = ''
@@ -795,7 +795,7 @@ begin
     where c.expires_at < v_cutoff;
     get diagnostics v_oauth_codes = row_count;
 
-    return row(v_extension_tokens, v_oauth_codes, v_refresh_tokens)::public.token_purge;
+    return row(v_extension_tokens, v_oauth_codes, v_refresh_tokens)::public.token_purge_result;
 end
 $$;
 
@@ -806,5 +806,5 @@ grant execute on function public.purge_expired_tokens(interval) to service_role;
 comment on function public.purge_expired_tokens(interval) is
 'Operations: deletes extension tokens expired or revoked, authorization codes expired, and '
 'refresh-token families whose newest token expired, more than p_retention (default 7 days) ago. '
-'Returns the counts as public.token_purge (extension_tokens, oauth_codes, refresh_tokens). '
+'Returns the counts as public.token_purge_result (extension_tokens, oauth_codes, refresh_tokens). '
 'service_role only.';

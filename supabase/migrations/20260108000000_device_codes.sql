@@ -20,8 +20,8 @@
 -- Only service_role reaches any of it, through the RPCs below.
 --
 -- Result convention (docs/database.md, "Conventions"): poll_device_code
--- answers with public.token_grant like the other grants of the token
--- endpoint (20260102000100); decide_device_code with public.device_decision.
+-- answers with public.token_grant_result like the other grants of the token
+-- endpoint (20260102000100); decide_device_code with public.device_decision_result.
 -- Refusals are values with a stable reason; bad input raises SQLSTATE 22023
 -- naming the argument.
 
@@ -90,7 +90,7 @@ comment on table public.device_code_attempts is
 
 -- Result type ---------------------------------------------------------------
 
-create type public.device_decision as (
+create type public.device_decision_result as (
     ok boolean,
     reason text,
     status text,
@@ -98,7 +98,7 @@ create type public.device_decision as (
     retry_at timestamptz
 );
 
-comment on type public.device_decision is
+comment on type public.device_decision_result is
 'Result of decide_device_code. ok: the decision was recorded; status approved or denied, '
 'client_id the client that asked. Else reason: unknown_code (counted as a wrong guess), expired, '
 'already_decided or rate_limited (with retry_at, when the user may try again).';
@@ -163,7 +163,7 @@ create function public.decide_device_code(
     p_clerk_org_id text default null,
     p_email text default null
 )
-returns public.device_decision
+returns public.device_decision_result
 language plpgsql
 security definer
 set search_path = ''
@@ -204,7 +204,7 @@ begin
     if v_attempts.failures >= 10 then
         return row(
             false, 'rate_limited', null, null, v_attempts.window_started_at + interval '15 minutes'
-        )::public.device_decision;
+        )::public.device_decision_result;
     end if;
 
     update public.device_codes as d
@@ -219,7 +219,7 @@ begin
     returning d.* into v_code;
 
     if found then
-        return row(true, null, v_code.status, v_code.client_id, null)::public.device_decision;
+        return row(true, null, v_code.status, v_code.client_id, null)::public.device_decision_result;
     end if;
 
     select d.*
@@ -231,13 +231,13 @@ begin
         update public.device_code_attempts as a
         set failures = a.failures + 1
         where a.clerk_user_id = p_clerk_user_id;
-        return row(false, 'unknown_code', null, null, null)::public.device_decision;
+        return row(false, 'unknown_code', null, null, null)::public.device_decision_result;
     end if;
 
     return row(
         false, case when v_code.status <> 'pending' then 'already_decided' else 'expired' end,
         null, null, null
-    )::public.device_decision;
+    )::public.device_decision_result;
 end
 $$;
 
@@ -248,7 +248,7 @@ to service_role;
 
 comment on function public.decide_device_code(text, text, boolean, text, text) is
 'The signed-in user approves (with the chosen org, null = Personal) or denies the pending device '
-'authorization of a user code, as public.device_decision: ok with status and client_id, or ok '
+'authorization of a user code, as public.device_decision_result: ok with status and client_id, or ok '
 'false with reason unknown_code (counted as a wrong guess), expired, already_decided or '
 'rate_limited (10 wrong guesses in 15 minutes; with retry_at). The issuer checks membership and '
 'seat before approving. '
@@ -259,7 +259,7 @@ create function public.poll_device_code(
     p_device_code_hash text,
     p_client_id text
 )
-returns public.token_grant
+returns public.token_grant_result
 language plpgsql
 security definer
 set search_path = ''
@@ -335,7 +335,7 @@ grant execute on function public.poll_device_code(text, text)
 to service_role;
 
 comment on function public.poll_device_code(text, text) is
-'The token endpoint''s device_code grant, as public.token_grant: ok with device_code_id, '
+'The token endpoint''s device_code grant, as public.token_grant_result: ok with device_code_id, '
 'clerk_user_id, clerk_org_id and email exactly once for an approved code (then consumed), else ok '
 'false with error authorization_pending or slow_down (both with interval_seconds, slow_down''s '
 'grown by 5), access_denied, expired_token (reason: the error again) or invalid_grant (reason '
