@@ -44,6 +44,7 @@ from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from issuer.errors import BadRequest, ConfigError, DatabaseUnavailable
+from issuer.rpc_generated import RpcMethods
 
 log = logging.getLogger(__name__)
 
@@ -154,15 +155,24 @@ def _jsonable(value: Any) -> Any:
 
 
 class Backend(Protocol):
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any: ...
+    """Runs one RPC; the answer as JSON (a dict for a row, a list for a set)."""
+
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, setof: bool = False
+    ) -> Any: ...
 
     def ping(self) -> bool: ...
 
     def close(self) -> None: ...
 
 
-class Rpc:
-    """Typed wrappers over the database contract (ARCHITECTURE.md)."""
+class Rpc(RpcMethods):
+    """Typed wrappers over the database contract (ARCHITECTURE.md).
+
+    The token-store RPCs are the keyword-only methods of
+    :class:`~issuer.rpc_generated.RpcMethods` (``p_...`` arguments, results as
+    frozen dataclasses); :meth:`invoke` runs them on the backend.
+    """
 
     #: functions whose result is a composite row (returned as a dict)
     COMPOSITE: ClassVar[frozenset[str]] = frozenset(
@@ -175,6 +185,17 @@ class Rpc:
     def _call(self, fn: str, **params: Any) -> Any:
         clean = {k: _jsonable(v) for k, v in params.items()}
         return self.backend.call(fn, clean, composite=fn in self.COMPOSITE)
+
+    def invoke(
+        self,
+        fn: str,
+        params: dict[str, Any],
+        *,
+        shape: Literal["row", "scalar"],
+        setof: bool,
+    ) -> Any:
+        clean = {k: _jsonable(v) for k, v in params.items()}
+        return self.backend.call(fn, clean, composite=shape == "row" and not setof, setof=setof)
 
     def ping(self) -> bool:
         return self.backend.ping()
@@ -505,7 +526,7 @@ class PsycopgRpc:
         self.pool.open(wait=open_wait, timeout=acquire_timeout)
         self._checker = threading.Thread(target=self._check_loop, daemon=True, name="pool-check")
         self._checker.start()
-        self._sql_cache: dict[tuple[str, tuple[str, ...], bool], _Statement] = {}
+        self._sql_cache: dict[tuple[str, tuple[str, ...], bool, bool], _Statement] = {}
         self._ping = _Statement(sql.SQL("select 1"))
         self.statements_sent = 0
         """Statements this backend sent (each one round trip); tests count them."""
@@ -572,15 +593,23 @@ class PsycopgRpc:
         return False
 
     # -- calls -----------------------------------------------------------------
-    def _statement(self, fn: str, names: tuple[str, ...], composite: bool) -> _Statement:
-        key = (fn, names, composite)
+    def _statement(
+        self, fn: str, names: tuple[str, ...], composite: bool, setof: bool = False
+    ) -> _Statement:
+        key = (fn, names, composite, setof)
         stmt = self._sql_cache.get(key)
         if stmt is None:
             args = sql.SQL(", ").join(
                 sql.SQL("{} => {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in names
             )
             target = sql.SQL("public.{}({})").format(sql.Identifier(fn), args)
-            if composite:
+            if setof:
+                # One JSON array, in the function's order (as PostgREST does it).
+                composed = sql.SQL(
+                    "select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), "
+                    "'[]'::jsonb) from {} as r"
+                ).format(target)
+            elif composite:
                 composed = sql.SQL("select pg_catalog.to_jsonb(r) from {} as r").format(target)
             else:
                 composed = sql.SQL("select pg_catalog.to_jsonb({})").format(target)
@@ -590,10 +619,12 @@ class PsycopgRpc:
     def _timeout(self) -> float:
         return self.acquire_timeout if self._available.is_set() else self.unavailable_timeout
 
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any:
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, setof: bool = False
+    ) -> Any:
         names = tuple(sorted(params))
         values = {k: (Jsonb(v) if isinstance(v, dict | list) else v) for k, v in params.items()}
-        row = self._execute(self._statement(fn, names, composite), values)
+        row = self._execute(self._statement(fn, names, composite, setof), values)
         return None if row is None else row[0]
 
     def _execute(
@@ -723,7 +754,11 @@ class PostgrestRpc:
             ),
         )
 
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any:
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, setof: bool = False
+    ) -> Any:
+        # PostgREST answers a set-returning function with a JSON array and a
+        # composite one with an object: the shape needs no flag here.
         from postgrest.exceptions import APIError
 
         try:

@@ -168,8 +168,7 @@ def mint(
             token = keys.sign(claims)
             if kind == TOKEN_TYPE_EXTENSION:
                 token_id = str(
-                    rpc.call(
-                        "create_extension_token",
+                    rpc.create_extension_token(
                         p_clerk_user_id=sub,
                         p_token_hash=token_hash(token),
                         p_name=name,
@@ -242,8 +241,8 @@ def verify(
         url = _store_url(database_url)
         if url is not None:
             with open_rpc(url) as rpc:
-                row = rpc.call("validate_extension_token", p_token_hash=token_hash(raw))
-            if not isinstance(row, dict) or row.get("clerk_user_id") != claims.sub:
+                row = rpc.validate_extension_token(p_token_hash=token_hash(raw))
+            if not row.ok or row.clerk_user_id != claims.sub:
                 raise InvalidToken("revoked")
             store_checked = True
     if json_out:
