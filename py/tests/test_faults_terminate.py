@@ -67,7 +67,11 @@ def test_F2_terminated_mid_deduction_through_the_issuer_client(world: World) -> 
         while time.monotonic() < deadline:
             try:
                 r = rpc.deduct_credits_pooled(
-                    user, amount, "f2", clerk_org_id=org, idempotency_key=key
+                    p_clerk_user_id=user,
+                    p_amount=amount,
+                    p_description="f2",
+                    p_clerk_org_id=org,
+                    p_idempotency_key=key,
                 )
             except DatabaseUnavailable:
                 with lock:
