@@ -14,7 +14,9 @@ every function in ``public`` that ``service_role`` may execute, and writes:
 * ``supabase/functions/_shared/db_types.ts`` and ``extension/src/db_types.ts``:
   the same result types and one argument interface per RPC, in TypeScript
   (the same text twice: the edge functions and the extension are built by
-  different tools, Deno and tsc/esbuild, from different roots).
+  different tools, Deno and tsc/esbuild, from different roots);
+* the claim constants derived from ``schema/claims.schema.json``
+  (:mod:`issuer_dev.gen_claims`).
 
 The conventions (docs/database.md, "The typed client"):
 
@@ -44,7 +46,7 @@ from pathlib import Path
 
 import psycopg
 
-from issuer_dev import localdb, migrations
+from issuer_dev import gen_claims, localdb, migrations
 
 PY_OUT = Path("py/issuer/rpc_generated.py")
 TS_OUTS = (Path("supabase/functions/_shared/db_types.ts"), Path("extension/src/db_types.ts"))
@@ -538,13 +540,13 @@ def render_ts(cat: Catalog) -> str:
 # -- formatting and writing --------------------------------------------------------
 
 
-def _format_python(text: str, root: Path) -> str:
+def _format_python(text: str, root: Path, name: Path = PY_OUT) -> str:
     for args in (
         ["check", "--fix-only", "--exit-zero", "--quiet"],
         ["format", "--quiet"],
     ):
         text = subprocess.run(
-            [sys.executable, "-m", "ruff", *args, "--stdin-filename", str(PY_OUT), "-"],
+            [sys.executable, "-m", "ruff", *args, "--stdin-filename", str(name), "-"],
             input=text,
             capture_output=True,
             text=True,
@@ -579,6 +581,11 @@ def render(url: str, root: Path) -> dict[Path, str]:
     ts = _format_ts(render_ts(cat), root)
     files = {PY_OUT: _format_python(render_python(cat), root)}
     files.update({p: ts for p in TS_OUTS})
+    # The claim schema's derived files (gen_claims): no database needed.
+    claims_py, claims_ts = gen_claims.render(root)
+    files[gen_claims.PY_OUT] = _format_python(claims_py, root, gen_claims.PY_OUT)
+    claims_ts = _format_ts(claims_ts, root)
+    files.update({p: claims_ts for p in gen_claims.TS_OUTS})
     return files
 
 
