@@ -13,9 +13,12 @@ One interface (:class:`Rpc`), two backends chosen by configuration:
 * :class:`PostgrestRpc`: supabase-py over PostgREST (``SUPABASE_URL`` +
   ``SUPABASE_SERVICE_ROLE_KEY``).
 
-Business rules are not here: Postgres decides, this module asks. Both
-backends return the same plain values (``dict`` for jsonb, :class:`CreditResult`
-for ``public.credit_result``). A database that cannot be reached raises
+Business rules are not here: Postgres decides, this module asks. The typed
+methods (one per RPC, keyword arguments named as in SQL, frozen dataclasses as
+results) are generated from the catalog into :mod:`issuer.rpc_generated`
+(``make gen``); :class:`Rpc` inherits them and runs them on either backend,
+both of which answer JSON that :mod:`issuer.rpc_decode` turns into typed values.
+A database that cannot be reached raises
 :class:`~issuer.errors.DatabaseUnavailable` (HTTP 503, retryable); bad input
 that the database refuses (SQLSTATE 22023 and friends) raises :class:`RpcError`
 with the SQLSTATE and the database's message.
@@ -29,11 +32,9 @@ import select
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
-from uuid import UUID
 
 import httpx
 import psycopg
@@ -44,7 +45,8 @@ from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from issuer.errors import BadRequest, ConfigError, DatabaseUnavailable
-from issuer.rpc_generated import RpcMethods
+from issuer.rpc_decode import to_param
+from issuer.rpc_generated import RPC_SHAPES, CreditResult, RpcMethods
 
 log = logging.getLogger(__name__)
 
@@ -114,46 +116,6 @@ def rpc_error(sqlstate: str | None, message: str) -> Exception:
     return RpcBug(f"{sqlstate}: {message}")
 
 
-@dataclass(frozen=True)
-class CreditResult:
-    """``public.credit_result``: the answer of every balance-changing RPC."""
-
-    ok: bool
-    pool: str | None
-    reason: str | None
-    transaction_id: str | None
-    amount: Decimal | None
-    balance: Decimal | None
-    replayed: bool
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CreditResult:
-        def dec(v: Any) -> Decimal | None:
-            return None if v is None else Decimal(str(v))
-
-        return cls(
-            ok=bool(data.get("ok")),
-            pool=data.get("pool"),
-            reason=data.get("reason"),
-            transaction_id=None
-            if data.get("transaction_id") is None
-            else str(data["transaction_id"]),
-            amount=dec(data.get("amount")),
-            balance=dec(data.get("balance")),
-            replayed=bool(data.get("replayed")),
-        )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
 class Backend(Protocol):
     """Runs one RPC; the answer as JSON (a dict for a row, a list for a set)."""
 
@@ -167,24 +129,15 @@ class Backend(Protocol):
 
 
 class Rpc(RpcMethods):
-    """Typed wrappers over the database contract (ARCHITECTURE.md).
+    """The database contract (ARCHITECTURE.md), typed: one method per RPC.
 
-    The token-store RPCs are the keyword-only methods of
-    :class:`~issuer.rpc_generated.RpcMethods` (``p_...`` arguments, results as
-    frozen dataclasses); :meth:`invoke` runs them on the backend.
+    The methods are generated from the catalog (:mod:`issuer.rpc_generated`,
+    ``make gen``): keyword arguments named as in SQL (``p_...``), results as
+    frozen dataclasses. This class only runs them on a backend.
     """
-
-    #: functions whose result is a composite row (returned as a dict)
-    COMPOSITE: ClassVar[frozenset[str]] = frozenset(
-        {"deduct_credits_pooled", "grant_credits", "refund_credits"}
-    )
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-
-    def _call(self, fn: str, **params: Any) -> Any:
-        clean = {k: _jsonable(v) for k, v in params.items()}
-        return self.backend.call(fn, clean, composite=fn in self.COMPOSITE)
 
     def invoke(
         self,
@@ -194,8 +147,11 @@ class Rpc(RpcMethods):
         shape: Literal["row", "scalar"],
         setof: bool,
     ) -> Any:
-        clean = {k: _jsonable(v) for k, v in params.items()}
-        return self.backend.call(fn, clean, composite=shape == "row" and not setof, setof=setof)
+        clean = {k: to_param(v) for k, v in params.items()}
+        if setof:
+            return self.backend.call(fn, clean, setof=True)
+        # (A backend written before set-returning RPCs need not know ``setof``.)
+        return self.backend.call(fn, clean, composite=shape == "row")
 
     def ping(self) -> bool:
         return self.backend.ping()
@@ -203,74 +159,10 @@ class Rpc(RpcMethods):
     def close(self) -> None:
         self.backend.close()
 
-    # -- attribution and credits -------------------------------------------
-    def resolve_org_attribution(
-        self, clerk_user_id: str, clerk_org_id: str
-    ) -> dict[str, Any] | None:
-        result = self._call(
-            "resolve_org_attribution", p_clerk_user_id=clerk_user_id, p_clerk_org_id=clerk_org_id
-        )
-        return result if isinstance(result, dict) else None
-
-    def resolve_token_subject(
-        self, clerk_user_id: str, clerk_org_id: str | None
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        """``resolve_org_attribution``'s object (or ``None``) and ``users.email``, in one call (L9)."""
-        result = self._call(
-            "resolve_token_subject", p_clerk_user_id=clerk_user_id, p_clerk_org_id=clerk_org_id
-        )
-        if not isinstance(result, dict):
-            return None, None
-        attribution = result.get("attribution")
-        email = result.get("email")
-        return (
-            attribution if isinstance(attribution, dict) else None,
-            email if isinstance(email, str) else None,
-        )
-
-    def deduct_credits_pooled(
-        self,
-        clerk_user_id: str,
-        amount: Decimal | str | int,
-        description: str,
-        clerk_org_id: str | None = None,
-        idempotency_key: str | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> CreditResult:
-        row = self._call(
-            "deduct_credits_pooled",
-            p_clerk_user_id=clerk_user_id,
-            p_amount=Decimal(str(amount)),
-            p_description=description,
-            p_clerk_org_id=clerk_org_id,
-            p_idempotency_key=idempotency_key,
-            p_context=context if context is not None else {},
-        )
-        return CreditResult.from_json(row)
-
-    def grant_credits(
-        self,
-        amount: Decimal | str | int,
-        description: str,
-        clerk_user_id: str | None = None,
-        clerk_org_id: str | None = None,
-        idempotency_key: str | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> CreditResult:
-        row = self._call(
-            "grant_credits",
-            p_amount=Decimal(str(amount)),
-            p_description=description,
-            p_clerk_user_id=clerk_user_id,
-            p_clerk_org_id=clerk_org_id,
-            p_idempotency_key=idempotency_key,
-            p_context=context if context is not None else {},
-        )
-        return CreditResult.from_json(row)
-
     def call(self, fn: str, **params: Any) -> Any:
-        """Any other RPC of the contract, by name (named ``p_`` arguments)."""
-        return self._call(fn, **params)
+        """Any RPC by name, untyped (named ``p_`` arguments): prefer the typed methods."""
+        shape, setof = RPC_SHAPES.get(fn, ("scalar", False))
+        return self.invoke(fn, params, shape=shape, setof=setof)
 
 
 # -- poolers (issue 16 P1) -------------------------------------------------------
