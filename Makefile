@@ -2,6 +2,8 @@
 #
 #   make demo    the end-to-end story on a local database the project starts itself
 #   make test    the whole suite: pgTAP, Python, Deno, the extension, deployability, browser
+#   make gen     regenerate the typed RPC client (py/issuer/rpc_generated.py, db_types.ts)
+#                from the migrations' catalog; a test fails when it is stale
 #   make lint    ruff, mypy --strict, sqlfluff, supabase db lint, deno lint/fmt, tsc + eslint (extension/)
 #   make bench   benchmarks against Postgres' own ceiling (bench-quick: < 2 min)
 #   make soak    a bounded load run against a local server
@@ -21,7 +23,7 @@ NODE_STAMP := node_modules/.installed
 EXT_STAMP := extension/node_modules/.installed
 SYS_STAMP := .local/.system-deps
 
-.PHONY: setup test lint demo bench bench-quick soak serve clean fmt lock lock-upgrade verify-lock dist
+.PHONY: setup test lint gen demo bench bench-quick soak serve clean fmt lock lock-upgrade verify-lock dist
 
 # The Python lock (CONTRIBUTING.md, "Dependencies"): uv compiles pyproject.toml
 # into hashed requirement files; setup installs exactly those, nothing else.
@@ -100,6 +102,9 @@ fmt: setup
 	$(BIN)/ruff format py bench scripts
 	$(BIN)/ruff check --fix py bench scripts
 	$(BIN)/sqlfluff fix supabase/migrations sql/tests sql/bootstrap sql/test_helpers
+
+gen: setup
+	$(BIN)/python -m issuer_dev.gen_rpc
 
 demo: setup
 	$(BIN)/issuer demo

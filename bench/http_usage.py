@@ -177,7 +177,7 @@ def load(worker: Callable[[int], int], clients: int, seconds: float) -> tuple[fl
 def mint_tokens(url: str, keys: KeyRing, rpc: Rpc, n: int) -> list[tuple[int, str]]:
     out = []
     for k in range(1, n + 1):
-        row = rpc.resolve_org_attribution(f"user_s{k}", f"org_s{k}")
+        row = rpc.resolve_org_attribution(p_clerk_user_id=f"user_s{k}", p_clerk_org_id=f"org_s{k}")
         assert row is not None
         claims = build_claims(
             f"user_s{k}",
@@ -216,7 +216,12 @@ def _against_rpc(
 
         def rpc_call(_i: int) -> int:
             k = random.randint(1, seed.SPREAD)
-            res = rpc.deduct_credits_pooled(f"user_s{k}", 1, "bench", f"org_s{k}")
+            res = rpc.deduct_credits_pooled(
+                p_clerk_user_id=f"user_s{k}",
+                p_amount=1,
+                p_description="bench",
+                p_clerk_org_id=f"org_s{k}",
+            )
             return 200 if res.ok else 402
 
         load(http_call, clients, 0.5)  # warm-up: connections, plans

@@ -108,7 +108,7 @@ def arrange(url: str, clerk: FakeClerk, n_users: int) -> Fixture:
                 "now() + interval '29 days')",
                 (org_uuid, f"sub_{org}"),
             )
-            rpc.grant_credits(pool, "soak grant", clerk_org_id=org)
+            rpc.grant_credits(p_amount=pool, p_description="soak grant", p_clerk_org_id=org)
             orgs.append(org)
         users = []
         for i in range(n_users):

@@ -57,9 +57,11 @@ class CountingBackend:
         self.inner = inner
         self.calls = 0
 
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any:
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, setof: bool = False
+    ) -> Any:
         self.calls += 1
-        return self.inner.call(fn, params, composite=composite)
+        return self.inner.call(fn, params, composite=composite, setof=setof)
 
     def ping(self) -> bool:
         return bool(self.inner.ping())
@@ -310,7 +312,7 @@ def per_cpu_second(fn: Callable[[], Any], seconds: float) -> tuple[float, float]
 
 def _verify_rows(ctx: Ctx, alg: str, s: float) -> list[Row]:
     with issuer(ctx, alg) as (iss, _counter, _clerk):
-        row = iss.rpc.resolve_org_attribution("user_s1", "org_s1")
+        row = iss.rpc.resolve_org_attribution(p_clerk_user_id="user_s1", p_clerk_org_id="org_s1")
         assert row is not None
         claims = build_claims(
             "user_s1",

@@ -33,15 +33,26 @@ CLERK_UNAVAILABLE: DeniedReason = "clerk_unavailable"
 
 
 class AttributionRpc(Protocol):
-    """The one database call attribution needs (``rpc.py`` provides it).
+    """The one database call attribution needs (the generated ``Rpc`` provides it).
 
-    Returns the JSON object of ``resolve_org_attribution`` or ``None`` when
-    the org is unknown or the user holds no active seat in it.
+    Answers the JSON object of ``resolve_org_attribution``, or null when the
+    org is unknown or the user holds no active seat in it.
     """
 
-    def resolve_org_attribution(
-        self, clerk_user_id: str, clerk_org_id: str
-    ) -> Mapping[str, Any] | None: ...
+    def resolve_org_attribution(self, *, p_clerk_user_id: str, p_clerk_org_id: str) -> Any: ...
+
+
+def attribution_row(value: Any) -> Mapping[str, Any] | None:
+    """``resolve_org_attribution``'s answer: the object, or ``None`` (anything else)."""
+    return value if isinstance(value, Mapping) else None
+
+
+def token_subject(value: Any) -> tuple[Mapping[str, Any] | None, str | None]:
+    """``resolve_token_subject``'s answer: (attribution object or ``None``, email or ``None``)."""
+    if not isinstance(value, Mapping):
+        return None, None
+    email = value.get("email")
+    return attribution_row(value.get("attribution")), email if isinstance(email, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +140,16 @@ def resolve_org_attribution_claims(
     subject = getattr(rpc, "resolve_token_subject", None)
     if session.email is None and subject is not None:
         # L9: the session has no email; the same round trip brings users.email.
-        row, email = subject(session.user_id, clerk_org_id)
+        row, email = token_subject(
+            subject(p_clerk_user_id=session.user_id, p_clerk_org_id=clerk_org_id)
+        )
         looked_up = True
     else:
-        row = rpc.resolve_org_attribution(session.user_id, clerk_org_id)
+        row = attribution_row(
+            rpc.resolve_org_attribution(
+                p_clerk_user_id=session.user_id, p_clerk_org_id=clerk_org_id
+            )
+        )
     if row is None:
         return AttributionResult(None, NO_ACTIVE_SEAT, email, looked_up)
     attribution = OrgAttribution.from_rpc(row, org_role=membership.role)

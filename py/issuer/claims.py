@@ -7,15 +7,26 @@ guess. With ``pool = 'personal'`` the eight org keys are null; with
 are never null (SECURITY.md T10). A :class:`TokenClaims` enforces this when it
 is constructed, so every instance is valid; :func:`validate_claims` turns a
 payload (a verified token's) into one, refusing missing and unknown keys too.
+
+The schema itself is ``schema/claims.schema.json`` (JSON Schema 2020-12); the
+key lists here come from it (:mod:`issuer.claims_schema`, ``make gen``), and
+the fields of :class:`TokenClaims` are checked against it at import.
+``test_claims.py`` checks that this module and the JSON Schema (a validator
+library) accept and refuse the same payloads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Final, Literal, cast
+
+from issuer import claims_schema
+from issuer.claims_schema import CLAIM_KEYS, ORG_KEYS, REQUIRED_ORG_KEYS
 
 TOKEN_TYPE_ACCESS: Final = "access"
 """Short-lived bearer token (OAuth access token, dashboard token)."""
@@ -23,67 +34,31 @@ TOKEN_TYPE_ACCESS: Final = "access"
 TOKEN_TYPE_EXTENSION: Final = "extension_long_lived"
 """Long-lived extension token; also checked against ``extension_tokens`` (T7)."""
 
-TOKEN_TYPES: Final = frozenset({TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION})
+TOKEN_TYPES: Final = frozenset(claims_schema.TOKEN_TYPES)
 
 POOL_ORGANIZATION: Final = "organization"
 POOL_PERSONAL: Final = "personal"
-POOLS: Final = frozenset({POOL_ORGANIZATION, POOL_PERSONAL})
+POOLS: Final = frozenset(claims_schema.POOLS)
 
 TokenType = Literal["access", "extension_long_lived"]
 Pool = Literal["organization", "personal"]
-
-ORG_KEYS: Final = (
-    "clerk_org_id",
-    "organization_id",
-    "organization_name",
-    "stripe_customer_id",
-    "organization_subscription_id",
-    "seat_id",
-    "seat_role",
-    "org_role",
-)
-"""The eight keys that are null on a personal token."""
 
 SESSION_CLIENT_ID: Final = "dashboard"
 """``client_id`` of tokens issued to a Clerk session rather than through an
 OAuth grant: the web dashboard's access tokens and the long-lived tokens made
 there. OAuth grants (code, refresh, device) carry the requesting client's id."""
 
-REQUIRED_ORG_KEYS: Final = ("clerk_org_id", "organization_id", "seat_id")
-"""Never null on an organization token (T10)."""
-
-CLAIM_KEYS: Final = (
-    "sub",
-    "email",
-    "type",
-    "iat",
-    "exp",
-    "jti",
-    "iss",
-    "aud",
-    "client_id",
-    "pool",
-    *ORG_KEYS,
-)
-"""Every claim of every token, in a stable order."""
-
 _CLAIM_KEY_SET: Final = frozenset(CLAIM_KEYS)
-_NONEMPTY_STR_KEYS: Final = ("sub", "jti", "iss", "aud", "client_id")
+_NONEMPTY_STR_KEYS: Final = claims_schema.NONEMPTY_STR_KEYS
 _NO_ORG_VALUES: Final = (None,) * len(ORG_KEYS)
+_org_values: Final = attrgetter(*ORG_KEYS)
+_claim_values: Final = attrgetter(*CLAIM_KEYS)
 
-_ATTRIBUTION_FIELDS: Final = ORG_KEYS[:-1]
-"""The fields of :class:`OrgAttribution` that ``resolve_org_attribution`` answers."""
+_ATTRIBUTION_FIELDS: Final = tuple(k for k in ORG_KEYS if k != "org_role")
+"""The fields of :class:`OrgAttribution` that ``resolve_org_attribution`` answers
+(every org key but ``org_role``, which only Clerk knows)."""
 
-_ATTRIBUTION_RPC_KEYS: Final = (
-    "pool",
-    "clerk_org_id",
-    "organization_id",
-    "organization_name",
-    "stripe_customer_id",
-    "organization_subscription_id",
-    "seat_id",
-    "seat_role",
-)
+_ATTRIBUTION_RPC_KEYS: Final = ("pool", *_ATTRIBUTION_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +90,9 @@ class OrgAttribution:
         ):  # fmt: skip
             key = next(k for k in REQUIRED_ORG_KEYS if not _is_nonempty_str(getattr(self, k)))
             raise ValueError(f"OrgAttribution.{key} must be a non-empty string")
-        for value in (
-            self.organization_name,
-            self.stripe_customer_id,
-            self.organization_subscription_id,
-            self.seat_role,
-            self.org_role,
-        ):
+        for key in ORG_KEYS:
+            value = getattr(self, key)
             if value is not None and not isinstance(value, str):
-                key = next(k for k in ORG_KEYS if getattr(self, k) is value)
                 raise ValueError(f"OrgAttribution.{key} must be a string or null")
 
     @classmethod
@@ -232,16 +201,7 @@ class TokenClaims:
         pool = self.pool
         if not isinstance(pool, str) or pool not in POOLS:
             raise ValueError("claim pool must be 'organization' or 'personal'")
-        org_values = (
-            self.clerk_org_id,
-            self.organization_id,
-            self.organization_name,
-            self.stripe_customer_id,
-            self.organization_subscription_id,
-            self.seat_id,
-            self.seat_role,
-            self.org_role,
-        )
+        org_values = _org_values(self)
         if pool == POOL_PERSONAL and org_values == _NO_ORG_VALUES:
             return
         for value in org_values:
@@ -271,26 +231,7 @@ class TokenClaims:
         A shallow dict of the fields (every value is a str, an int or None):
         ``dataclasses.asdict`` deep-copied them and cost more than the HMAC.
         """
-        return {
-            "sub": self.sub,
-            "email": self.email,
-            "type": self.type,
-            "iat": self.iat,
-            "exp": self.exp,
-            "jti": self.jti,
-            "iss": self.iss,
-            "aud": self.aud,
-            "client_id": self.client_id,
-            "pool": self.pool,
-            "clerk_org_id": self.clerk_org_id,
-            "organization_id": self.organization_id,
-            "organization_name": self.organization_name,
-            "stripe_customer_id": self.stripe_customer_id,
-            "organization_subscription_id": self.organization_subscription_id,
-            "seat_id": self.seat_id,
-            "seat_role": self.seat_role,
-            "org_role": self.org_role,
-        }
+        return dict(zip(CLAIM_KEYS, _claim_values(self), strict=True))
 
     @property
     def is_org_scoped(self) -> bool:
@@ -321,24 +262,18 @@ def build_claims(
     iat = int(time.time() if now is None else now)
     a = attribution
     return TokenClaims(
-        sub=sub,
-        email=email,
-        type=cast(TokenType, token_type),  # checked by __post_init__
-        iat=iat,
-        exp=iat + ttl_seconds,
-        jti=jti if jti is not None else new_jti(),
-        iss=issuer,
-        aud=audience,
-        client_id=client_id,
-        pool=POOL_PERSONAL if a is None else POOL_ORGANIZATION,
-        clerk_org_id=None if a is None else a.clerk_org_id,
-        organization_id=None if a is None else a.organization_id,
-        organization_name=None if a is None else a.organization_name,
-        stripe_customer_id=None if a is None else a.stripe_customer_id,
-        organization_subscription_id=None if a is None else a.organization_subscription_id,
-        seat_id=None if a is None else a.seat_id,
-        seat_role=None if a is None else a.seat_role,
-        org_role=None if a is None else a.org_role,
+        sub,
+        email,
+        cast(TokenType, token_type),  # checked by __post_init__
+        iat,
+        iat + ttl_seconds,
+        jti if jti is not None else new_jti(),
+        issuer,
+        audience,
+        client_id,
+        POOL_PERSONAL if a is None else POOL_ORGANIZATION,
+        # The org keys, in schema order (OrgAttribution has the same names).
+        *(_NO_ORG_VALUES if a is None else _org_values(a)),
     )
 
 
@@ -372,6 +307,19 @@ def validate_claims(payload: Mapping[str, Any]) -> TokenClaims:
     # strings (those of a parsed JSON object) are matched by string comparison
     # against every parameter name, a third of the cost of the construction.
     return TokenClaims(*map(payload.__getitem__, CLAIM_KEYS))
+
+
+def _check_fields_follow_the_schema() -> None:
+    """The dataclasses' fields are the schema's keys, in its order (at import)."""
+    fields = tuple(f.name for f in dataclasses.fields(TokenClaims))
+    if fields != CLAIM_KEYS:  # pragma: no cover - a mismatch is a bug found at import
+        raise RuntimeError(f"TokenClaims fields {fields} differ from the schema {CLAIM_KEYS}")
+    org = {f.name for f in dataclasses.fields(OrgAttribution)} - {"pool"}
+    if org != set(ORG_KEYS):  # pragma: no cover
+        raise RuntimeError(f"OrgAttribution fields {org} differ from the schema {ORG_KEYS}")
+
+
+_check_fields_follow_the_schema()
 
 
 def _is_nonempty_str(value: object) -> bool:

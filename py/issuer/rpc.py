@@ -13,9 +13,12 @@ One interface (:class:`Rpc`), two backends chosen by configuration:
 * :class:`PostgrestRpc`: supabase-py over PostgREST (``SUPABASE_URL`` +
   ``SUPABASE_SERVICE_ROLE_KEY``).
 
-Business rules are not here: Postgres decides, this module asks. Both
-backends return the same plain values (``dict`` for jsonb, :class:`CreditResult`
-for ``public.credit_result``). A database that cannot be reached raises
+Business rules are not here: Postgres decides, this module asks. The typed
+methods (one per RPC, keyword arguments named as in SQL, frozen dataclasses as
+results) are generated from the catalog into :mod:`issuer.rpc_generated`
+(``make gen``); :class:`Rpc` inherits them and runs them on either backend,
+both of which answer JSON that :mod:`issuer.rpc_decode` turns into typed values.
+A database that cannot be reached raises
 :class:`~issuer.errors.DatabaseUnavailable` (HTTP 503, retryable); bad input
 that the database refuses (SQLSTATE 22023 and friends) raises :class:`RpcError`
 with the SQLSTATE and the database's message.
@@ -29,11 +32,9 @@ import select
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
-from uuid import UUID
 
 import httpx
 import psycopg
@@ -44,6 +45,8 @@ from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from issuer.errors import BadRequest, ConfigError, DatabaseUnavailable
+from issuer.rpc_decode import to_param
+from issuer.rpc_generated import RPC_SHAPES, CreditResult, RpcMethods
 
 log = logging.getLogger(__name__)
 
@@ -113,68 +116,42 @@ def rpc_error(sqlstate: str | None, message: str) -> Exception:
     return RpcBug(f"{sqlstate}: {message}")
 
 
-@dataclass(frozen=True)
-class CreditResult:
-    """``public.credit_result``: the answer of every balance-changing RPC."""
-
-    ok: bool
-    pool: str | None
-    reason: str | None
-    transaction_id: str | None
-    amount: Decimal | None
-    balance: Decimal | None
-    replayed: bool
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CreditResult:
-        def dec(v: Any) -> Decimal | None:
-            return None if v is None else Decimal(str(v))
-
-        return cls(
-            ok=bool(data.get("ok")),
-            pool=data.get("pool"),
-            reason=data.get("reason"),
-            transaction_id=None
-            if data.get("transaction_id") is None
-            else str(data["transaction_id"]),
-            amount=dec(data.get("amount")),
-            balance=dec(data.get("balance")),
-            replayed=bool(data.get("replayed")),
-        )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
 class Backend(Protocol):
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any: ...
+    """Runs one RPC; the answer as JSON (a dict for a row, a list for a set)."""
+
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, setof: bool = False
+    ) -> Any: ...
 
     def ping(self) -> bool: ...
 
     def close(self) -> None: ...
 
 
-class Rpc:
-    """Typed wrappers over the database contract (ARCHITECTURE.md)."""
+class Rpc(RpcMethods):
+    """The database contract (ARCHITECTURE.md), typed: one method per RPC.
 
-    #: functions whose result is a composite row (returned as a dict)
-    COMPOSITE: ClassVar[frozenset[str]] = frozenset(
-        {"deduct_credits_pooled", "grant_credits", "refund_credits"}
-    )
+    The methods are generated from the catalog (:mod:`issuer.rpc_generated`,
+    ``make gen``): keyword arguments named as in SQL (``p_...``), results as
+    frozen dataclasses. This class only runs them on a backend.
+    """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    def _call(self, fn: str, **params: Any) -> Any:
-        clean = {k: _jsonable(v) for k, v in params.items()}
-        return self.backend.call(fn, clean, composite=fn in self.COMPOSITE)
+    def invoke(
+        self,
+        fn: str,
+        params: dict[str, Any],
+        *,
+        shape: Literal["row", "scalar"],
+        setof: bool,
+    ) -> Any:
+        clean = {k: to_param(v) for k, v in params.items()}
+        if setof:
+            return self.backend.call(fn, clean, setof=True)
+        # (A backend written before set-returning RPCs need not know ``setof``.)
+        return self.backend.call(fn, clean, composite=shape == "row")
 
     def ping(self) -> bool:
         return self.backend.ping()
@@ -182,74 +159,10 @@ class Rpc:
     def close(self) -> None:
         self.backend.close()
 
-    # -- attribution and credits -------------------------------------------
-    def resolve_org_attribution(
-        self, clerk_user_id: str, clerk_org_id: str
-    ) -> dict[str, Any] | None:
-        result = self._call(
-            "resolve_org_attribution", p_clerk_user_id=clerk_user_id, p_clerk_org_id=clerk_org_id
-        )
-        return result if isinstance(result, dict) else None
-
-    def resolve_token_subject(
-        self, clerk_user_id: str, clerk_org_id: str | None
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        """``resolve_org_attribution``'s object (or ``None``) and ``users.email``, in one call (L9)."""
-        result = self._call(
-            "resolve_token_subject", p_clerk_user_id=clerk_user_id, p_clerk_org_id=clerk_org_id
-        )
-        if not isinstance(result, dict):
-            return None, None
-        attribution = result.get("attribution")
-        email = result.get("email")
-        return (
-            attribution if isinstance(attribution, dict) else None,
-            email if isinstance(email, str) else None,
-        )
-
-    def deduct_credits_pooled(
-        self,
-        clerk_user_id: str,
-        amount: Decimal | str | int,
-        description: str,
-        clerk_org_id: str | None = None,
-        idempotency_key: str | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> CreditResult:
-        row = self._call(
-            "deduct_credits_pooled",
-            p_clerk_user_id=clerk_user_id,
-            p_amount=Decimal(str(amount)),
-            p_description=description,
-            p_clerk_org_id=clerk_org_id,
-            p_idempotency_key=idempotency_key,
-            p_context=context if context is not None else {},
-        )
-        return CreditResult.from_json(row)
-
-    def grant_credits(
-        self,
-        amount: Decimal | str | int,
-        description: str,
-        clerk_user_id: str | None = None,
-        clerk_org_id: str | None = None,
-        idempotency_key: str | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> CreditResult:
-        row = self._call(
-            "grant_credits",
-            p_amount=Decimal(str(amount)),
-            p_description=description,
-            p_clerk_user_id=clerk_user_id,
-            p_clerk_org_id=clerk_org_id,
-            p_idempotency_key=idempotency_key,
-            p_context=context if context is not None else {},
-        )
-        return CreditResult.from_json(row)
-
     def call(self, fn: str, **params: Any) -> Any:
-        """Any other RPC of the contract, by name (named ``p_`` arguments)."""
-        return self._call(fn, **params)
+        """Any RPC by name, untyped (named ``p_`` arguments): prefer the typed methods."""
+        shape, setof = RPC_SHAPES.get(fn, ("scalar", False))
+        return self.invoke(fn, params, shape=shape, setof=setof)
 
 
 # -- poolers (issue 16 P1) -------------------------------------------------------
@@ -505,7 +418,7 @@ class PsycopgRpc:
         self.pool.open(wait=open_wait, timeout=acquire_timeout)
         self._checker = threading.Thread(target=self._check_loop, daemon=True, name="pool-check")
         self._checker.start()
-        self._sql_cache: dict[tuple[str, tuple[str, ...], bool], _Statement] = {}
+        self._sql_cache: dict[tuple[str, tuple[str, ...], bool, bool], _Statement] = {}
         self._ping = _Statement(sql.SQL("select 1"))
         self.statements_sent = 0
         """Statements this backend sent (each one round trip); tests count them."""
@@ -572,15 +485,23 @@ class PsycopgRpc:
         return False
 
     # -- calls -----------------------------------------------------------------
-    def _statement(self, fn: str, names: tuple[str, ...], composite: bool) -> _Statement:
-        key = (fn, names, composite)
+    def _statement(
+        self, fn: str, names: tuple[str, ...], composite: bool, setof: bool = False
+    ) -> _Statement:
+        key = (fn, names, composite, setof)
         stmt = self._sql_cache.get(key)
         if stmt is None:
             args = sql.SQL(", ").join(
                 sql.SQL("{} => {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in names
             )
             target = sql.SQL("public.{}({})").format(sql.Identifier(fn), args)
-            if composite:
+            if setof:
+                # One JSON array, in the function's order (as PostgREST does it).
+                composed = sql.SQL(
+                    "select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), "
+                    "'[]'::jsonb) from {} as r"
+                ).format(target)
+            elif composite:
                 composed = sql.SQL("select pg_catalog.to_jsonb(r) from {} as r").format(target)
             else:
                 composed = sql.SQL("select pg_catalog.to_jsonb({})").format(target)
@@ -590,10 +511,12 @@ class PsycopgRpc:
     def _timeout(self) -> float:
         return self.acquire_timeout if self._available.is_set() else self.unavailable_timeout
 
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any:
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, setof: bool = False
+    ) -> Any:
         names = tuple(sorted(params))
         values = {k: (Jsonb(v) if isinstance(v, dict | list) else v) for k, v in params.items()}
-        row = self._execute(self._statement(fn, names, composite), values)
+        row = self._execute(self._statement(fn, names, composite, setof), values)
         return None if row is None else row[0]
 
     def _execute(
@@ -723,7 +646,11 @@ class PostgrestRpc:
             ),
         )
 
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any:
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, setof: bool = False
+    ) -> Any:
+        # PostgREST answers a set-returning function with a JSON array and a
+        # composite one with an object: the shape needs no flag here.
         from postgrest.exceptions import APIError
 
         try:

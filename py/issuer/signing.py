@@ -165,9 +165,17 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-_JSON_DECODER: Final = json.JSONDecoder(object_pairs_hook=_object_without_duplicates)
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+_JSON_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicates, parse_constant=_not_json
+)
 """Strict JSON objects: a member name given twice is an error, not "last wins"
-(RFC 7515 §5.2 allows either; two parsers must never read different claims).
+(RFC 7515 §5.2 allows either; two parsers must never read different claims);
+``NaN`` and ``Infinity``, which Python's parser accepts, are not JSON (RFC 8259)
+and refused as JavaScript's ``JSON.parse`` refuses them.
 Shared by all threads like ``json.loads``'s own decoder: its only state is a
 cache of member-name strings."""
 
@@ -428,7 +436,8 @@ class KeyRing:
         (``test_signing.py`` compares the two), with these deliberate
         differences: padded or otherwise non-canonical segments, duplicate
         JSON member names, header or payload JSON not in UTF-8 or with
-        whitespace around it, and any ``b64`` header are refused (PyJWT
+        whitespace around it or holding ``NaN``/``Infinity``, and any ``b64``
+        header are refused (PyJWT
         accepts a padded signature, keeps the last duplicate, reads UTF-16/32
         and whitespace, and ignores ``b64: true``); a token that is
         not three base64url segments is ``malformed`` before its header is

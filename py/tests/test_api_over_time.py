@@ -356,7 +356,7 @@ def test_L7_a_member_cannot_squat_a_grant_or_refund_key(world: World) -> None:
     assert _use(world, token, "invoice-77", 1).status_code == 200
     assert _use(world, token, "refund-77", 1).status_code == 200
     granted = world.issuer.rpc.grant_credits(
-        50, "top-up", clerk_org_id=org, idempotency_key="invoice-77"
+        p_amount=50, p_description="top-up", p_clerk_org_id=org, p_idempotency_key="invoice-77"
     )
     assert granted.ok and not granted.replayed
     spent = _use(world, token, "req-to-refund", 2).json()["transaction_id"]

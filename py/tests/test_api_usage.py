@@ -194,7 +194,7 @@ def test_every_kind_of_response_carries_the_security_headers(world: World) -> No
 def _access_token(world: World, user: str, org: str) -> str:
     from issuer.claims import TOKEN_TYPE_ACCESS, OrgAttribution, build_claims
 
-    row = world.issuer.rpc.resolve_org_attribution(user, org)
+    row = world.issuer.rpc.resolve_org_attribution(p_clerk_user_id=user, p_clerk_org_id=org)
     assert row is not None
     keys = world.issuer.keys
     claims = build_claims(

@@ -37,8 +37,9 @@ class SeatsStandIn:
         self.calls: list[tuple[str, str]] = []
 
     def resolve_org_attribution(
-        self, clerk_user_id: str, clerk_org_id: str
+        self, *, p_clerk_user_id: str, p_clerk_org_id: str
     ) -> Mapping[str, Any] | None:
+        clerk_user_id, clerk_org_id = p_clerk_user_id, p_clerk_org_id
         self.calls.append((clerk_user_id, clerk_org_id))
         if (clerk_user_id, clerk_org_id) not in self.active:
             return None
@@ -273,9 +274,11 @@ def test_rpc_answering_for_another_org_is_a_bug_not_a_token(
 ) -> None:
     class Confused(SeatsStandIn):
         def resolve_org_attribution(
-            self, clerk_user_id: str, clerk_org_id: str
+            self, *, p_clerk_user_id: str, p_clerk_org_id: str
         ) -> Mapping[str, Any] | None:
-            row = super().resolve_org_attribution(clerk_user_id, "org_acme")
+            row = super().resolve_org_attribution(
+                p_clerk_user_id=p_clerk_user_id, p_clerk_org_id="org_acme"
+            )
             return None if row is None else {**row, "clerk_org_id": "org_other"}
 
     alice = session(fake, verifier, "user_alice", org_id="org_acme")

@@ -259,7 +259,7 @@ def test_token_mint_org_takes_attribution_from_the_database(
     )  # fmt: skip
     assert run.code == 0, run.err
     claims = run.json()["claims"]
-    expected = world.issuer.rpc.resolve_org_attribution(member, org)
+    expected = world.issuer.rpc.resolve_org_attribution(p_clerk_user_id=member, p_clerk_org_id=org)
     assert expected is not None
     for key, value in expected.items():
         assert claims[key] == str(value), key

@@ -102,7 +102,12 @@ def test_F3_32_threads_drain_one_personal_pool_through_the_rpc(world: World) -> 
         while True:
             n += 1
             try:
-                r = rpc.deduct_credits_pooled(user, amount, "f3", idempotency_key=f"f3r{i}-{n}")
+                r = rpc.deduct_credits_pooled(
+                    p_clerk_user_id=user,
+                    p_amount=amount,
+                    p_description="f3",
+                    p_idempotency_key=f"f3r{i}-{n}",
+                )
             except IssuerError as exc:
                 with lock:
                     errors.append(exc)

@@ -67,7 +67,11 @@ def test_F2_terminated_mid_deduction_through_the_issuer_client(world: World) -> 
         while time.monotonic() < deadline:
             try:
                 r = rpc.deduct_credits_pooled(
-                    user, amount, "f2", clerk_org_id=org, idempotency_key=key
+                    p_clerk_user_id=user,
+                    p_amount=amount,
+                    p_description="f2",
+                    p_clerk_org_id=org,
+                    p_idempotency_key=key,
                 )
             except DatabaseUnavailable:
                 with lock:
@@ -122,7 +126,7 @@ def test_F2_terminated_mid_deduction_through_the_issuer_client(world: World) -> 
     assert len(results) == expected and all(r.ok for r in results.values())
     rows = faults.ledger_rows(world.db_url, "f2")
     assert len(rows) == expected and len({k for k, _, _ in rows}) == expected
-    assert {k: i for k, i, _ in rows} == {k: r.transaction_id for k, r in results.items()}
+    assert {k: i for k, i, _ in rows} == {k: str(r.transaction_id) for k, r in results.items()}
     assert world.pool_balance(org) == Decimal(1000) - expected * amount
     assert faults.duplicate_keys(world.db_url) == []
     assert world.consistency_problems() == []

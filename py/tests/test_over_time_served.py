@@ -449,7 +449,9 @@ def test_L7_served_a_member_cannot_block_a_grant_by_using_its_key(
     token = _extension_token(world, http, cat, org)
     key = f"invoice-{org}"
     assert _use(http, token, 1, key).status_code == 200
-    granted = world.issuer.rpc.grant_credits(50, "top-up", clerk_org_id=org, idempotency_key=key)
+    granted = world.issuer.rpc.grant_credits(
+        p_amount=50, p_description="top-up", p_clerk_org_id=org, p_idempotency_key=key
+    )
     assert granted.ok and not granted.replayed
     assert world.pool_balance(org) == 59
 

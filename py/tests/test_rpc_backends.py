@@ -43,12 +43,16 @@ def rpc(request: pytest.FixtureRequest, world: World) -> Iterator[Rpc]:
 
 def test_grant_and_deduct_round_trip_with_exact_decimals(rpc: Rpc, world: World) -> None:
     user = world.user()
-    granted = rpc.grant_credits("10.1234", "welcome", clerk_user_id=user)
+    granted = rpc.grant_credits(p_amount="10.1234", p_description="welcome", p_clerk_user_id=user)
     assert granted.ok and granted.balance == Decimal("10.1234")
-    spent = rpc.deduct_credits_pooled(user, "0.1234", "call", idempotency_key="k1")
+    spent = rpc.deduct_credits_pooled(
+        p_clerk_user_id=user, p_amount="0.1234", p_description="call", p_idempotency_key="k1"
+    )
     assert spent.ok and spent.pool == "personal"
     assert spent.balance == Decimal("10.0000")
-    replay = rpc.deduct_credits_pooled(user, "0.1234", "call", idempotency_key="k1")
+    replay = rpc.deduct_credits_pooled(
+        p_clerk_user_id=user, p_amount="0.1234", p_description="call", p_idempotency_key="k1"
+    )
     assert replay.replayed and replay.transaction_id == spent.transaction_id
     assert world.personal_balance(user) == Decimal(10)
 
@@ -56,24 +60,35 @@ def test_grant_and_deduct_round_trip_with_exact_decimals(rpc: Rpc, world: World)
 def test_refusals_are_results(rpc: Rpc, world: World) -> None:
     org = world.org(pool=1)
     user = world.user(personal=100)
-    refused = rpc.deduct_credits_pooled(user, 1, "x", clerk_org_id=org)
+    refused = rpc.deduct_credits_pooled(
+        p_clerk_user_id=user, p_amount=1, p_description="x", p_clerk_org_id=org
+    )
     assert not refused.ok and refused.reason == "no_active_seat"
-    assert rpc.deduct_credits_pooled("user_nobody", 1, "x").reason == "unknown_user"
+    assert (
+        rpc.deduct_credits_pooled(
+            p_clerk_user_id="user_nobody", p_amount=1, p_description="x"
+        ).reason
+        == "unknown_user"
+    )
 
 
 def test_bad_input_is_an_error_naming_the_argument(rpc: Rpc, world: World) -> None:
     user = world.user(personal=1)
     with pytest.raises(RpcError) as info:
-        rpc.deduct_credits_pooled(user, 0, "x")
+        rpc.deduct_credits_pooled(p_clerk_user_id=user, p_amount=0, p_description="x")
     assert info.value.sqlstate == "22023"
     assert "p_amount" in str(info.value)
 
 
 def test_reused_idempotency_key_with_other_arguments_is_a_conflict(rpc: Rpc, world: World) -> None:
     user = world.user(personal=10)
-    rpc.deduct_credits_pooled(user, 1, "x", idempotency_key="same")
+    rpc.deduct_credits_pooled(
+        p_clerk_user_id=user, p_amount=1, p_description="x", p_idempotency_key="same"
+    )
     with pytest.raises(RpcConflict):
-        rpc.deduct_credits_pooled(user, 2, "x", idempotency_key="same")
+        rpc.deduct_credits_pooled(
+            p_clerk_user_id=user, p_amount=2, p_description="x", p_idempotency_key="same"
+        )
 
 
 def test_attribution_is_seat_gated(rpc: Rpc, world: World) -> None:
@@ -81,22 +96,22 @@ def test_attribution_is_seat_gated(rpc: Rpc, world: World) -> None:
     member, suspended = world.user(), world.user()
     world.seat(org, member)
     world.seat(org, suspended, status="suspended")
-    row = rpc.resolve_org_attribution(member, org)
+    row = rpc.resolve_org_attribution(p_clerk_user_id=member, p_clerk_org_id=org)
     assert row is not None and row["organization_name"] == "Gated Co"
-    assert rpc.resolve_org_attribution(suspended, org) is None
+    assert rpc.resolve_org_attribution(p_clerk_user_id=suspended, p_clerk_org_id=org) is None
 
 
 def test_postgrest_double_checks_the_key(world: World, double: PostgrestDouble) -> None:
     bad = Rpc(PostgrestRpc(double.url, "wrong-key"))
     with pytest.raises(DatabaseUnavailable):
-        bad.deduct_credits_pooled(world.user(), 1, "x")
+        bad.deduct_credits_pooled(p_clerk_user_id=world.user(), p_amount=1, p_description="x")
 
 
 def test_unreachable_database_is_unavailable_not_an_error() -> None:
     client = Rpc(PsycopgRpc("postgresql://postgres@127.0.0.1:1/none", acquire_timeout=1))
     try:
         with pytest.raises(DatabaseUnavailable):
-            client.deduct_credits_pooled("user_x", 1, "x")
+            client.deduct_credits_pooled(p_clerk_user_id="user_x", p_amount=1, p_description="x")
         assert client.ping() is False
     finally:
         client.close()
@@ -136,7 +151,7 @@ def test_statements_are_rendered_once_and_reused(world: World) -> None:
         user = world.user()
         world.seat(org, user)
         for _ in range(4):  # both connections of the pool, several times
-            assert rpc.resolve_org_attribution(user, org) is not None
+            assert rpc.resolve_org_attribution(p_clerk_user_id=user, p_clerk_org_id=org) is not None
             assert rpc.ping()
         rendered = {key[0]: stmt.rendered for key, stmt in backend._sql_cache.items()}
         assert list(rendered) == ["resolve_org_attribution"]
@@ -146,7 +161,7 @@ def test_statements_are_rendered_once_and_reused(world: World) -> None:
             b'select pg_catalog.to_jsonb(public."resolve_org_attribution"('
             b'"p_clerk_org_id" => %(p_clerk_org_id)s, "p_clerk_user_id" => %(p_clerk_user_id)s))'
         )
-        assert rpc.resolve_org_attribution(user, org) is not None
+        assert rpc.resolve_org_attribution(p_clerk_user_id=user, p_clerk_org_id=org) is not None
         assert backend._sql_cache[next(iter(backend._sql_cache))].rendered[encoding] is text
     finally:
         rpc.close()

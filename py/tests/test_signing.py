@@ -706,11 +706,16 @@ def _has_duplicate_names(raw: bytes | None) -> bool:
     return False
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(constant)
+
+
 def _is_utf8_json_object(raw: bytes | None) -> bool:
-    """UTF-8 JSON text that is one object with no whitespace around it."""
+    """UTF-8 JSON text that is one object with no whitespace around it (and no NaN)."""
     try:
         text = (raw or b"").decode("utf-8")
-        return isinstance(json.loads(text), dict) and text == text.strip(" \t\n\r")
+        value = json.loads(text, parse_constant=_not_json)
+        return isinstance(value, dict) and text == text.strip(" \t\n\r")
     except (ValueError, RecursionError):
         return False
 
@@ -721,7 +726,8 @@ def divergence(token: str) -> str | None:
     * ``padding``: ``=`` in a segment; PyJWT accepts a padded signature.
     * ``encoding``: a segment that is not canonical base64url, or a header or
       payload that is not a UTF-8 JSON object without surrounding whitespace
-      (PyJWT also reads UTF-16/32 and whitespace).
+      (PyJWT also reads UTF-16/32 and whitespace) or that holds ``NaN`` or
+      ``Infinity`` (not JSON; PyJWT's ``json.loads`` reads them).
     * ``duplicate``: a member name twice in header or payload (PyJWT: last wins).
     * ``b64``: a ``b64`` header (RFC 7797), which we never write.
     * ``hs256_null_kid``: ``"kid": null`` on HS256 (PyJWT refuses it as malformed,
@@ -923,8 +929,9 @@ def test_verify_refuses_duplicate_member_names() -> None:
         ({"exp": True}, "bad_claims"),
         ({"iat": False}, "bad_claims"),
         ({"exp": 1_750_003_600.0}, "bad_claims"),
-        ({"exp": float("nan")}, "bad_claims"),
-        ({"exp": float("inf")}, "bad_claims"),
+        # NaN and Infinity are not JSON (RFC 8259): refused when parsed, like JSON.parse does.
+        ({"exp": float("nan")}, "malformed"),
+        ({"exp": float("inf")}, "malformed"),
         ({"exp": "1750003600"}, "bad_claims"),
         ({"exp": 10**5000}, "malformed"),  # past Python's int-parsing limit
         ({"sub": 1}, "malformed"),

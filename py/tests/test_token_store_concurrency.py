@@ -157,7 +157,12 @@ def test_o2_ten_concurrent_redemptions_of_one_code_one_wins(
     results = race(
         db_url,
         lambda conn, _i: call(
-            conn, "select consume_oauth_code(%s, %s, %s, %s)", code_hash, CLIENT, REDIRECT, VERIFIER
+            conn,
+            "select to_jsonb(r) from consume_oauth_code(%s, %s, %s, %s) as r",
+            code_hash,
+            CLIENT,
+            REDIRECT,
+            VERIFIER,
         ),
     )
 
@@ -180,7 +185,7 @@ def test_o2_ten_concurrent_redemptions_of_one_code_one_wins(
     )
     refreshed = call(
         svc,
-        "select rotate_refresh_token(%s, %s, %s, now() + interval '30 days')",
+        "select to_jsonb(r) from rotate_refresh_token(%s, %s, %s, now() + interval '30 days') as r",
         rt_hash,
         h(fresh("rt")),
         CLIENT,
@@ -197,7 +202,12 @@ def test_o2_replay_racing_the_first_issuance_leaves_no_live_refresh_token(
 ) -> None:
     code_hash = new_code(svc)
     first = call(
-        svc, "select consume_oauth_code(%s, %s, %s, %s)", code_hash, CLIENT, REDIRECT, VERIFIER
+        svc,
+        "select to_jsonb(r) from consume_oauth_code(%s, %s, %s, %s) as r",
+        code_hash,
+        CLIENT,
+        REDIRECT,
+        VERIFIER,
     )
     assert first["ok"]
     rt_hash = h(fresh("rt"))
@@ -215,7 +225,12 @@ def test_o2_replay_racing_the_first_issuance_leaves_no_live_refresh_token(
             return "issued"
         # ... while the code is presented again.
         reply = call(
-            conn, "select consume_oauth_code(%s, %s, %s, %s)", code_hash, CLIENT, REDIRECT, VERIFIER
+            conn,
+            "select to_jsonb(r) from consume_oauth_code(%s, %s, %s, %s) as r",
+            code_hash,
+            CLIENT,
+            REDIRECT,
+            VERIFIER,
         )
         return str(reply["reason"])
 
@@ -239,7 +254,12 @@ def test_o2_replay_while_the_first_issuance_is_uncommitted_revokes_it(
     of the first redemption is inserted but not yet committed."""
     code_hash = new_code(svc)
     first = call(
-        svc, "select consume_oauth_code(%s, %s, %s, %s)", code_hash, CLIENT, REDIRECT, VERIFIER
+        svc,
+        "select to_jsonb(r) from consume_oauth_code(%s, %s, %s, %s) as r",
+        code_hash,
+        CLIENT,
+        REDIRECT,
+        VERIFIER,
     )
     issuer = service_connection(db_url)
     replayer = service_connection(db_url)
@@ -254,7 +274,7 @@ def test_o2_replay_while_the_first_issuance_is_uncommitted_revokes_it(
         )
         thread, done, out = in_background(
             replayer,
-            "select consume_oauth_code(%s, %s, %s, %s)",
+            "select to_jsonb(r) from consume_oauth_code(%s, %s, %s, %s) as r",
             code_hash,
             CLIENT,
             REDIRECT,
@@ -296,7 +316,7 @@ def concurrent_rotations(db_url: str, old_hash: str, grace: int) -> list[dict[st
         db_url,
         lambda conn, i: call(
             conn,
-            "select rotate_refresh_token(%s, %s, %s, now() + interval '30 days', %s)",
+            "select to_jsonb(r) from rotate_refresh_token(%s, %s, %s, now() + interval '30 days', %s) as r",
             old_hash,
             new_hashes[i],
             CLIENT,
@@ -318,7 +338,7 @@ def test_o6_ten_concurrent_rotations_within_grace_one_live_token(
 
     assert sum(1 for r in results if r["ok"]) == 1, results
     assert all(r["family_id"] == str(family) for r in results if r["ok"])
-    assert [r for r in results if not r["ok"]] == [
+    assert [{k: v for k, v in r.items() if v is not None} for r in results if not r["ok"]] == [
         {"ok": False, "error": "invalid_grant", "reason": "reused", "family_revoked": False}
     ] * (RACERS - 1)
     assert live_tokens(admin, family) == 1
@@ -357,7 +377,7 @@ def test_o5_reuse_racing_a_rotation_of_the_newest_token_revokes_everything(
     newest_hash = h(fresh("rt"))
     assert call(
         svc,
-        "select rotate_refresh_token(%s, %s, %s, now() + interval '30 days')",
+        "select to_jsonb(r) from rotate_refresh_token(%s, %s, %s, now() + interval '30 days') as r",
         first_hash,
         newest_hash,
         CLIENT,
@@ -370,7 +390,7 @@ def test_o5_reuse_racing_a_rotation_of_the_newest_token_revokes_everything(
             old, new = first_hash, h(fresh("rt"))
         reply: dict[str, Any] = call(
             conn,
-            "select rotate_refresh_token(%s, %s, %s, now() + interval '30 days')",
+            "select to_jsonb(r) from rotate_refresh_token(%s, %s, %s, now() + interval '30 days') as r",
             old,
             new,
             CLIENT,
@@ -391,7 +411,9 @@ def test_o5_reuse_while_a_rotation_is_uncommitted_revokes_its_new_token(
     legitimate rotation has inserted the new token but not committed it."""
     first_hash, family = new_family(svc)
     newest_hash = h(fresh("rt"))
-    rotate = "select rotate_refresh_token(%s, %s, %s, now() + interval '30 days')"
+    rotate = (
+        "select to_jsonb(r) from rotate_refresh_token(%s, %s, %s, now() + interval '30 days') as r"
+    )
     assert call(svc, rotate, first_hash, newest_hash, CLIENT)["ok"]
     legit = service_connection(db_url)
     thief = service_connection(db_url)
@@ -434,22 +456,26 @@ def test_concurrent_rotations_of_one_extension_token_one_wins(
         db_url,
         lambda conn, i: call(
             conn,
-            "select rotate_extension_token(%s, %s, now() + interval '90 days')",
+            "select to_jsonb(r) from rotate_extension_token(%s, %s, now() + interval '90 days') as r",
             old_hash,
             new_hashes[i],
         ),
     )
 
-    winners = [r for r in results if r is not None]
+    winners = [r for r in results if r["ok"]]
     assert len(winners) == 1, results
+    assert {r["reason"] for r in results if not r["ok"]} == {"revoked"}, results
     assert winners[0]["replaced_id"] == str(old_id)
-    listed = call(svc, "select list_extension_tokens(%s)", user)
+    listed = call(svc, "select jsonb_agg(to_jsonb(t)) from list_extension_tokens(%s) as t", user)
     live = [t for t in listed if t["revoked_at"] is None]
     assert [t["id"] for t in live] == [winners[0]["id"]]
     assert call(
         admin, "select replaced_by from extension_tokens where id = %s", old_id
     ) == uuid.UUID(winners[0]["id"])
-    assert call(svc, "select validate_extension_token(%s)", old_hash) is None
+    assert (
+        call(svc, "select to_jsonb(r) from validate_extension_token(%s) as r", old_hash)["reason"]
+        == "revoked"
+    )
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
@@ -458,12 +484,18 @@ def test_R4_ten_concurrent_polls_of_an_approved_device_code_one_wins(
 ) -> None:
     device_hash, user_hash = h(fresh("dc")), h(fresh("uc"))
     call(svc, "select create_device_code(%s, %s, %s)", device_hash, user_hash, CLIENT)
-    decided = call(svc, "select decide_device_code(%s, 'user_alice', true, 'org_acme')", user_hash)
+    decided = call(
+        svc,
+        "select to_jsonb(r) from decide_device_code(%s, 'user_alice', true, 'org_acme') as r",
+        user_hash,
+    )
     assert decided["ok"] is True, decided
 
     results = race(
         db_url,
-        lambda conn, _i: call(conn, "select poll_device_code(%s, %s)", device_hash, CLIENT),
+        lambda conn, _i: call(
+            conn, "select to_jsonb(r) from poll_device_code(%s, %s) as r", device_hash, CLIENT
+        ),
     )
 
     winners = [r for r in results if r["ok"]]
@@ -481,7 +513,10 @@ def test_R4_concurrent_wrong_guesses_of_one_user_are_all_counted(
     results = race(
         db_url,
         lambda conn, _i: call(
-            conn, "select decide_device_code(%s, %s, true)", h(fresh("guess")), user
+            conn,
+            "select to_jsonb(r) from decide_device_code(%s, %s, true) as r",
+            h(fresh("guess")),
+            user,
         ),
         n=12,
     )

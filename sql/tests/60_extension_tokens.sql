@@ -1,7 +1,7 @@
 -- Long-lived extension tokens: create / validate / revoke / list / rotate by hash (T7).
 -- The issuer passes sha256-hex of each token; these tests hash made-up tokens the same way.
 begin;
-select plan(42);
+select plan(44);
 
 select
     encode(sha256(convert_to('ext-token-a', 'UTF8')), 'hex') as h_a,
@@ -72,27 +72,30 @@ select throws_ok(
 
 select is(
     validate_extension_token(:'h_a'),
-    jsonb_build_object(
-        'id', :'id_a'::uuid,
-        'clerk_user_id', 'user_alice',
-        'clerk_org_id', 'org_acme',
-        'expires_at', now() + interval '90 days',
-        'jti', 'jti-a',
-        'chain_started_at', now(),
+    row(
+        true, null, :'id_a'::uuid, 'user_alice', 'org_acme', 'Laptop', now() + interval '90 days',
+        'jti-a', now(), null,
         -- L5: the seat behind the org scope, in the same call (no seat here).
-        'org_scope', 'lost',
-        'org_scope_reason', 'no_active_seat',
-        'seat_role', null,
-        'seat_status', null
-    ),
-    'a live token validates to its owner, org, expiry, jti and the start of its rotation chain'
+        'lost', 'no_active_seat', null, null
+    )::public.extension_token_result,
+    'a live token validates to its owner, org, name, expiry, jti and the start of its rotation chain'
 );
 select is(
-    validate_extension_token(:'h_b') ->> 'clerk_org_id',
+    (validate_extension_token(:'h_b')).clerk_org_id,
     null,
     'a personal token validates with a null org'
 );
-select is(validate_extension_token(:'h_unknown'), null, 'an unknown hash does not validate');
+select is(
+    (validate_extension_token(:'h_b')).org_scope,
+    null,
+    'a personal token has no org scope to check'
+);
+select is(
+    validate_extension_token(:'h_unknown'),
+    row(false, 'unknown', null, null, null, null, null, null, null, null, null, null, null, null)
+    ::public.extension_token_result,
+    'an unknown hash does not validate: ok false, reason unknown, nothing else'
+);
 select throws_ok(
     $$select validate_extension_token('not-a-hash')$$,
     '22023',
@@ -133,7 +136,11 @@ update extension_tokens
 set created_at = now() - interval '2 days', expires_at = now() - interval '1 day'
 where id = :'id_e';
 select tests.act_as_service_role();
-select is(validate_extension_token(:'h_e'), null, 'an expired token does not validate');
+select is(
+    (validate_extension_token(:'h_e')).reason,
+    'expired',
+    'an expired token does not validate (reason expired)'
+);
 
 -- Listing -------------------------------------------------------------------
 
@@ -142,24 +149,31 @@ update extension_tokens set created_at = now() - interval '1 hour' where id = :'
 select tests.act_as_service_role();
 
 select results_eq(
-    $$select t ->> 'name' from jsonb_array_elements(list_extension_tokens('user_alice')) as t$$,
+    $$select t.name from list_extension_tokens('user_alice') as t$$,
     array['Desktop', 'Laptop', 'Short-lived'],
     'the list holds exactly the user''s tokens, newest first, expired included'
 );
 select is(
     (
         select array_agg(k order by k)
-        from jsonb_object_keys(list_extension_tokens('user_alice') -> 0) as k
+        from jsonb_object_keys((
+                select to_jsonb(t) from list_extension_tokens('user_alice') as t order by t.created_at desc limit 1
+            )) as k
     ),
     array['clerk_org_id', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'revoked_at'],
     'each listed token carries exactly id, name, org and timestamps'
 );
 select ok(
-    strpos(list_extension_tokens('user_alice')::text, :'h_a') = 0
-    and strpos(list_extension_tokens('user_alice')::text, 'token_hash') = 0,
+    (
+        select bool_and(strpos(t::text, :'h_a') = 0)
+        from list_extension_tokens('user_alice') as t
+    ),
     'the list never contains a hash'
 );
-select is(list_extension_tokens('user_nobody'), '[]'::jsonb, 'a user without tokens gets an empty list');
+select is_empty(
+    $$select * from list_extension_tokens('user_nobody')$$,
+    'a user without tokens gets an empty list'
+);
 
 -- Revoking ------------------------------------------------------------------
 
@@ -168,9 +182,13 @@ select is(
     false,
     'a user cannot revoke another user''s token'
 );
-select isnt(validate_extension_token(:'h_c'), null, 'and that token still validates');
+select ok((validate_extension_token(:'h_c')).ok, 'and that token still validates');
 select is(revoke_extension_token(:'id_b', 'user_alice'), true, 'the owner revokes their token');
-select is(validate_extension_token(:'h_b'), null, 'a revoked token does not validate although it was never expired');
+select is(
+    (validate_extension_token(:'h_b')).reason,
+    'revoked',
+    'a revoked token does not validate although it was never expired (reason revoked)'
+);
 select is(revoke_extension_token(:'id_b', 'user_alice'), true, 'revoking twice is harmless');
 select is(
     revoke_extension_token(gen_random_uuid(), 'user_alice'),
@@ -179,9 +197,9 @@ select is(
 );
 select isnt(
     (
-        select t ->> 'revoked_at'
-        from jsonb_array_elements(list_extension_tokens('user_alice')) as t
-        where t ->> 'id' = :'id_b'
+        select t.revoked_at
+        from list_extension_tokens('user_alice') as t
+        where t.id = :'id_b'
     ),
     null,
     'the list shows the revocation'
@@ -189,24 +207,30 @@ select isnt(
 
 -- Rotating ------------------------------------------------------------------
 
-select rotate_extension_token(:'h_a', :'h_d', now() + interval '90 days', 'org_other', 'jti-d') as rotated
-\gset
+select r.*
+from rotate_extension_token(:'h_a', :'h_d', now() + interval '90 days', 'org_other', 'jti-d') as r
+\gset rotated_
 
 select is(
-    :'rotated'::jsonb - 'id',
-    jsonb_build_object(
-        'clerk_user_id', 'user_alice',
-        'clerk_org_id', 'org_other',
-        'name', 'Laptop',
-        'expires_at', now() + interval '90 days',
-        'replaced_id', :'id_a'::uuid
+    row(
+        :'rotated_ok'::boolean, :'rotated_clerk_user_id'::text,
+        :'rotated_clerk_org_id'::text, :'rotated_name'::text, :'rotated_expires_at'::timestamptz,
+        :'rotated_jti'::text, :'rotated_chain_started_at'::timestamptz, :'rotated_replaced_id'::uuid
     ),
-    'rotation keeps owner and name, takes the new org and expiry, names the token it replaced'
+    row(
+        true, 'user_alice'::text, 'org_other'::text, 'Laptop'::text,
+        now() + interval '90 days', 'jti-d'::text, now(), :'id_a'::uuid
+    ),
+    'rotation keeps owner, name and chain start, takes the new org, expiry and jti, names the token it replaced'
 );
-select is(validate_extension_token(:'h_a'), null, 'the rotated token stops validating at once');
 select is(
-    validate_extension_token(:'h_d') ->> 'id',
-    :'rotated'::jsonb ->> 'id',
+    (validate_extension_token(:'h_a')).reason,
+    'revoked',
+    'the rotated token stops validating at once'
+);
+select is(
+    (validate_extension_token(:'h_d')).id,
+    :'rotated_id'::uuid,
     'its replacement validates'
 );
 select tests.reset_role();
@@ -215,29 +239,35 @@ select results_eq(
         'select revoked_at is not null, replaced_by from extension_tokens where id = %L',
         :'id_a'
     ),
-    format('values (true, %L::uuid)', :'rotated'::jsonb ->> 'id'),
+    format('values (true, %L::uuid)', :'rotated_id'),
     'the old row is revoked and points at its replacement'
 );
 select tests.act_as_service_role();
 select is(
     rotate_extension_token(:'h_a', :'h_f', now() + interval '90 days'),
-    null,
-    'a token rotates once: a second rotation of it is refused'
+    row(false, 'revoked', null, null, null, null, null, null, null, null, null, null, null, null)
+    ::public.extension_token_result,
+    'a token rotates once: a second rotation of it is refused (ok false, reason revoked, nothing else)'
 );
 select is(
-    rotate_extension_token(:'h_unknown', :'h_f', now() + interval '90 days'),
-    null,
+    (rotate_extension_token(:'h_unknown', :'h_f', now() + interval '90 days')).reason,
+    'unknown',
     'an unknown token cannot be rotated'
 );
 select is(
-    rotate_extension_token(:'h_e', :'h_f', now() + interval '90 days'),
-    null,
+    (rotate_extension_token(:'h_e', :'h_f', now() + interval '90 days')).reason,
+    'expired',
     'an expired token cannot be rotated'
 );
 select is(
-    rotate_extension_token(:'h_b', :'h_f', now() + interval '90 days'),
-    null,
+    (rotate_extension_token(:'h_b', :'h_f', now() + interval '90 days')).reason,
+    'revoked',
     'a revoked token cannot be rotated'
+);
+select is(
+    (rotate_extension_token(:'h_d', :'h_f', now() + interval '90 days', null, null, 3600)).reason,
+    'chain_expired',
+    'L3: a replacement that would outlive the chain''s absolute lifetime is refused (reason chain_expired)'
 );
 select throws_ok(
     format($$select rotate_extension_token(%L, %L, now() + interval '1 day')$$, :'h_d', :'h_c'),
@@ -245,10 +275,9 @@ select throws_ok(
     null,
     'a rotation onto a hash that is already stored fails'
 );
-select isnt(
-    validate_extension_token(:'h_d'),
-    null,
-    'and the failed rotation left the old token valid (atomic)'
+select ok(
+    (validate_extension_token(:'h_d')).ok,
+    'and the failed rotations left the old token valid (atomic)'
 );
 select throws_ok(
     format($$select rotate_extension_token(%L, %L, now() + interval '1 day')$$, :'h_d', :'h_d'),
@@ -263,15 +292,15 @@ select throws_ok(
     'a rotation onto an expired token is refused'
 );
 select is(
-    rotate_extension_token(:'h_d', :'h_f', now() + interval '1 day') ->> 'clerk_org_id',
+    (rotate_extension_token(:'h_d', :'h_f', now() + interval '1 day')).clerk_org_id,
     null,
     'a rotation without an org gives a personal token (the issuer passes the re-checked org)'
 );
 select is(
     (
         select count(*)::int
-        from jsonb_array_elements(list_extension_tokens('user_alice')) as t
-        where t ->> 'revoked_at' is null and (t ->> 'expires_at')::timestamptz > now()
+        from list_extension_tokens('user_alice') as t
+        where t.revoked_at is null and t.expires_at > now()
     ),
     1,
     'after two rotations the user has exactly one live token'
@@ -285,15 +314,15 @@ set created_at = now() - interval '40 days', expires_at = now() - interval '30 d
 where id = :'id_e';
 select tests.act_as_service_role();
 select is(
-    (purge_expired_tokens() ->> 'extension_tokens')::int,
+    (purge_expired_tokens()).extension_tokens::int,
     1,
     'purge deletes tokens expired longer than the retention'
 );
 select is(
     (
         select count(*)::int
-        from jsonb_array_elements(list_extension_tokens('user_alice')) as t
-        where t ->> 'id' = :'id_e'
+        from list_extension_tokens('user_alice') as t
+        where t.id = :'id_e'
     ),
     0,
     'the purged token is gone, the recent ones stay'

@@ -180,47 +180,47 @@ select throws_ok(
 select tests.act_as_service_role();
 
 select is(
-    consume_oauth_code(:'code_a', 'another-client', :'redirect', :'verifier'),
+    jsonb_strip_nulls(to_jsonb(consume_oauth_code(:'code_a', 'another-client', :'redirect', :'verifier'))),
     '{"ok": false, "error": "invalid_grant", "reason": "client_mismatch"}'::jsonb,
     'O3: another client cannot redeem the code'
 );
 select is(
-    consume_oauth_code(:'code_a', :'client', :'redirect' || '/', :'verifier') ->> 'reason',
+    (consume_oauth_code(:'code_a', :'client', :'redirect' || '/', :'verifier')).reason,
     'redirect_uri_mismatch',
     'O3: the redirect_uri must match exactly'
 );
 select is(
-    consume_oauth_code(:'code_a', :'client', :'redirect', :'long_verifier') ->> 'reason',
+    (consume_oauth_code(:'code_a', :'client', :'redirect', :'long_verifier')).reason,
     'pkce_mismatch',
     'a well-formed but wrong verifier fails S256'
 );
 select is(
-    consume_oauth_code(:'code_a', :'client', :'redirect', :'challenge') ->> 'reason',
+    (consume_oauth_code(:'code_a', :'client', :'redirect', :'challenge')).reason,
     'pkce_mismatch',
     'O1: the challenge itself is no verifier (no silent plain)'
 );
 select is(
-    consume_oauth_code(:'code_a', :'client', :'redirect', left(:'verifier', 42)) ->> 'reason',
+    (consume_oauth_code(:'code_a', :'client', :'redirect', left(:'verifier', 42))).reason,
     'invalid_verifier',
     'O1: a verifier of 42 characters is malformed'
 );
 select is(
-    consume_oauth_code(:'code_a', :'client', :'redirect', :'long_verifier' || 'a') ->> 'reason',
+    (consume_oauth_code(:'code_a', :'client', :'redirect', :'long_verifier' || 'a')).reason,
     'invalid_verifier',
     'O1: a verifier of 129 characters is malformed'
 );
 select is(
-    consume_oauth_code(:'code_a', :'client', :'redirect', translate(:'verifier', '-', '+')) ->> 'reason',
+    (consume_oauth_code(:'code_a', :'client', :'redirect', translate(:'verifier', '-', '+'))).reason,
     'invalid_verifier',
     'O1: a verifier with a character outside [A-Za-z0-9-._~] is malformed'
 );
 select is(
-    consume_oauth_code(:'code_a', :'client', :'redirect', null) ->> 'reason',
+    (consume_oauth_code(:'code_a', :'client', :'redirect', null)).reason,
     'invalid_verifier',
     'O1: a missing verifier is refused'
 );
 select is(
-    consume_oauth_code(:'code_unknown', :'client', :'redirect', :'verifier'),
+    jsonb_strip_nulls(to_jsonb(consume_oauth_code(:'code_unknown', :'client', :'redirect', :'verifier'))),
     '{"ok": false, "error": "invalid_grant", "reason": "unknown_code"}'::jsonb,
     'an unknown code is refused'
 );
@@ -237,7 +237,7 @@ select id as code_a_id from oauth_codes where code_hash = :'code_a'
 
 select tests.act_as_service_role();
 select is(
-    consume_oauth_code(:'code_a', :'client', :'redirect', :'verifier'),
+    jsonb_strip_nulls(to_jsonb(consume_oauth_code(:'code_a', :'client', :'redirect', :'verifier'))),
     jsonb_build_object(
         'ok', true,
         'code_id', :'code_a_id'::uuid,
@@ -248,12 +248,12 @@ select is(
     'the right client, redirect_uri and verifier redeem the code (and hand back the email)'
 );
 select is(
-    consume_oauth_code(:'code_a', :'client', :'redirect', :'verifier'),
+    jsonb_strip_nulls(to_jsonb(consume_oauth_code(:'code_a', :'client', :'redirect', :'verifier'))),
     '{"ok": false, "error": "invalid_grant", "reason": "already_used"}'::jsonb,
     'O2: the code cannot be redeemed twice'
 );
 select is(
-    consume_oauth_code(:'code_b', :'client', :'redirect', :'verifier') ->> 'clerk_org_id',
+    (consume_oauth_code(:'code_b', :'client', :'redirect', :'verifier')).clerk_org_id,
     null,
     'a code without an org redeems to a personal grant'
 );
@@ -262,8 +262,8 @@ select tests.reset_role();
 select create_oauth_code(:'code_long', 'user_alice', :'client', :'redirect', :'long_challenge');
 select tests.act_as_service_role();
 select is(
-    consume_oauth_code(:'code_long', :'client', :'redirect', :'long_verifier') ->> 'ok',
-    'true',
+    (consume_oauth_code(:'code_long', :'client', :'redirect', :'long_verifier')).ok,
+    true,
     'O1: a 128-character verifier with every allowed punctuation mark is accepted'
 );
 
@@ -274,7 +274,7 @@ set created_at = now() - interval '11 minutes', expires_at = now() - interval '1
 where code_hash = :'code_expired';
 select tests.act_as_service_role();
 select is(
-    consume_oauth_code(:'code_expired', :'client', :'redirect', :'verifier') ->> 'reason',
+    (consume_oauth_code(:'code_expired', :'client', :'redirect', :'verifier')).reason,
     'expired',
     'O3: an expired code is refused'
 );
@@ -282,7 +282,7 @@ select is(
 -- A second redemption revokes what the first issued (O2) -------------------------
 
 select create_oauth_code(:'code_replayed', 'user_alice', :'client', :'redirect', :'challenge', 'S256', 'org_acme');
-select consume_oauth_code(:'code_replayed', :'client', :'redirect', :'verifier') ->> 'code_id' as replayed_code_id
+select (consume_oauth_code(:'code_replayed', :'client', :'redirect', :'verifier')).code_id as replayed_code_id
 \gset
 select
     issue_refresh_token(
@@ -290,8 +290,8 @@ select
     ) as replayed_family
 \gset
 select is(
-    rotate_refresh_token(:'rt_1', :'rt_2', :'client', now() + interval '30 days') ->> 'ok',
-    'true',
+    (rotate_refresh_token(:'rt_1', :'rt_2', :'client', now() + interval '30 days')).ok,
+    true,
     'the grant from the code is in use: its refresh token was rotated once'
 );
 select tests.reset_role();
@@ -304,12 +304,12 @@ select is(
 -- Another grant of the same user, from another code, must survive.
 select tests.act_as_service_role();
 select create_oauth_code(:'code_other', 'user_alice', :'client', :'redirect', :'challenge');
-select consume_oauth_code(:'code_other', :'client', :'redirect', :'verifier') ->> 'code_id' as other_code_id
+select (consume_oauth_code(:'code_other', :'client', :'redirect', :'verifier')).code_id as other_code_id
 \gset
 select issue_refresh_token(:'rt_3', 'user_alice', :'client', now() + interval '30 days', null, :'other_code_id');
 
 select is(
-    consume_oauth_code(:'code_replayed', :'client', :'redirect', :'verifier') ->> 'reason',
+    (consume_oauth_code(:'code_replayed', :'client', :'redirect', :'verifier')).reason,
     'already_used',
     'O2: the replayed code is refused'
 );
@@ -334,18 +334,18 @@ select is(
 );
 select tests.act_as_service_role();
 select is(
-    rotate_refresh_token(:'rt_2', :'rt_4', :'client', now() + interval '30 days') ->> 'reason',
+    (rotate_refresh_token(:'rt_2', :'rt_4', :'client', now() + interval '30 days')).reason,
     'revoked',
     'the revoked family cannot be refreshed'
 );
 select issue_refresh_token(:'rt_5', 'user_alice', :'client', now() + interval '30 days', null, :'replayed_code_id');
 select is(
-    rotate_refresh_token(:'rt_5', :'rt_4', :'client', now() + interval '30 days') ->> 'reason',
+    (rotate_refresh_token(:'rt_5', :'rt_4', :'client', now() + interval '30 days')).reason,
     'revoked',
     'O2: a refresh token stored for a replayed code is born revoked (the first redemption may store it late)'
 );
 select is(
-    consume_oauth_code(:'code_other', :'client', :'redirect', left(:'long_verifier', 43)) ->> 'reason',
+    (consume_oauth_code(:'code_other', :'client', :'redirect', left(:'long_verifier', 43))).reason,
     'already_used',
     'a replay counts whatever verifier it carries'
 );
@@ -404,7 +404,7 @@ set created_at = now() - interval '8 days', expires_at = now() - interval '8 day
 where code_hash = :'code_expired';
 select tests.act_as_service_role();
 select is(
-    (purge_expired_tokens() ->> 'oauth_codes')::int,
+    ((purge_expired_tokens()).oauth_codes)::int,
     1,
     'purge deletes codes expired longer than the retention'
 );

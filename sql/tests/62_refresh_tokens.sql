@@ -59,7 +59,7 @@ select throws_ok(
 -- Rotating (O4) -----------------------------------------------------------------
 
 select is(
-    rotate_refresh_token(:'r1', :'r2', :'client', now() + interval '30 days'),
+    jsonb_strip_nulls(to_jsonb(rotate_refresh_token(:'r1', :'r2', :'client', now() + interval '30 days'))),
     jsonb_build_object(
         'ok', true,
         'family_id', :'f1'::uuid,
@@ -90,7 +90,7 @@ select results_eq(
 
 select tests.act_as_service_role();
 select is(
-    rotate_refresh_token(:'r1', :'r3', :'client', now() + interval '30 days'),
+    jsonb_strip_nulls(to_jsonb(rotate_refresh_token(:'r1', :'r3', :'client', now() + interval '30 days'))),
     '{"ok": false, "error": "invalid_grant", "reason": "reused", "family_revoked": true}'::jsonb,
     'O4: the rotated token stops working at once; presenting it again is reuse'
 );
@@ -110,7 +110,7 @@ select is(
 );
 select tests.act_as_service_role();
 select is(
-    rotate_refresh_token(:'r2', :'r3', :'client', now() + interval '30 days'),
+    jsonb_strip_nulls(to_jsonb(rotate_refresh_token(:'r2', :'r3', :'client', now() + interval '30 days'))),
     '{"ok": false, "error": "invalid_grant", "reason": "revoked"}'::jsonb,
     'O5: the newest token of a revoked family no longer rotates'
 );
@@ -126,7 +126,7 @@ select issue_refresh_token(:'r3', 'user_alice', :'client', now() + interval '30 
 \gset
 select rotate_refresh_token(:'r3', :'r4', :'client', now() + interval '30 days');
 select is(
-    rotate_refresh_token(:'r3', :'r5', :'client', now() + interval '30 days', 10),
+    jsonb_strip_nulls(to_jsonb(rotate_refresh_token(:'r3', :'r5', :'client', now() + interval '30 days', 10))),
     '{"ok": false, "error": "invalid_grant", "reason": "reused", "family_revoked": false}'::jsonb,
     'within the grace window a reuse is refused without revoking the family'
 );
@@ -142,16 +142,16 @@ select results_eq(
 );
 select tests.act_as_service_role();
 select is(
-    rotate_refresh_token(:'r4', :'r5', :'client', now() + interval '30 days', 10) ->> 'ok',
-    'true',
+    (rotate_refresh_token(:'r4', :'r5', :'client', now() + interval '30 days', 10)).ok,
+    true,
     'the child keeps working'
 );
 select tests.reset_role();
 update refresh_tokens set rotated_at = now() - interval '30 seconds' where token_hash = :'r3';
 select tests.act_as_service_role();
 select is(
-    rotate_refresh_token(:'r3', :'r6', :'client', now() + interval '30 days', 10) ->> 'family_revoked',
-    'true',
+    (rotate_refresh_token(:'r3', :'r6', :'client', now() + interval '30 days', 10)).family_revoked,
+    true,
     'a reuse after the grace window revokes the family'
 );
 select tests.reset_role();
@@ -179,18 +179,18 @@ select throws_ok(
 select issue_refresh_token(:'r7', 'user_bob', :'client', now() + interval '30 days') as f3
 \gset
 select is(
-    rotate_refresh_token(:'r_unknown', :'r12', :'client', now() + interval '30 days'),
+    jsonb_strip_nulls(to_jsonb(rotate_refresh_token(:'r_unknown', :'r12', :'client', now() + interval '30 days'))),
     '{"ok": false, "error": "invalid_grant", "reason": "unknown"}'::jsonb,
     'an unknown token is refused'
 );
 select is(
-    rotate_refresh_token(:'r7', :'r12', 'another-client', now() + interval '30 days') ->> 'reason',
+    (rotate_refresh_token(:'r7', :'r12', 'another-client', now() + interval '30 days')).reason,
     'client_mismatch',
     'a token issued to another client is refused'
 );
 select is(
-    rotate_refresh_token(:'r7', :'r12', :'client', now() + interval '30 days') ->> 'ok',
-    'true',
+    (rotate_refresh_token(:'r7', :'r12', :'client', now() + interval '30 days')).ok,
+    true,
     'and that refusal did not spend it'
 );
 select issue_refresh_token(:'r8', 'user_bob', :'client', now() + interval '30 days') as f4
@@ -201,7 +201,7 @@ set created_at = now() - interval '31 days', expires_at = now() - interval '1 da
 where token_hash = :'r8';
 select tests.act_as_service_role();
 select is(
-    rotate_refresh_token(:'r8', :'r11', :'client', now() + interval '30 days') ->> 'reason',
+    (rotate_refresh_token(:'r8', :'r11', :'client', now() + interval '30 days')).reason,
     'expired',
     'an expired token is refused'
 );
@@ -268,12 +268,12 @@ select results_eq(
 );
 select tests.act_as_service_role();
 select is(
-    rotate_refresh_token(:'r11', :'r12', :'client', now() + interval '30 days') ->> 'reason',
+    (rotate_refresh_token(:'r11', :'r12', :'client', now() + interval '30 days')).reason,
     'revoked',
     'O7: the live descendant no longer rotates'
 );
 select is(
-    rotate_refresh_token(:'r9', :'r12', :'client', now() + interval '30 days') ->> 'reason',
+    (rotate_refresh_token(:'r9', :'r12', :'client', now() + interval '30 days')).reason,
     'reused',
     'the rotated ancestor presented again is still reuse'
 );
@@ -315,17 +315,17 @@ select is_empty(
 
 select tests.act_as_service_role();
 select is(
-    purge_expired_tokens(interval '7 days'),
+    jsonb_strip_nulls(to_jsonb(purge_expired_tokens(interval '7 days'))),
     '{"extension_tokens": 0, "oauth_codes": 0, "refresh_tokens": 0}'::jsonb,
     'a family expired for less than the retention is kept (reuse stays detectable)'
 );
 select is(
-    (purge_expired_tokens(interval '0 seconds') ->> 'refresh_tokens')::int,
+    ((purge_expired_tokens(interval '0 seconds')).refresh_tokens)::int,
     1,
     'purge deletes a family once its newest token expired longer ago than the retention'
 );
 select is(
-    rotate_refresh_token(:'r8', :'r11', :'client', now() + interval '30 days') ->> 'reason',
+    (rotate_refresh_token(:'r8', :'r11', :'client', now() + interval '30 days')).reason,
     'unknown',
     'a purged token is unknown'
 );

@@ -1,7 +1,7 @@
 -- Token stores: nobody but service_role reaches them, and service_role only
 -- through the RPCs. SECURITY.md T7 (hashes only), D1, D2, D3, D5, D6.
 begin;
-select plan(67);
+select plan(80);
 
 create temporary table token_rpcs (signature text primary key) on commit drop;
 insert into token_rpcs (signature)
@@ -24,7 +24,10 @@ values
 ('private.require_sha256_hex(text, text)'),
 ('private.require_token_text(text, text, integer)'),
 ('private.pkce_s256(text)'),
-('private.lock_refresh_family(uuid)');
+('private.lock_refresh_family(uuid)'),
+('private.extension_token_refusal(text)'),
+('private.token_grant_ok(text, text, text, uuid, uuid, uuid)'),
+('private.token_grant_refusal(text, text, boolean, integer)');
 
 create temporary table token_tables (name name primary key) on commit drop;
 insert into token_tables (name)
@@ -135,6 +138,66 @@ select is_empty(
       where has_function_privilege(g.role, h.signature::regprocedure, 'execute')$$,
     'no API role executes the private helpers'
 );
+
+-- One result convention (docs/database.md, "Conventions") ---------------------------
+
+select is_empty(
+    $$select p.oid::regprocedure
+      from pg_proc as p
+      where p.pronamespace = 'public'::regnamespace
+          and p.proname in (
+              'check_org_scope', 'create_extension_token', 'validate_extension_token',
+              'revoke_extension_token', 'list_extension_tokens', 'rotate_extension_token',
+              'create_oauth_code', 'consume_oauth_code', 'issue_refresh_token', 'rotate_refresh_token',
+              'revoke_refresh_token', 'purge_expired_tokens', 'create_device_code', 'decide_device_code',
+              'poll_device_code', 'purge_expired_device_codes'
+          )
+          and p.prorettype in ('json'::regtype, 'jsonb'::regtype)$$,
+    'no token-store RPC answers in jsonb: named composites, a table, or one scalar'
+);
+select function_returns(
+    'public', 'check_org_scope', array['text', 'text'], 'org_scope_result',
+    'check_org_scope returns public.org_scope_result'
+);
+select function_returns(
+    'public', 'validate_extension_token', array['text'], 'extension_token_result',
+    'validate_extension_token returns public.extension_token_result'
+);
+select function_returns(
+    'public', 'rotate_extension_token', array['text', 'text', 'timestamp with time zone', 'text', 'text', 'integer'],
+    'extension_token_result', 'rotate_extension_token returns public.extension_token_result'
+);
+select ok(
+    (select p.proretset from pg_proc as p where p.oid = 'public.list_extension_tokens(text)'::regprocedure),
+    'list_extension_tokens returns a table (one row per token)'
+);
+select function_returns(
+    'public', 'consume_oauth_code', array['text', 'text', 'text', 'text'], 'token_grant_result',
+    'consume_oauth_code returns public.token_grant_result'
+);
+select function_returns(
+    'public', 'rotate_refresh_token', array['text', 'text', 'text', 'timestamp with time zone', 'integer', 'integer'],
+    'token_grant_result', 'rotate_refresh_token returns public.token_grant_result'
+);
+select function_returns(
+    'public', 'poll_device_code', array['text', 'text'], 'token_grant_result',
+    'poll_device_code returns public.token_grant_result, like the other grants of the token endpoint'
+);
+select function_returns(
+    'public', 'decide_device_code', array['text', 'text', 'boolean', 'text', 'text'], 'device_decision_result',
+    'decide_device_code returns public.device_decision_result'
+);
+select function_returns(
+    'public', 'purge_expired_tokens', array['interval'], 'token_purge_result',
+    'purge_expired_tokens returns public.token_purge_result'
+);
+select
+    function_privs_are(
+        'public', 'check_org_scope', array['text', 'text'], g.role,
+        case when g.role = 'service_role' then array['EXECUTE']::name[] else array[]::name[] end,
+        format('%s %s execute check_org_scope', g.role, case when g.role = 'service_role' then 'may' else 'may not' end)
+    )
+from (values ('anon'::name), ('authenticated'), ('service_role')) as g (role);
 
 -- What each role meets when it tries anyway ---------------------------------------
 

@@ -11,10 +11,16 @@
 --
 -- Also defines the argument checks shared by the token-store RPCs (schema
 -- private): 20260102000100_oauth_codes_and_refresh_tokens.sql uses them too.
+--
+-- Result convention (docs/database.md, "Conventions"): every RPC that can say
+-- no returns a named composite whose ok is false and whose reason is a stable
+-- word; bad input raises SQLSTATE 22023 naming the argument. Here:
+-- public.extension_token_result (validate_extension_token,
+-- rotate_extension_token) and public.org_scope_result (check_org_scope).
 
 -- Private helpers -----------------------------------------------------------
 
-create or replace function private.require_sha256_hex(p_value text, p_argument text)
+create function private.require_sha256_hex(p_value text, p_argument text)
 returns void
 language plpgsql
 immutable
@@ -28,7 +34,7 @@ begin
 end
 $$;
 
-create or replace function private.require_token_text(
+create function private.require_token_text(
     p_value text,
     p_argument text,
     p_max_length integer default 255
@@ -50,8 +56,10 @@ begin
 end
 $$;
 
-revoke execute on function private.require_sha256_hex(text, text) from public;
-revoke execute on function private.require_token_text(text, text, integer) from public;
+revoke all on function private.require_sha256_hex(text, text)
+from public, anon, authenticated, service_role;
+revoke all on function private.require_token_text(text, text, integer)
+from public, anon, authenticated, service_role;
 
 comment on function private.require_sha256_hex(text, text) is
 'Raises 22023 naming the argument unless the value is a lower-case hex SHA-256 (64 characters). '
@@ -116,10 +124,68 @@ comment on column public.extension_tokens.chain_started_at is
 'When the rotation chain began (the original sign-in); copied to every replacement. A chain '
 'never lives past chain_started_at + EXTENSION_TOKEN_MAX_LIFETIME (L3).';
 
+-- Result types --------------------------------------------------------------
+
+create type public.org_scope_result as (
+    org_scope text,
+    org_scope_reason text,
+    seat_role text,
+    seat_status text
+);
+
+comment on type public.org_scope_result is
+'Result of check_org_scope (L5). org_scope: active (the user holds an active seat in the org) or '
+'lost (org_scope_reason no_active_seat: suspended, revoked, pending, or no seat / org / user); '
+'null for a personal token. seat_role: the seat''s role, null when lost. seat_status: the seat''s '
+'status, null without a seat.';
+
+create type public.extension_token_result as (
+    ok boolean,
+    reason text,
+    id uuid,
+    clerk_user_id text,
+    clerk_org_id text,
+    name text,
+    expires_at timestamptz,
+    jti text,
+    chain_started_at timestamptz,
+    replaced_id uuid,
+    org_scope text,
+    org_scope_reason text,
+    seat_role text,
+    seat_status text
+);
+
+comment on type public.extension_token_result is
+'Result of validate_extension_token and rotate_extension_token. ok: the token is live (validate) '
+'or was replaced (rotate); else reason says why not: unknown, revoked, expired, and for rotate '
+'also account_closed (user deleted in Clerk) or chain_expired (L3); every other field is then '
+'null. id, clerk_user_id, clerk_org_id, name, expires_at, jti, chain_started_at: the live token '
+'(rotate: the new one; replaced_id: the one it replaced). org_scope, org_scope_reason, seat_role, '
+'seat_status: check_org_scope''s answer for an org-scoped token (validate only, L5).';
+
+create function private.extension_token_refusal(p_reason text)
+returns public.extension_token_result
+language sql
+immutable
+set search_path = ''
+as $$
+    select row(
+        false, p_reason, null, null, null, null, null, null, null, null, null, null, null, null
+    )::public.extension_token_result
+$$;
+
+revoke all on function private.extension_token_refusal(text)
+from public, anon, authenticated, service_role;
+
+comment on function private.extension_token_refusal(text) is
+'The refusal row of validate_extension_token and rotate_extension_token: ok false, the reason, '
+'nothing else.';
+
 -- RPCs ----------------------------------------------------------------------
 
-create or replace function public.check_org_scope(p_clerk_user_id text, p_clerk_org_id text)
-returns jsonb
+create function public.check_org_scope(p_clerk_user_id text, p_clerk_org_id text)
+returns public.org_scope_result
 language sql
 stable
 security invoker
@@ -127,32 +193,35 @@ set search_path = ''
 as $$
     -- Is the org scope a token carries still backed by an active seat (L5)?
     -- One index probe per table; no row means lost.
-    select case
-        when p_clerk_org_id is null then null
-        when s.status = 'active' then pg_catalog.jsonb_build_object(
-            'org_scope', 'active', 'org_scope_reason', null, 'seat_role', s.role, 'seat_status', s.status
-        )
-        else pg_catalog.jsonb_build_object(
-            'org_scope', 'lost', 'org_scope_reason', 'no_active_seat', 'seat_role', null,
-            'seat_status', s.status
-        )
-    end
+    select
+        case
+            when p_clerk_org_id is null then null
+            when s.status = 'active' then 'active'
+            else 'lost'
+        end,
+        case
+            when p_clerk_org_id is null or s.status = 'active' then null
+            else 'no_active_seat'
+        end,
+        case when s.status = 'active' then s.role end,
+        s.status
     from (values (1)) as one (x)
     left join public.users as u on u.clerk_user_id = p_clerk_user_id
     left join public.organizations as o on o.clerk_org_id = p_clerk_org_id
     left join public.organization_seats as s on s.organization_id = o.id and s.user_id = u.id
 $$;
 
-revoke execute on function public.check_org_scope(text, text) from public, anon, authenticated;
+revoke all on function public.check_org_scope(text, text)
+from public, anon, authenticated, service_role;
 grant execute on function public.check_org_scope(text, text) to service_role;
 
 comment on function public.check_org_scope(text, text) is
-'L5: whether an org-scoped token''s scope still holds. Null for p_clerk_org_id null; else '
-'{org_scope: active, seat_role} when the user holds an active seat in the org, or {org_scope: '
-'lost, org_scope_reason: no_active_seat, seat_role: null, seat_status} (suspended, revoked, '
-'pending, or no seat / org / user: seat_status null). service_role only.';
+'L5: whether an org-scoped token''s scope still holds, as public.org_scope_result: org_scope '
+'active with seat_role when the user holds an active seat in the org, else lost with '
+'org_scope_reason no_active_seat and seat_status (suspended, revoked, pending; null without a '
+'seat, org or user). Every field null for p_clerk_org_id null. service_role only.';
 
-create or replace function public.create_extension_token(
+create function public.create_extension_token(
     p_clerk_user_id text,
     p_token_hash text,
     p_name text,
@@ -194,8 +263,8 @@ begin
 end
 $$;
 
-revoke execute on function public.create_extension_token(text, text, text, timestamptz, text, text)
-from public, anon, authenticated;
+revoke all on function public.create_extension_token(text, text, text, timestamptz, text, text)
+from public, anon, authenticated, service_role;
 grant execute on function public.create_extension_token(text, text, text, timestamptz, text, text)
 to service_role;
 
@@ -204,26 +273,31 @@ comment on function public.create_extension_token(text, text, text, timestamptz,
 'naming the argument; a hash or jti already stored: 23505. service_role only.';
 
 
-create or replace function public.validate_extension_token(p_token_hash text)
-returns jsonb
+create function public.validate_extension_token(p_token_hash text)
+returns public.extension_token_result
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
     v_token public.extension_tokens%rowtype;
+    v_scope public.org_scope_result;
 begin
     perform private.require_sha256_hex(p_token_hash, 'p_token_hash');
 
     select t.*
     into v_token
     from public.extension_tokens as t
-    where t.token_hash = p_token_hash
-        and t.revoked_at is null
-        and t.expires_at > pg_catalog.now();
+    where t.token_hash = p_token_hash;
 
     if not found then
-        return null;
+        return private.extension_token_refusal('unknown');
+    end if;
+    if v_token.revoked_at is not null then
+        return private.extension_token_refusal('revoked');
+    end if;
+    if v_token.expires_at <= pg_catalog.now() then
+        return private.extension_token_refusal('expired');
     end if;
 
     -- Coarse last_used_at: write at most once a minute per token, and never
@@ -243,29 +317,32 @@ begin
         );
     end if;
 
-    return pg_catalog.jsonb_build_object(
-        'id', v_token.id,
-        'clerk_user_id', v_token.clerk_user_id,
-        'clerk_org_id', v_token.clerk_org_id,
-        'expires_at', v_token.expires_at,
-        'jti', v_token.jti,
-        'chain_started_at', v_token.chain_started_at
-    ) || coalesce(public.check_org_scope(v_token.clerk_user_id, v_token.clerk_org_id), '{}'::jsonb);
+    -- L5 in the same call: an org-scoped token's seat, read now.
+    if v_token.clerk_org_id is not null then
+        v_scope := public.check_org_scope(v_token.clerk_user_id, v_token.clerk_org_id);
+    end if;
+
+    return row(
+        true, null, v_token.id, v_token.clerk_user_id, v_token.clerk_org_id, v_token.name,
+        v_token.expires_at, v_token.jti, v_token.chain_started_at, null,
+        v_scope.org_scope, v_scope.org_scope_reason, v_scope.seat_role, v_scope.seat_status
+    )::public.extension_token_result;
 end
 $$;
 
-revoke execute on function public.validate_extension_token(text) from public, anon, authenticated;
+revoke all on function public.validate_extension_token(text)
+from public, anon, authenticated, service_role;
 grant execute on function public.validate_extension_token(text) to service_role;
 
 comment on function public.validate_extension_token(text) is
-'Null unless the hash names a stored token that is neither revoked nor expired; else {id, '
-'clerk_user_id, clerk_org_id, expires_at, jti, chain_started_at} and, for an org-scoped token, '
-'check_org_scope''s keys (org_scope active/lost, org_scope_reason, seat_role, seat_status: L5) '
-'from the same call. Touches last_used_at at most once a minute per '
-'token. service_role only.';
+'Whether the hash names a live stored token, as public.extension_token_result: ok with id, '
+'clerk_user_id, clerk_org_id, name, expires_at, jti, chain_started_at and, for an org-scoped '
+'token, check_org_scope''s answer (org_scope active/lost, org_scope_reason, seat_role, '
+'seat_status: L5) from the same call; else ok false with reason unknown, revoked or expired. '
+'Touches last_used_at at most once a minute per token. service_role only.';
 
 
-create or replace function public.revoke_extension_token(p_token_id uuid, p_clerk_user_id text)
+create function public.revoke_extension_token(p_token_id uuid, p_clerk_user_id text)
 returns boolean
 language plpgsql
 security definer
@@ -287,7 +364,8 @@ begin
 end
 $$;
 
-revoke execute on function public.revoke_extension_token(uuid, text) from public, anon, authenticated;
+revoke all on function public.revoke_extension_token(uuid, text)
+from public, anon, authenticated, service_role;
 grant execute on function public.revoke_extension_token(uuid, text) to service_role;
 
 comment on function public.revoke_extension_token(uuid, text) is
@@ -296,51 +374,43 @@ comment on function public.revoke_extension_token(uuid, text) is
 'service_role only.';
 
 
-create or replace function public.list_extension_tokens(p_clerk_user_id text)
-returns jsonb
+create function public.list_extension_tokens(p_clerk_user_id text)
+returns table (
+    id uuid,
+    name text,
+    clerk_org_id text,
+    created_at timestamptz,
+    last_used_at timestamptz,
+    expires_at timestamptz,
+    revoked_at timestamptz
+)
 language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-declare
-    v_tokens jsonb;
 begin
     perform private.require_token_text(p_clerk_user_id, 'p_clerk_user_id');
 
-    select coalesce(
-        pg_catalog.jsonb_agg(
-            pg_catalog.jsonb_build_object(
-                'id', t.id,
-                'name', t.name,
-                'clerk_org_id', t.clerk_org_id,
-                'created_at', t.created_at,
-                'last_used_at', t.last_used_at,
-                'expires_at', t.expires_at,
-                'revoked_at', t.revoked_at
-            )
-            order by t.created_at desc, t.id
-        ),
-        '[]'::jsonb
-    )
-    into v_tokens
+    return query
+    select t.id, t.name, t.clerk_org_id, t.created_at, t.last_used_at, t.expires_at, t.revoked_at
     from public.extension_tokens as t
-    where t.clerk_user_id = p_clerk_user_id;
-
-    return v_tokens;
+    where t.clerk_user_id = p_clerk_user_id
+    order by t.created_at desc, t.id;
 end
 $$;
 
-revoke execute on function public.list_extension_tokens(text) from public, anon, authenticated;
+revoke all on function public.list_extension_tokens(text)
+from public, anon, authenticated, service_role;
 grant execute on function public.list_extension_tokens(text) to service_role;
 
 comment on function public.list_extension_tokens(text) is
-'The user''s extension tokens, newest first, as a JSON array of {id, name, clerk_org_id, '
-'created_at, last_used_at, expires_at, revoked_at}; revoked and expired ones included; never the '
-'hash. service_role only.';
+'The user''s extension tokens, newest first, one row each (id, name, clerk_org_id, created_at, '
+'last_used_at, expires_at, revoked_at); revoked and expired ones included; never the hash. '
+'service_role only.';
 
 
-create or replace function public.rotate_extension_token(
+create function public.rotate_extension_token(
     p_old_token_hash text,
     p_new_token_hash text,
     p_new_expires_at timestamptz,
@@ -348,7 +418,7 @@ create or replace function public.rotate_extension_token(
     p_jti text default null,
     p_max_lifetime_seconds integer default null
 )
-returns jsonb
+returns public.extension_token_result
 language plpgsql
 security definer
 set search_path = ''
@@ -400,7 +470,25 @@ begin
     returning t.* into v_old;
 
     if not found then
-        return null;
+        -- Nothing changed: say why, in the order the update checks.
+        select t.*
+        into v_old
+        from public.extension_tokens as t
+        where t.token_hash = p_old_token_hash;
+
+        return private.extension_token_refusal(
+            case
+                when not found then 'unknown'
+                when v_old.revoked_at is not null then 'revoked'
+                when v_old.expires_at <= pg_catalog.now() then 'expired'
+                when exists (
+                        select 1
+                        from public.users as u
+                        where u.clerk_user_id = v_old.clerk_user_id and u.deleted_at is not null
+                    ) then 'account_closed'
+                else 'chain_expired'
+            end
+        );
     end if;
 
     insert into public.extension_tokens (
@@ -416,26 +504,23 @@ begin
     set replaced_by = v_new_id
     where t.id = v_old.id;
 
-    return pg_catalog.jsonb_build_object(
-        'id', v_new_id,
-        'clerk_user_id', v_old.clerk_user_id,
-        'clerk_org_id', p_clerk_org_id,
-        'name', v_old.name,
-        'expires_at', p_new_expires_at,
-        'replaced_id', v_old.id
-    );
+    return row(
+        true, null, v_new_id, v_old.clerk_user_id, p_clerk_org_id, v_old.name, p_new_expires_at,
+        p_jti, v_old.chain_started_at, v_old.id, null, null, null, null
+    )::public.extension_token_result;
 end
 $$;
 
-revoke execute on function public.rotate_extension_token(text, text, timestamptz, text, text, integer)
-from public, anon, authenticated;
+revoke all on function public.rotate_extension_token(text, text, timestamptz, text, text, integer)
+from public, anon, authenticated, service_role;
 grant execute on function public.rotate_extension_token(text, text, timestamptz, text, text, integer)
 to service_role;
 
 comment on function public.rotate_extension_token(text, text, timestamptz, text, text, integer) is
 'Atomically revokes a valid token and stores its replacement (same owner and name; p_clerk_org_id '
-'is the new token''s org, null = personal). Returns {id, clerk_user_id, clerk_org_id, name, '
-'expires_at, replaced_id}, or null when the old token is unknown, revoked or expired, its user '
-'was deleted in Clerk, or p_new_expires_at lies beyond chain_started_at + p_max_lifetime_seconds '
-'(L3). The replacement keeps chain_started_at. Of concurrent rotations of one token exactly one '
-'succeeds. service_role only.';
+'is the new token''s org, null = personal), as public.extension_token_result: ok with the new '
+'token''s id, clerk_user_id, clerk_org_id, name, expires_at, jti, chain_started_at and '
+'replaced_id; else ok false with reason unknown, revoked, expired, account_closed (its user was '
+'deleted in Clerk) or chain_expired (p_new_expires_at lies beyond chain_started_at + '
+'p_max_lifetime_seconds: L3), nothing changed. The replacement keeps chain_started_at. Of '
+'concurrent rotations of one token exactly one succeeds. service_role only.';

@@ -17,10 +17,16 @@
 -- token that a concurrent rotation is inserting. The partial unique index
 -- refresh_tokens_one_live_per_family makes two live tokens in one family
 -- impossible whatever the code does.
+--
+-- Result convention (docs/database.md, "Conventions"): the three grants of
+-- the token endpoint (consume_oauth_code, rotate_refresh_token and, in
+-- 20260108000000_device_codes.sql, poll_device_code) return one named
+-- composite, public.token_grant_result: ok, or the OAuth error with a stable reason.
+-- Bad input raises SQLSTATE 22023 naming the argument.
 
 -- Private helpers -----------------------------------------------------------
 
-create or replace function private.pkce_s256(p_code_verifier text)
+create function private.pkce_s256(p_code_verifier text)
 returns text
 language sql
 immutable
@@ -38,7 +44,7 @@ as $$
     )
 $$;
 
-create or replace function private.lock_refresh_family(p_family_id uuid)
+create function private.lock_refresh_family(p_family_id uuid)
 returns void
 language sql
 volatile
@@ -49,14 +55,96 @@ as $$
     )
 $$;
 
-revoke execute on function private.pkce_s256(text) from public;
-revoke execute on function private.lock_refresh_family(uuid) from public;
+revoke all on function private.pkce_s256(text) from public, anon, authenticated, service_role;
+revoke all on function private.lock_refresh_family(uuid) from public, anon, authenticated, service_role;
 
 comment on function private.pkce_s256(text) is
 'RFC 7636 S256 code challenge of a verifier: base64url(sha256(verifier)) without padding.';
 comment on function private.lock_refresh_family(uuid) is
 'Transaction-scoped advisory lock serializing every change to one refresh-token family (rotation, '
 'revocation, reuse detection).';
+
+-- Result types --------------------------------------------------------------
+
+create type public.token_grant_result as (
+    ok boolean,
+    error text,
+    reason text,
+    clerk_user_id text,
+    clerk_org_id text,
+    email text,
+    code_id uuid,
+    family_id uuid,
+    device_code_id uuid,
+    family_revoked boolean,
+    interval_seconds integer
+);
+
+comment on type public.token_grant_result is
+'Result of the token endpoint''s grants: consume_oauth_code, rotate_refresh_token, '
+'poll_device_code. ok: tokens may be issued to clerk_user_id (clerk_org_id: the org granted, '
+'null = personal; email: for the email claim, L9); code_id, family_id or device_code_id names '
+'what was redeemed. Else error is the OAuth error code (invalid_grant; for the device grant also '
+'authorization_pending, slow_down, access_denied, expired_token) and reason a stable word saying '
+'why (the error itself when there is nothing more to say); family_revoked: a reused refresh token '
+'revoked its family; interval_seconds: the device poll interval to keep.';
+
+create type public.token_purge_result as (
+    extension_tokens bigint,
+    oauth_codes bigint,
+    refresh_tokens bigint
+);
+
+comment on type public.token_purge_result is
+'Result of purge_expired_tokens: how many rows it deleted from each token store.';
+
+create function private.token_grant_ok(
+    p_clerk_user_id text,
+    p_clerk_org_id text,
+    p_email text,
+    p_code_id uuid default null,
+    p_family_id uuid default null,
+    p_device_code_id uuid default null
+)
+returns public.token_grant_result
+language sql
+immutable
+set search_path = ''
+as $$
+    select row(
+        true, null, null, p_clerk_user_id, p_clerk_org_id, p_email, p_code_id, p_family_id,
+        p_device_code_id, null, null
+    )::public.token_grant_result
+$$;
+
+create function private.token_grant_refusal(
+    p_error text,
+    p_reason text,
+    p_family_revoked boolean default null,
+    p_interval_seconds integer default null
+)
+returns public.token_grant_result
+language sql
+immutable
+set search_path = ''
+as $$
+    select row(
+        false, p_error, p_reason, null, null, null, null, null, null, p_family_revoked,
+        p_interval_seconds
+    )::public.token_grant_result
+$$;
+
+revoke all on function private.token_grant_ok(text, text, text, uuid, uuid, uuid)
+from public, anon, authenticated, service_role;
+revoke all on function private.token_grant_refusal(text, text, boolean, integer)
+from public, anon, authenticated, service_role;
+
+comment on function private.token_grant_ok(text, text, text, uuid, uuid, uuid) is
+'The success row of a token-endpoint grant (public.token_grant_result): who, which org, which email, and '
+'what was redeemed.';
+comment on function private.token_grant_refusal(text, text, boolean, integer) is
+'The refusal row of a token-endpoint grant (public.token_grant_result): the OAuth error, its stable '
+'reason, and for some refusals family_revoked or interval_seconds.';
 
 -- Tables --------------------------------------------------------------------
 
@@ -183,7 +271,7 @@ comment on column public.refresh_tokens.revoked_reason is
 
 -- Authorization codes ---------------------------------------------------------
 
-create or replace function public.create_oauth_code(
+create function public.create_oauth_code(
     p_code_hash text,
     p_clerk_user_id text,
     p_client_id text,
@@ -240,8 +328,8 @@ begin
 end
 $$;
 
-revoke execute on function public.create_oauth_code(text, text, text, text, text, text, text, integer, text)
-from public, anon, authenticated;
+revoke all on function public.create_oauth_code(text, text, text, text, text, text, text, integer, text)
+from public, anon, authenticated, service_role;
 grant execute on function public.create_oauth_code(text, text, text, text, text, text, text, integer, text)
 to service_role;
 
@@ -251,13 +339,13 @@ comment on function public.create_oauth_code(text, text, text, text, text, text,
 'SQLSTATE 22023 naming the argument; a hash already stored: 23505. service_role only.';
 
 
-create or replace function public.consume_oauth_code(
+create function public.consume_oauth_code(
     p_code_hash text,
     p_client_id text,
     p_redirect_uri text,
     p_code_verifier text
 )
-returns jsonb
+returns public.token_grant_result
 language plpgsql
 security definer
 set search_path = ''
@@ -270,9 +358,7 @@ begin
 
     -- RFC 7636 4.1: 43-128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~".
     if p_code_verifier is null or p_code_verifier !~ '^[A-Za-z0-9._~-]{43,128}$' then
-        return pg_catalog.jsonb_build_object(
-            'ok', false, 'error', 'invalid_grant', 'reason', 'invalid_verifier'
-        );
+        return private.token_grant_refusal('invalid_grant', 'invalid_verifier');
     end if;
 
     -- Redeem: one statement checks everything, S256 included, and marks the
@@ -290,16 +376,15 @@ begin
     returning c.* into v_code;
 
     if found then
-        return pg_catalog.jsonb_build_object(
-            'ok', true,
-            'code_id', v_code.id,
-            'clerk_user_id', v_code.clerk_user_id,
-            'clerk_org_id', v_code.clerk_org_id,
+        return private.token_grant_ok(
+            p_clerk_user_id => v_code.clerk_user_id,
+            p_clerk_org_id => v_code.clerk_org_id,
             -- L9: the session's email, else the one the database knows.
-            'email', coalesce(
+            p_email => coalesce(
                 v_code.email,
                 (select u.email from public.users as u where u.clerk_user_id = v_code.clerk_user_id)
-            )
+            ),
+            p_code_id => v_code.id
         );
     end if;
 
@@ -331,9 +416,7 @@ begin
         where t.oauth_code_id = v_code.id
             and t.revoked_at is null;
 
-        return pg_catalog.jsonb_build_object(
-            'ok', false, 'error', 'invalid_grant', 'reason', 'already_used'
-        );
+        return private.token_grant_refusal('invalid_grant', 'already_used');
     end if;
 
     -- Not redeemed, nothing changed: say why. A wrong verifier does not burn
@@ -343,10 +426,9 @@ begin
     from public.oauth_codes as c
     where c.code_hash = p_code_hash;
 
-    return pg_catalog.jsonb_build_object(
-        'ok', false,
-        'error', 'invalid_grant',
-        'reason', case
+    return private.token_grant_refusal(
+        'invalid_grant',
+        case
             when not found then 'unknown_code'
             when v_code.expires_at <= pg_catalog.now() then 'expired'
             when v_code.client_id is distinct from p_client_id then 'client_mismatch'
@@ -357,21 +439,21 @@ begin
 end
 $$;
 
-revoke execute on function public.consume_oauth_code(text, text, text, text)
-from public, anon, authenticated;
+revoke all on function public.consume_oauth_code(text, text, text, text)
+from public, anon, authenticated, service_role;
 grant execute on function public.consume_oauth_code(text, text, text, text)
 to service_role;
 
 comment on function public.consume_oauth_code(text, text, text, text) is
-'Redeems an authorization code once: {ok: true, code_id, clerk_user_id, clerk_org_id, email}, or {ok: '
-'false, error: invalid_grant, reason} with reason unknown_code, expired, client_mismatch, '
-'redirect_uri_mismatch, pkce_mismatch, already_used or invalid_verifier. S256 is verified in the '
+'Redeems an authorization code once, as public.token_grant_result: ok with code_id, clerk_user_id, '
+'clerk_org_id and email, or ok false with error invalid_grant and reason unknown_code, expired, '
+'client_mismatch, redirect_uri_mismatch, pkce_mismatch, already_used or invalid_verifier. S256 is verified in the '
 'statement that marks the code consumed. A redemption of an already consumed code revokes every '
 'refresh-token family issued from it. service_role only.';
 
 -- Refresh tokens ----------------------------------------------------------------
 
-create or replace function public.issue_refresh_token(
+create function public.issue_refresh_token(
     p_token_hash text,
     p_clerk_user_id text,
     p_client_id text,
@@ -442,8 +524,8 @@ begin
 end
 $$;
 
-revoke execute on function public.issue_refresh_token(text, text, text, timestamptz, text, uuid, text)
-from public, anon, authenticated;
+revoke all on function public.issue_refresh_token(text, text, text, timestamptz, text, uuid, text)
+from public, anon, authenticated, service_role;
 grant execute on function public.issue_refresh_token(text, text, text, timestamptz, text, uuid, text)
 to service_role;
 
@@ -455,7 +537,7 @@ comment on function public.issue_refresh_token(text, text, text, timestamptz, te
 '23505. service_role only.';
 
 
-create or replace function public.rotate_refresh_token(
+create function public.rotate_refresh_token(
     p_old_token_hash text,
     p_new_token_hash text,
     p_client_id text,
@@ -463,7 +545,7 @@ create or replace function public.rotate_refresh_token(
     p_grace_seconds integer default 0,
     p_max_lifetime_seconds integer default null
 )
-returns jsonb
+returns public.token_grant_result
 language plpgsql
 security definer
 set search_path = ''
@@ -499,9 +581,7 @@ begin
     where t.token_hash = p_old_token_hash;
 
     if not found then
-        return pg_catalog.jsonb_build_object(
-            'ok', false, 'error', 'invalid_grant', 'reason', 'unknown'
-        );
+        return private.token_grant_refusal('invalid_grant', 'unknown');
     end if;
 
     -- Everything below sees the family as the previous lock holder left it.
@@ -523,16 +603,12 @@ begin
             revoked_reason = 'account_closed'
         where t.family_id = v_family_id
             and t.revoked_at is null;
-        return pg_catalog.jsonb_build_object(
-            'ok', false, 'error', 'invalid_grant', 'reason', 'account_closed'
-        );
+        return private.token_grant_refusal('invalid_grant', 'account_closed');
     end if;
     if p_max_lifetime_seconds is not null
         and v_old.family_started_at + pg_catalog.make_interval(secs => p_max_lifetime_seconds)
         <= pg_catalog.now() then
-        return pg_catalog.jsonb_build_object(
-            'ok', false, 'error', 'invalid_grant', 'reason', 'chain_expired'
-        );
+        return private.token_grant_refusal('invalid_grant', 'chain_expired');
     end if;
 
     -- The conditional update is what rotates; the lock only makes the
@@ -563,16 +639,15 @@ begin
             v_old.family_started_at
         );
 
-        return pg_catalog.jsonb_build_object(
-            'ok', true,
-            'family_id', v_old.family_id,
-            'clerk_user_id', v_old.clerk_user_id,
-            'clerk_org_id', v_old.clerk_org_id,
+        return private.token_grant_ok(
+            p_clerk_user_id => v_old.clerk_user_id,
+            p_clerk_org_id => v_old.clerk_org_id,
             -- L9: the family's email, else the one the database knows.
-            'email', coalesce(
+            p_email => coalesce(
                 v_old.email,
                 (select u.email from public.users as u where u.clerk_user_id = v_old.clerk_user_id)
-            )
+            ),
+            p_family_id => v_old.family_id
         );
     end if;
 
@@ -592,9 +667,7 @@ begin
         -- the only live token. Otherwise revoke the family, newest included.
         if p_grace_seconds > 0
             and v_old.rotated_at > pg_catalog.now() - pg_catalog.make_interval(secs => p_grace_seconds) then
-            return pg_catalog.jsonb_build_object(
-                'ok', false, 'error', 'invalid_grant', 'reason', 'reused', 'family_revoked', false
-            );
+            return private.token_grant_refusal('invalid_grant', 'reused', p_family_revoked => false);
         end if;
 
         update public.refresh_tokens as t
@@ -603,38 +676,34 @@ begin
         where t.family_id = v_old.family_id
             and t.revoked_at is null;
 
-        return pg_catalog.jsonb_build_object(
-            'ok', false, 'error', 'invalid_grant', 'reason', 'reused', 'family_revoked', true
-        );
+        return private.token_grant_refusal('invalid_grant', 'reused', p_family_revoked => true);
     elsif v_old.client_id <> p_client_id then
         v_reason := 'client_mismatch';
     else
         v_reason := 'expired';
     end if;
 
-    return pg_catalog.jsonb_build_object(
-        'ok', false, 'error', 'invalid_grant', 'reason', v_reason
-    );
+    return private.token_grant_refusal('invalid_grant', v_reason);
 end
 $$;
 
-revoke execute on function public.rotate_refresh_token(text, text, text, timestamptz, integer, integer)
-from public, anon, authenticated;
+revoke all on function public.rotate_refresh_token(text, text, text, timestamptz, integer, integer)
+from public, anon, authenticated, service_role;
 grant execute on function public.rotate_refresh_token(text, text, text, timestamptz, integer, integer)
 to service_role;
 
 comment on function public.rotate_refresh_token(text, text, text, timestamptz, integer, integer) is
-'Exchanges a live refresh token for a new one in the same family: {ok: true, family_id, '
-'clerk_user_id, clerk_org_id, email}, or {ok: false, error: invalid_grant, reason} with reason unknown, '
-'expired, revoked, client_mismatch or reused. A rotated token presented again revokes the whole '
-'family ({reason: reused, family_revoked: true}) unless it was rotated less than p_grace_seconds '
-'(0-60, default 0) ago ({reason: reused, family_revoked: false}, nothing changed). L3: a family '
-'of a user deleted in Clerk is revoked ({reason: account_closed}); a family older than '
-'p_max_lifetime_seconds is refused ({reason: chain_expired}); the new token never outlives '
+'Exchanges a live refresh token for a new one in the same family, as public.token_grant_result: ok '
+'with family_id, clerk_user_id, clerk_org_id and email, or ok false with error invalid_grant and '
+'reason unknown, expired, revoked, client_mismatch or reused. A rotated token presented again '
+'revokes the whole family (reason reused, family_revoked true) unless it was rotated less than '
+'p_grace_seconds (0-60, default 0) ago (reason reused, family_revoked false, nothing changed). '
+'L3: a family of a user deleted in Clerk is revoked (reason account_closed); a family older than '
+'p_max_lifetime_seconds is refused (reason chain_expired); the new token never outlives '
 'family_started_at + p_max_lifetime_seconds. service_role only.';
 
 
-create or replace function public.revoke_refresh_token(p_token_hash text)
+create function public.revoke_refresh_token(p_token_hash text)
 returns boolean
 language plpgsql
 security definer
@@ -677,7 +746,8 @@ begin
 end
 $$;
 
-revoke execute on function public.revoke_refresh_token(text) from public, anon, authenticated;
+revoke all on function public.revoke_refresh_token(text)
+from public, anon, authenticated, service_role;
 grant execute on function public.revoke_refresh_token(text) to service_role;
 
 comment on function public.revoke_refresh_token(text) is
@@ -687,8 +757,8 @@ comment on function public.revoke_refresh_token(text) is
 
 -- Operations --------------------------------------------------------------------
 
-create or replace function public.purge_expired_tokens(p_retention interval default interval '7 days')
-returns jsonb
+create function public.purge_expired_tokens(p_retention interval default interval '7 days')
+returns public.token_purge_result
 language plpgsql
 security definer
 set search_path = ''
@@ -725,18 +795,16 @@ begin
     where c.expires_at < v_cutoff;
     get diagnostics v_oauth_codes = row_count;
 
-    return pg_catalog.jsonb_build_object(
-        'extension_tokens', v_extension_tokens,
-        'oauth_codes', v_oauth_codes,
-        'refresh_tokens', v_refresh_tokens
-    );
+    return row(v_extension_tokens, v_oauth_codes, v_refresh_tokens)::public.token_purge_result;
 end
 $$;
 
-revoke execute on function public.purge_expired_tokens(interval) from public, anon, authenticated;
+revoke all on function public.purge_expired_tokens(interval)
+from public, anon, authenticated, service_role;
 grant execute on function public.purge_expired_tokens(interval) to service_role;
 
 comment on function public.purge_expired_tokens(interval) is
 'Operations: deletes extension tokens expired or revoked, authorization codes expired, and '
 'refresh-token families whose newest token expired, more than p_retention (default 7 days) ago. '
-'Returns the counts {extension_tokens, oauth_codes, refresh_tokens}. service_role only.';
+'Returns the counts as public.token_purge_result (extension_tokens, oauth_codes, refresh_tokens). '
+'service_role only.';

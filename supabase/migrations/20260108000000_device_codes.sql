@@ -18,6 +18,12 @@
 --   (RFC 8628 5.1: the rate of guesses is bounded).
 --
 -- Only service_role reaches any of it, through the RPCs below.
+--
+-- Result convention (docs/database.md, "Conventions"): poll_device_code
+-- answers with public.token_grant_result like the other grants of the token
+-- endpoint (20260102000100); decide_device_code with public.device_decision_result.
+-- Refusals are values with a stable reason; bad input raises SQLSTATE 22023
+-- naming the argument.
 
 -- Tables --------------------------------------------------------------------
 
@@ -82,9 +88,24 @@ comment on table public.device_code_attempts is
 'Wrong user codes entered per user in the current 15-minute window: at 10 the verification page '
 'refuses every code until the window ends (RFC 8628 5.1). Written by decide_device_code.';
 
+-- Result type ---------------------------------------------------------------
+
+create type public.device_decision_result as (
+    ok boolean,
+    reason text,
+    status text,
+    client_id text,
+    retry_at timestamptz
+);
+
+comment on type public.device_decision_result is
+'Result of decide_device_code. ok: the decision was recorded; status approved or denied, '
+'client_id the client that asked. Else reason: unknown_code (counted as a wrong guess), expired, '
+'already_decided or rate_limited (with retry_at, when the user may try again).';
+
 -- RPCs ----------------------------------------------------------------------
 
-create or replace function public.create_device_code(
+create function public.create_device_code(
     p_device_code_hash text,
     p_user_code_hash text,
     p_client_id text,
@@ -124,8 +145,8 @@ begin
 end
 $$;
 
-revoke execute on function public.create_device_code(text, text, text, integer, integer)
-from public, anon, authenticated;
+revoke all on function public.create_device_code(text, text, text, integer, integer)
+from public, anon, authenticated, service_role;
 grant execute on function public.create_device_code(text, text, text, integer, integer)
 to service_role;
 
@@ -135,14 +156,14 @@ comment on function public.create_device_code(text, text, text, integer, integer
 'Bad input: 22023 naming the argument. service_role only.';
 
 
-create or replace function public.decide_device_code(
+create function public.decide_device_code(
     p_user_code_hash text,
     p_clerk_user_id text,
     p_approve boolean,
     p_clerk_org_id text default null,
     p_email text default null
 )
-returns jsonb
+returns public.device_decision_result
 language plpgsql
 security definer
 set search_path = ''
@@ -181,11 +202,9 @@ begin
     returning a.* into v_attempts;
 
     if v_attempts.failures >= 10 then
-        return pg_catalog.jsonb_build_object(
-            'ok', false,
-            'reason', 'rate_limited',
-            'retry_at', v_attempts.window_started_at + interval '15 minutes'
-        );
+        return row(
+            false, 'rate_limited', null, null, v_attempts.window_started_at + interval '15 minutes'
+        )::public.device_decision_result;
     end if;
 
     update public.device_codes as d
@@ -200,9 +219,7 @@ begin
     returning d.* into v_code;
 
     if found then
-        return pg_catalog.jsonb_build_object(
-            'ok', true, 'status', v_code.status, 'client_id', v_code.client_id
-        );
+        return row(true, null, v_code.status, v_code.client_id, null)::public.device_decision_result;
     end if;
 
     select d.*
@@ -214,34 +231,35 @@ begin
         update public.device_code_attempts as a
         set failures = a.failures + 1
         where a.clerk_user_id = p_clerk_user_id;
-        return pg_catalog.jsonb_build_object('ok', false, 'reason', 'unknown_code');
+        return row(false, 'unknown_code', null, null, null)::public.device_decision_result;
     end if;
 
-    return pg_catalog.jsonb_build_object(
-        'ok', false,
-        'reason', case when v_code.status <> 'pending' then 'already_decided' else 'expired' end
-    );
+    return row(
+        false, case when v_code.status <> 'pending' then 'already_decided' else 'expired' end,
+        null, null, null
+    )::public.device_decision_result;
 end
 $$;
 
-revoke execute on function public.decide_device_code(text, text, boolean, text, text)
-from public, anon, authenticated;
+revoke all on function public.decide_device_code(text, text, boolean, text, text)
+from public, anon, authenticated, service_role;
 grant execute on function public.decide_device_code(text, text, boolean, text, text)
 to service_role;
 
 comment on function public.decide_device_code(text, text, boolean, text, text) is
 'The signed-in user approves (with the chosen org, null = Personal) or denies the pending device '
-'authorization of a user code: {ok: true, status, client_id}, or {ok: false, reason} with reason '
-'unknown_code (counted as a wrong guess), expired, already_decided or rate_limited (10 wrong '
-'guesses in 15 minutes; with retry_at). The issuer checks membership and seat before approving. '
+'authorization of a user code, as public.device_decision_result: ok with status and client_id, or ok '
+'false with reason unknown_code (counted as a wrong guess), expired, already_decided or '
+'rate_limited (10 wrong guesses in 15 minutes; with retry_at). The issuer checks membership and '
+'seat before approving. '
 'service_role only.';
 
 
-create or replace function public.poll_device_code(
+create function public.poll_device_code(
     p_device_code_hash text,
     p_client_id text
 )
-returns jsonb
+returns public.token_grant_result
 language plpgsql
 security definer
 set search_path = ''
@@ -261,21 +279,18 @@ begin
     for update;
 
     if not found or v_code.client_id is distinct from p_client_id then
-        return pg_catalog.jsonb_build_object(
-            'ok', false, 'error', 'invalid_grant',
-            'reason', case when found then 'client_mismatch' else 'unknown_code' end
+        return private.token_grant_refusal(
+            'invalid_grant', case when found then 'client_mismatch' else 'unknown_code' end
         );
     end if;
     if v_code.status = 'consumed' then
-        return pg_catalog.jsonb_build_object(
-            'ok', false, 'error', 'invalid_grant', 'reason', 'already_used'
-        );
+        return private.token_grant_refusal('invalid_grant', 'already_used');
     end if;
     if v_code.expires_at <= v_now then
-        return pg_catalog.jsonb_build_object('ok', false, 'error', 'expired_token');
+        return private.token_grant_refusal('expired_token', 'expired_token');
     end if;
     if v_code.status = 'denied' then
-        return pg_catalog.jsonb_build_object('ok', false, 'error', 'access_denied');
+        return private.token_grant_refusal('access_denied', 'access_denied');
     end if;
     if v_code.status = 'approved' then
         update public.device_codes as d
@@ -283,12 +298,11 @@ begin
             consumed_at = v_now,
             last_polled_at = v_now
         where d.id = v_code.id;
-        return pg_catalog.jsonb_build_object(
-            'ok', true,
-            'device_code_id', v_code.id,
-            'clerk_user_id', v_code.clerk_user_id,
-            'clerk_org_id', v_code.clerk_org_id,
-            'email', v_code.email
+        return private.token_grant_ok(
+            p_clerk_user_id => v_code.clerk_user_id,
+            p_clerk_org_id => v_code.clerk_org_id,
+            p_email => v_code.email,
+            p_device_code_id => v_code.id
         );
     end if;
 
@@ -301,33 +315,34 @@ begin
             last_polled_at = v_now
         where d.id = v_code.id
         returning d.interval_seconds into v_code.interval_seconds;
-        return pg_catalog.jsonb_build_object(
-            'ok', false, 'error', 'slow_down', 'interval', v_code.interval_seconds
+        return private.token_grant_refusal(
+            'slow_down', 'slow_down', p_interval_seconds => v_code.interval_seconds
         );
     end if;
 
     update public.device_codes as d
     set last_polled_at = v_now
     where d.id = v_code.id;
-    return pg_catalog.jsonb_build_object(
-        'ok', false, 'error', 'authorization_pending', 'interval', v_code.interval_seconds
+    return private.token_grant_refusal(
+        'authorization_pending', 'authorization_pending', p_interval_seconds => v_code.interval_seconds
     );
 end
 $$;
 
-revoke execute on function public.poll_device_code(text, text)
-from public, anon, authenticated;
+revoke all on function public.poll_device_code(text, text)
+from public, anon, authenticated, service_role;
 grant execute on function public.poll_device_code(text, text)
 to service_role;
 
 comment on function public.poll_device_code(text, text) is
-'The token endpoint''s device_code grant: {ok: true, device_code_id, clerk_user_id, clerk_org_id, '
-'email} exactly once for an approved code (then consumed), else {ok: false, error} with error '
-'authorization_pending, slow_down (with the new interval), access_denied, expired_token or '
-'invalid_grant (with reason unknown_code, client_mismatch, already_used). service_role only.';
+'The token endpoint''s device_code grant, as public.token_grant_result: ok with device_code_id, '
+'clerk_user_id, clerk_org_id and email exactly once for an approved code (then consumed), else ok '
+'false with error authorization_pending or slow_down (both with interval_seconds, slow_down''s '
+'grown by 5), access_denied, expired_token (reason: the error again) or invalid_grant (reason '
+'unknown_code, client_mismatch, already_used). service_role only.';
 
 
-create or replace function public.purge_expired_device_codes(p_retention interval default '1 day')
+create function public.purge_expired_device_codes(p_retention interval default '1 day')
 returns integer
 language plpgsql
 security definer
@@ -349,8 +364,8 @@ begin
 end
 $$;
 
-revoke execute on function public.purge_expired_device_codes(interval)
-from public, anon, authenticated;
+revoke all on function public.purge_expired_device_codes(interval)
+from public, anon, authenticated, service_role;
 grant execute on function public.purge_expired_device_codes(interval)
 to service_role;
 

@@ -62,13 +62,13 @@ def create_app(verifier: TokenVerifier, rpc: Rpc, *, close_rpc: bool = False) ->
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> Any:
         result = rpc.deduct_credits_pooled(
-            claims.sub,
-            SUMMARY_COST,
-            "summary",
+            p_clerk_user_id=claims.sub,
+            p_amount=SUMMARY_COST,
+            p_description="summary",
             # The org comes from the verified token, never from the body.
-            clerk_org_id=claims.clerk_org_id if claims.pool == "organization" else None,
-            idempotency_key=idempotency_key,
-            context={"chars": len(body.text)},
+            p_clerk_org_id=claims.clerk_org_id if claims.pool == "organization" else None,
+            p_idempotency_key=idempotency_key,
+            p_context={"chars": len(body.text)},
         )
         if not result.ok:
             reason = result.reason or "refused"

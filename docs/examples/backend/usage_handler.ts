@@ -97,7 +97,8 @@ export function createTokenVerifier(
         p_token_hash: await sha256Hex(token),
       });
       if (error) throw new DatabaseUnavailable(error.message);
-      if (!data || data.clerk_user_id !== claims.sub) throw new InvalidToken("revoked");
+      // A public.extension_token_result: ok false (unknown, revoked, expired) is a refusal.
+      if (!data?.ok || data.clerk_user_id !== claims.sub) throw new InvalidToken("revoked");
     }
     return claims;
   };

@@ -94,9 +94,20 @@ def refresh_extension_token(
 @router.get(
     "/api/extension-token", response_model=list[ExtensionTokenInfo], tags=["extension tokens"]
 )
-def list_extension_tokens(issuer: IssuerDep, session: SessionDep) -> list[dict[str, Any]]:
+def list_extension_tokens(issuer: IssuerDep, session: SessionDep) -> list[ExtensionTokenInfo]:
     """The caller's long-lived tokens (never the token itself)."""
-    return extension_tokens.list_tokens(issuer, session)
+    return [
+        ExtensionTokenInfo(
+            id=str(t.id),
+            name=t.name,
+            clerk_org_id=t.clerk_org_id,
+            created_at=t.created_at,
+            last_used_at=t.last_used_at,
+            expires_at=t.expires_at,
+            revoked_at=t.revoked_at,
+        )
+        for t in extension_tokens.list_tokens(issuer, session)
+    ]
 
 
 @router.post("/api/extension-token/revoke", status_code=204, tags=["extension tokens"])

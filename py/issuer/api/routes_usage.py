@@ -143,7 +143,7 @@ async def record_usage(
     charged = UsageCharged(
         pool=result.pool or claims.pool,
         remaining=float(result.balance) if result.balance is not None else 0.0,
-        transaction_id=result.transaction_id,
-        replayed=result.replayed,
+        transaction_id=None if result.transaction_id is None else str(result.transaction_id),
+        replayed=bool(result.replayed),
     )
     return Response(charged.model_dump_json(), media_type="application/json")

@@ -152,10 +152,10 @@ def _result_json(result: CreditResult) -> dict[str, Any]:
         "ok": result.ok,
         "pool": result.pool,
         "reason": result.reason,
-        "transaction_id": result.transaction_id,
+        "transaction_id": None if result.transaction_id is None else str(result.transaction_id),
         "amount": None if result.amount is None else str(result.amount),
         "balance": None if result.balance is None else str(result.balance),
-        "replayed": result.replayed,
+        "replayed": bool(result.replayed),
     }
 
 
@@ -195,11 +195,11 @@ def grant(
     value = parse_amount(amount)
     with open_rpc(database_url) as rpc:
         result = rpc.grant_credits(
-            value,
-            description,
-            clerk_user_id=user,
-            clerk_org_id=org,
-            idempotency_key=idempotency_key,
+            p_amount=value,
+            p_description=description,
+            p_clerk_user_id=user,
+            p_clerk_org_id=org,
+            p_idempotency_key=idempotency_key,
         )
     _report("granted", user or str(org), result, json_out)
 
@@ -233,12 +233,12 @@ def deduct(
     ctx = parse_context(context)
     with open_rpc(database_url) as rpc:
         result = rpc.deduct_credits_pooled(
-            user,
-            value,
-            description,
-            clerk_org_id=org,
-            idempotency_key=idempotency_key,
-            context=ctx,
+            p_clerk_user_id=user,
+            p_amount=value,
+            p_description=description,
+            p_clerk_org_id=org,
+            p_idempotency_key=idempotency_key,
+            p_context=ctx,
         )
     _report("deducted", org or user, result, json_out)
 

@@ -21,6 +21,7 @@ import jwt
 import typer
 from rich.table import Table
 
+from issuer.attribution import attribution_row
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, OrgAttribution, build_claims
 from issuer.cli._common import (
     CliError,
@@ -149,7 +150,9 @@ def mint(
     else:
         with open_rpc(database_url) as rpc:
             if org is not None:
-                row = rpc.resolve_org_attribution(sub, org)
+                row = attribution_row(
+                    rpc.resolve_org_attribution(p_clerk_user_id=sub, p_clerk_org_id=org)
+                )
                 if row is None:
                     raise CliError(
                         f"no org token: {sub} holds no active seat in {org} "
@@ -168,8 +171,7 @@ def mint(
             token = keys.sign(claims)
             if kind == TOKEN_TYPE_EXTENSION:
                 token_id = str(
-                    rpc.call(
-                        "create_extension_token",
+                    rpc.create_extension_token(
                         p_clerk_user_id=sub,
                         p_token_hash=token_hash(token),
                         p_name=name,
@@ -242,8 +244,8 @@ def verify(
         url = _store_url(database_url)
         if url is not None:
             with open_rpc(url) as rpc:
-                row = rpc.call("validate_extension_token", p_token_hash=token_hash(raw))
-            if not isinstance(row, dict) or row.get("clerk_user_id") != claims.sub:
+                row = rpc.validate_extension_token(p_token_hash=token_hash(raw))
+            if not row.ok or row.clerk_user_id != claims.sub:
                 raise InvalidToken("revoked")
             store_checked = True
     if json_out:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, TokenClaims
 from issuer.errors import MISSING_BEARER_TOKEN, InvalidToken
 from issuer.flows.minting import token_hash
 from issuer.rpc import Rpc
+from issuer.rpc_generated import ExtensionTokenResult, OrgScopeResult
 from issuer.service import Issuer
 from issuer.signing import KeyRing
 
@@ -43,20 +44,20 @@ def needs_lookup(claims: TokenClaims) -> bool:
     return claims.type != TOKEN_TYPE_ACCESS
 
 
-def check_stored(rpc: Rpc | None, token: str, claims: TokenClaims) -> dict[str, Any] | None:
+def check_stored(rpc: Rpc | None, token: str, claims: TokenClaims) -> ExtensionTokenResult | None:
     """Second step of :func:`verify_token` (blocking I/O): a long-lived token's stored hash (T7).
 
-    Unknown, revoked or issued to someone else: ``InvalidToken("revoked")``.
-    Returns the stored row (``validate_extension_token``) of a long-lived
-    token; an access token needs nothing stored (``None``); any other type is
-    refused.
+    Unknown, revoked, expired (any refusal of ``validate_extension_token``) or
+    issued to someone else: ``InvalidToken("revoked")``. Returns the stored
+    row of a long-lived token; an access token needs nothing stored
+    (``None``); any other type is refused.
     """
     if not needs_lookup(claims):
         return None
     if claims.type != TOKEN_TYPE_EXTENSION or rpc is None:
         raise InvalidToken("wrong_type")
-    row = rpc.call("validate_extension_token", p_token_hash=token_hash(token))
-    if not isinstance(row, dict) or row.get("clerk_user_id") != claims.sub:
+    row = rpc.validate_extension_token(p_token_hash=token_hash(token))
+    if not row.ok or row.clerk_user_id != claims.sub:
         raise InvalidToken("revoked")
     return row
 
@@ -90,12 +91,11 @@ class OrgScopeCheck:
     seat_role: str | None = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any] | None) -> OrgScopeCheck | None:
-        if not isinstance(row, dict) or row.get("org_scope") not in ("active", "lost"):
-            return None
-        if row["org_scope"] == "active":
-            return cls("active", None, row.get("seat_role"))
-        return cls("lost", str(row.get("org_scope_reason") or "no_active_seat"), None)
+    def from_row(cls, row: ExtensionTokenResult | OrgScopeResult) -> OrgScopeCheck:
+        """The database's answer for an org-scoped token: only ``active`` keeps it (fail closed)."""
+        if row.org_scope == "active":
+            return cls("active", None, row.seat_role)
+        return cls("lost", row.org_scope_reason or "no_active_seat", None)
 
 
 def verify_with_scope(
@@ -108,16 +108,15 @@ def verify_with_scope(
     Without ``rpc`` an access token's scope cannot be checked (``None``).
     """
     claims = keys.verify(token, expected_type=allowed)
-    row = check_stored(rpc, token, claims)
-    if not claims.is_org_scoped:
+    stored = check_stored(rpc, token, claims)
+    if not claims.is_org_scoped or claims.clerk_org_id is None:
         return claims, None
-    if row is None and rpc is not None:
-        row = rpc.call(
-            "check_org_scope", p_clerk_user_id=claims.sub, p_clerk_org_id=claims.clerk_org_id
-        )
-        if row is None:
-            row = {"org_scope": "lost", "org_scope_reason": "no_active_seat"}
-    return claims, OrgScopeCheck.from_row(row)
+    if stored is not None:
+        return claims, OrgScopeCheck.from_row(stored)
+    if rpc is None:
+        return claims, None
+    scope = rpc.check_org_scope(p_clerk_user_id=claims.sub, p_clerk_org_id=claims.clerk_org_id)
+    return claims, OrgScopeCheck.from_row(scope)
 
 
 def scoped_claims(claims: TokenClaims, check: OrgScopeCheck | None) -> TokenClaims:

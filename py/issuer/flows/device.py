@@ -100,8 +100,7 @@ def start(issuer: Issuer, client_id: str) -> DeviceAuthorization:
     for _ in range(5):  # a user-code collision is a unique violation: draw again
         user_code = new_user_code()
         try:
-            issuer.rpc.call(
-                "create_device_code",
+            issuer.rpc.create_device_code(
                 p_device_code_hash=token_hash(device_code),
                 p_user_code_hash=user_code_hash(issuer, normalize_user_code(user_code) or ""),
                 p_client_id=client_id,
@@ -137,18 +136,16 @@ def decide(
         scope = resolve_scope(
             issuer, session, check_org_id(clerk_org_id), require_org=bool(clerk_org_id)
         )
-    result = issuer.rpc.call(
-        "decide_device_code",
+    result = issuer.rpc.decide_device_code(
         p_user_code_hash=user_code_hash(issuer, letters),
         p_clerk_user_id=session.user_id,
         p_approve=approve,
         p_clerk_org_id=scope.clerk_org_id if scope else None,
         p_email=session.email if approve else None,
     )
-    if not isinstance(result, dict) or not result.get("ok"):
-        reason = result.get("reason") if isinstance(result, dict) else None
-        raise UserCodeRefused(str(reason or "unknown_code"))
-    return Decision(approve, str(result.get("client_id")), scope)
+    if not result.ok:
+        raise UserCodeRefused(result.reason or "unknown_code")
+    return Decision(approve, str(result.client_id), scope)
 
 
 def device_grant(
@@ -164,27 +161,24 @@ def device_grant(
         raise BadRequest("device_code is required")
     if not device_code.startswith(DEVICE_PREFIX) or len(device_code) > 200:
         raise InvalidGrant("not a device code")
-    result = issuer.rpc.call(
-        "poll_device_code", p_device_code_hash=token_hash(device_code), p_client_id=client_id
+    result = issuer.rpc.poll_device_code(
+        p_device_code_hash=token_hash(device_code), p_client_id=client_id
     )
-    if not isinstance(result, dict):
-        raise InvalidGrant("device code rejected")
-    if not result.get("ok"):
-        error = result.get("error")
+    if not result.ok:
+        error = result.error
         if error == "authorization_pending":
             raise AuthorizationPending("the user has not answered yet")
         if error == "slow_down":
-            raise SlowDown(int(result.get("interval") or POLL_INTERVAL))
+            raise SlowDown(result.interval_seconds or POLL_INTERVAL)
         if error == "access_denied":
             raise AccessDenied("the user denied the request")
         if error == "expired_token":
             raise ExpiredToken("the device code expired; start again")
-        raise InvalidGrant(f"device code rejected: {result.get('reason') or 'invalid'}")
+        raise InvalidGrant(f"device code rejected: {result.reason or 'invalid'}")
     return start_family(
         issuer,
         granted=result,
         clerk_org_id=clerk_org_id,
         require_org=require_org,
         client_id=client_id,
-        oauth_code_id=None,
     )

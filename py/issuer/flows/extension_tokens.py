@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from issuer.claims import TOKEN_TYPE_EXTENSION
 from issuer.clerk import ClerkSession
@@ -26,6 +24,7 @@ from issuer.flows.scope import (
     session_for_user,
     token_email,
 )
+from issuer.rpc_generated import ListExtensionTokensRow
 from issuer.service import Issuer
 
 MAX_NAME_LENGTH = 100
@@ -90,8 +89,7 @@ def generate(
         attribution=scope.attribution,
         ttl_seconds=_ttl(issuer, expires_in_days),
     )
-    token_id = issuer.rpc.call(
-        "create_extension_token",
+    token_id = issuer.rpc.create_extension_token(
         p_clerk_user_id=session.user_id,
         p_token_hash=token_hash(minted.token),
         p_name=label,
@@ -118,10 +116,12 @@ def refresh(
     (L2). Another ``clerk_org_id`` is the user's choice, a first request for it.
     """
     claims = issuer.keys.verify(old_token, expected_type=(TOKEN_TYPE_EXTENSION,))
-    stored = check_stored(issuer.rpc, old_token, claims) or {}
+    stored = check_stored(issuer.rpc, old_token, claims)
     # L3: the chain's absolute lifetime, from the original sign-in; rotating
     # never extends it.
-    chain_end = _chain_started_at(stored) + issuer.settings.extension_token_max_lifetime
+    chain_started_at = stored.chain_started_at if stored else None
+    chain_start = chain_started_at.timestamp() if chain_started_at else time.time()
+    chain_end = chain_start + issuer.settings.extension_token_max_lifetime
     left = int(chain_end - time.time())
     if left <= 0:
         raise InvalidToken("chain_expired")
@@ -141,8 +141,7 @@ def refresh(
         ttl_seconds=min(remaining, issuer.settings.extension_token_ttl, left),
         client_id=claims.client_id,
     )
-    row = issuer.rpc.call(
-        "rotate_extension_token",
+    row = issuer.rpc.rotate_extension_token(
         p_old_token_hash=token_hash(old_token),
         p_new_token_hash=token_hash(minted.token),
         p_new_expires_at=minted.expires_at,
@@ -150,34 +149,25 @@ def refresh(
         p_jti=minted.claims.jti,
         p_max_lifetime_seconds=issuer.settings.extension_token_max_lifetime,
     )
-    if not isinstance(row, dict) or not row.get("ok", True) or not row.get("id"):
+    # Any refusal (revoked, expired, account_closed, chain_expired, a lost
+    # race) is the same 401 for the caller.
+    if not row.ok or row.id is None:
         raise InvalidToken("revoked")
-    return IssuedExtensionToken(minted, str(row["id"]), scope)
+    return IssuedExtensionToken(minted, str(row.id), scope)
 
 
-def _chain_started_at(stored: dict[str, Any]) -> float:
-    raw = stored.get("chain_started_at")
-    if isinstance(raw, datetime):
-        return raw.timestamp()
-    if isinstance(raw, str):
-        return datetime.fromisoformat(raw).timestamp()
-    return time.time()
-
-
-def list_tokens(issuer: Issuer, session: ClerkSession) -> list[dict[str, Any]]:
-    rows = issuer.rpc.call("list_extension_tokens", p_clerk_user_id=session.user_id)
-    return list(rows or [])
+def list_tokens(issuer: Issuer, session: ClerkSession) -> list[ListExtensionTokensRow]:
+    """The user's tokens, newest first (``list_extension_tokens``), never the hashes."""
+    return issuer.rpc.list_extension_tokens(p_clerk_user_id=session.user_id)
 
 
 def revoke(issuer: Issuer, session: ClerkSession, token_id: str) -> None:
     if not token_id or len(token_id) > 64:
         raise BadRequest("token_id is required")
     try:
-        uuid.UUID(token_id)
+        parsed = uuid.UUID(token_id)
     except ValueError as exc:
         raise BadRequest("token_id must be a uuid") from exc
-    done = issuer.rpc.call(
-        "revoke_extension_token", p_token_id=token_id, p_clerk_user_id=session.user_id
-    )
+    done = issuer.rpc.revoke_extension_token(p_token_id=parsed, p_clerk_user_id=session.user_id)
     if not done:
         raise NotFound("no such token")

@@ -29,6 +29,7 @@ from issuer.clerk import ClerkSession
 from issuer.errors import BadRequest, InvalidGrant, InvalidToken, OAuthOrgScopeLost, OrgScopeLost
 from issuer.flows.minting import CODE_PREFIX, REFRESH_PREFIX, Minted, mint, new_secret, token_hash
 from issuer.flows.scope import Scope, check_org_id, keep_scope, resolve_scope, session_for_user
+from issuer.rpc_generated import TokenGrantResult
 from issuer.service import Issuer
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -112,8 +113,7 @@ def complete_vscode_auth(
     # Decide the scope now, so the user sees a denial before the extension does.
     scope = resolve_scope(issuer, session, clerk_org_id, require_org=require_org)
     code = new_secret(CODE_PREFIX)
-    issuer.rpc.call(
-        "create_oauth_code",
+    issuer.rpc.create_oauth_code(
         p_code_hash=token_hash(code),
         p_clerk_user_id=session.user_id,
         p_client_id=client_id,
@@ -181,64 +181,68 @@ def exchange_code(
         raise BadRequest("code, code_verifier, redirect_uri and client_id are required")
     if not _VERIFIER.match(code_verifier):
         raise InvalidGrant("code_verifier must be 43-128 characters of [A-Za-z0-9-._~]")
-    result = issuer.rpc.call(
-        "consume_oauth_code",
+    result = issuer.rpc.consume_oauth_code(
         p_code_hash=token_hash(code),
         p_client_id=client_id,
         p_redirect_uri=redirect_uri,
         p_code_verifier=code_verifier,
     )
-    if not isinstance(result, dict) or not result.get("ok"):
-        reason = result.get("reason") if isinstance(result, dict) else None
-        raise InvalidGrant(f"authorization code rejected: {reason or 'invalid'}")
+    if not result.ok:
+        raise InvalidGrant(f"authorization code rejected: {result.reason or 'invalid'}")
     return start_family(
         issuer,
         granted=result,
         clerk_org_id=clerk_org_id,
         require_org=require_org,
         client_id=client_id,
-        oauth_code_id=result.get("code_id"),
     )
 
 
 def start_family(
     issuer: Issuer,
     *,
-    granted: dict[str, Any],
+    granted: TokenGrantResult,
     clerk_org_id: str | None,
     require_org: bool,
     client_id: str,
-    oauth_code_id: str | None,
 ) -> TokenGrant:
     """The first access token and a new refresh family, for a redeemed grant.
 
     ``granted`` is what the store answered for the code (authorization code or
-    device code): ``clerk_user_id``, ``email`` and the org chosen on the page.
+    device code, ``ok``): ``clerk_user_id``, ``email`` and the org chosen on
+    the page; a family started from an authorization code remembers it
+    (``code_id``), so a second redemption of that code revokes it (O2).
     The org scope is resolved now (membership + seat), and the family keeps the
     scope that was granted, not the one asked for (L2).
     """
-    user = str(granted["clerk_user_id"])
-    wanted = check_org_id(clerk_org_id) or granted.get("clerk_org_id")
+    user = _granted_user(granted)
+    wanted = check_org_id(clerk_org_id) or granted.clerk_org_id
     access, scope = _access(
         issuer,
         clerk_user_id=user,
-        email=granted.get("email"),
+        email=granted.email,
         wanted_org=wanted,
         require_org=require_org,
         client_id=client_id,
     )
     refresh_token = new_secret(REFRESH_PREFIX)
-    issuer.rpc.call(
-        "issue_refresh_token",
+    issuer.rpc.issue_refresh_token(
         p_token_hash=token_hash(refresh_token),
         p_clerk_user_id=user,
         p_client_id=client_id,
         p_expires_at=_refresh_expiry(issuer),
         p_clerk_org_id=scope.clerk_org_id,
-        p_oauth_code_id=oauth_code_id,
-        p_email=granted.get("email"),
+        p_oauth_code_id=granted.code_id,
+        p_email=granted.email,
     )
     return TokenGrant(access, refresh_token, scope)
+
+
+def _granted_user(granted: TokenGrantResult) -> str:
+    """The user of a grant the store accepted: an ``ok`` row always names one."""
+    if not granted.ok or not granted.clerk_user_id:
+        raise InvalidGrant("grant rejected")  # not reached: callers check ok first
+    return granted.clerk_user_id
 
 
 def refresh_grant(
@@ -254,8 +258,7 @@ def refresh_grant(
     if not refresh_token.startswith(REFRESH_PREFIX) or len(refresh_token) > 200:
         raise InvalidGrant("not a refresh token")  # T5: a JWT is never a refresh token
     new_token = new_secret(REFRESH_PREFIX)
-    result = issuer.rpc.call(
-        "rotate_refresh_token",
+    result = issuer.rpc.rotate_refresh_token(
         p_old_token_hash=token_hash(refresh_token),
         p_new_token_hash=token_hash(new_token),
         p_client_id=client_id,
@@ -263,11 +266,10 @@ def refresh_grant(
         p_grace_seconds=issuer.settings.refresh_grace_seconds,
         p_max_lifetime_seconds=issuer.settings.extension_token_max_lifetime,
     )
-    if not isinstance(result, dict) or not result.get("ok"):
-        reason = result.get("reason") if isinstance(result, dict) else None
-        raise InvalidGrant(f"refresh token rejected: {reason or 'invalid'}")
-    user = str(result["clerk_user_id"])
-    family_org = result.get("clerk_org_id") or None
+    if not result.ok:
+        raise InvalidGrant(f"refresh token rejected: {result.reason or 'invalid'}")
+    user = _granted_user(result)
+    family_org = result.clerk_org_id or None
     asked = check_org_id(clerk_org_id)
     if asked and asked != family_org:
         # The user chose another org for this access token: a first request
@@ -275,7 +277,7 @@ def refresh_grant(
         access, scope = _access(
             issuer,
             clerk_user_id=user,
-            email=result.get("email"),
+            email=result.email,
             wanted_org=asked,
             require_org=require_org,
             client_id=client_id,
@@ -286,10 +288,10 @@ def refresh_grant(
     except OrgScopeLost as exc:
         # Nothing is issued, and the family ends here: the new token was never
         # handed out, so the user signs in again and chooses (L2).
-        issuer.rpc.call("revoke_refresh_token", p_token_hash=token_hash(new_token))
+        issuer.rpc.revoke_refresh_token(p_token_hash=token_hash(new_token))
         raise OAuthOrgScopeLost(exc.clerk_org_id, exc.reason) from exc
     access = _mint_access(
-        issuer, clerk_user_id=user, email=result.get("email"), scope=scope, client_id=client_id
+        issuer, clerk_user_id=user, email=result.email, scope=scope, client_id=client_id
     )
     return TokenGrant(access, new_token, scope)
 
@@ -302,14 +304,12 @@ def revoke(issuer: Issuer, token: str, token_type_hint: str | None = None) -> No
     if not token or len(token) > 8192:
         return
     if token.startswith(REFRESH_PREFIX):
-        issuer.rpc.call("revoke_refresh_token", p_token_hash=token_hash(token))
+        issuer.rpc.revoke_refresh_token(p_token_hash=token_hash(token))
         return
     try:
         claims = issuer.keys.verify(token, expected_type=(TOKEN_TYPE_EXTENSION,))
     except InvalidToken:
         return  # access tokens are short-lived and stateless; nothing to revoke
-    row = issuer.rpc.call("validate_extension_token", p_token_hash=token_hash(token))
-    if isinstance(row, dict) and row.get("clerk_user_id") == claims.sub and row.get("id"):
-        issuer.rpc.call(
-            "revoke_extension_token", p_token_id=str(row["id"]), p_clerk_user_id=claims.sub
-        )
+    row = issuer.rpc.validate_extension_token(p_token_hash=token_hash(token))
+    if row.ok and row.clerk_user_id == claims.sub and row.id is not None:
+        issuer.rpc.revoke_extension_token(p_token_id=row.id, p_clerk_user_id=claims.sub)

@@ -68,10 +68,10 @@ def spend(
     # The context goes in unchanged: adding per-token values (jti) would make a
     # retry with a refreshed token look like "same key, other arguments".
     return issuer.rpc.deduct_credits_pooled(
-        claims.sub,
-        amount,
-        description,
-        clerk_org_id=claims.clerk_org_id if claims.is_org_scoped else None,
-        idempotency_key=idempotency_key,
-        context=context or {},
+        p_clerk_user_id=claims.sub,
+        p_amount=amount,
+        p_description=description,
+        p_clerk_org_id=claims.clerk_org_id if claims.is_org_scoped else None,
+        p_idempotency_key=idempotency_key,
+        p_context=context or {},
     )

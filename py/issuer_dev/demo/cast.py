@@ -92,13 +92,15 @@ def create_cast(env: Environment) -> None:
                 (person.seat_role, person.seat_status, ACME.clerk_org_id, person.clerk_user_id),
             )
     env.rpc.grant_credits(
-        ACME.pool,
-        "Acme Inc monthly plan",
-        clerk_org_id=ACME.clerk_org_id,
-        idempotency_key="stripe:in_acme_0001",
+        p_amount=ACME.pool,
+        p_description="Acme Inc monthly plan",
+        p_clerk_org_id=ACME.clerk_org_id,
+        p_idempotency_key="stripe:in_acme_0001",
     )
     for person in PEOPLE:
         if person.personal:
             env.rpc.grant_credits(
-                person.personal, "personal top-up", clerk_user_id=person.clerk_user_id
+                p_amount=person.personal,
+                p_description="personal top-up",
+                p_clerk_user_id=person.clerk_user_id,
             )

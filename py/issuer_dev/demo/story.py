@@ -304,7 +304,10 @@ class Story:
     def revoke_seat(self) -> None:
         self.say.chapter(3, "An admin revokes Bob's seat")
         self.env.rpc.grant_credits(
-            20, "Acme top-up", clerk_org_id=ACME.clerk_org_id, idempotency_key="stripe:in_acme_0002"
+            p_amount=20,
+            p_description="Acme top-up",
+            p_clerk_org_id=ACME.clerk_org_id,
+            p_idempotency_key="stripe:in_acme_0002",
         )
         self.say.step(f"{ACME.name} buys 20 more credits", f"pool {fmt(self.pool_balance())}")
         seat = self.env.rpc.call(

@@ -11,7 +11,8 @@ PostgREST's wire format, and run each call in the REAL test database:
 * the call runs as ``service_role`` with ``request.jwt.claims`` set, in one
   transaction, like PostgREST;
 * a function returning a composite answers a JSON object, a scalar function
-  its JSON value;
+  its JSON value, a set-returning function (``setof``, ``returns table``) a
+  JSON array of its rows (PostgREST's ``json_agg`` over the call);
 * errors are PostgREST's JSON ``{"code", "message", "details", "hint"}`` with
   its status mapping (22xxx/23xxx/P0001 → 400, 42501 → 401/403, 42883 → 404).
 """
@@ -85,7 +86,7 @@ class PostgrestDouble:
     def _run(self, fn: str, args: dict[str, Any]) -> Response:
         with psycopg.connect(self.db_url) as conn:
             found = conn.execute(
-                "select t.typtype = 'c' from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+                "select t.typtype = 'c', p.proretset from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
                 "join pg_type t on t.oid = p.prorettype where n.nspname = 'public' and p.proname = %s "
                 "limit 1",
                 (fn,),
@@ -94,7 +95,7 @@ class PostgrestDouble:
                 return self._error(
                     404, "PGRST202", f"Could not find the function public.{fn} in the schema cache"
                 )
-            composite = bool(found[0])
+            composite, setof = bool(found[0]), bool(found[1])
             names = sorted(args)
             call = sql.SQL("public.{}({})").format(
                 sql.Identifier(fn),
@@ -102,11 +103,14 @@ class PostgrestDouble:
                     sql.SQL("{} => {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in names
                 ),
             )
-            stmt = (
-                sql.SQL("select to_jsonb(r) from {} as r").format(call)
-                if composite
-                else sql.SQL("select to_jsonb({})").format(call)
-            )
+            if setof:
+                stmt = sql.SQL(
+                    "select coalesce(jsonb_agg(to_jsonb(r)), '[]'::jsonb) from {} as r"
+                ).format(call)
+            elif composite:
+                stmt = sql.SQL("select to_jsonb(r) from {} as r").format(call)
+            else:
+                stmt = sql.SQL("select to_jsonb({})").format(call)
             values = {k: Jsonb(v) if isinstance(v, dict | list) else v for k, v in args.items()}
             try:
                 with conn.transaction():

@@ -86,7 +86,9 @@ class World:
             (clerk_user_id, email),
         )
         if personal:
-            self.issuer.rpc.grant_credits(personal, "test grant", clerk_user_id=clerk_user_id)
+            self.issuer.rpc.grant_credits(
+                p_amount=personal, p_description="test grant", p_clerk_user_id=clerk_user_id
+            )
         return clerk_user_id
 
     def org(
@@ -112,7 +114,9 @@ class World:
             (org_id, unique("sub"), status),
         )
         if pool:
-            self.issuer.rpc.grant_credits(pool, "test pool", clerk_org_id=clerk_org_id)
+            self.issuer.rpc.grant_credits(
+                p_amount=pool, p_description="test pool", p_clerk_org_id=clerk_org_id
+            )
         return clerk_org_id
 
     def seat(

@@ -40,13 +40,22 @@ export interface DeductArgs {
   context: unknown;
 }
 
-/** What `validate_extension_token` returns for a live token. */
+/**
+ * `public.extension_token_result` as `validate_extension_token` returns it
+ * for a live token (`ok` true); the fields this module's callers read.
+ */
 export interface ExtensionTokenRow {
+  ok: boolean;
   id: string;
   clerk_user_id: string;
   clerk_org_id: string | null;
   expires_at: string;
   jti: string | null;
+}
+
+/** A refusal (`ok` false: reason unknown, revoked or expired) is `null` to callers. */
+function liveToken(row: ExtensionTokenRow | null | undefined): ExtensionTokenRow | null {
+  return row && row.ok === true ? row : null;
 }
 
 /** What `apply_clerk_event` returns (at least these keys). */
@@ -59,7 +68,10 @@ export interface ClerkEventResult {
 export interface CreditsRpc {
   /** `public.deduct_credits_pooled`. */
   deductCreditsPooled(args: DeductArgs): Promise<CreditResult>;
-  /** `public.validate_extension_token`: the row, or `null` when revoked, expired or unknown. */
+  /**
+   * `public.validate_extension_token`: the row of a live token, or `null` when
+   * the database refuses it (`ok` false: revoked, expired or unknown).
+   */
   validateExtensionToken(tokenHash: string): Promise<ExtensionTokenRow | null>;
   /**
    * `public.apply_clerk_event`. `rawEvent` is the verified body text, handed
@@ -149,8 +161,9 @@ export class PostgresRpc implements CreditsRpc {
     const sql = this.#sql;
     return this.#run("validate_extension_token", async () => {
       const rows = await sql<{ row: ExtensionTokenRow | null }[]>`
-        select public.validate_extension_token(p_token_hash => ${tokenHash}) as row`;
-      return rows[0].row;
+        select pg_catalog.to_jsonb(r) as row
+        from public.validate_extension_token(p_token_hash => ${tokenHash}) as r`;
+      return liveToken(rows[0]?.row);
     });
   }
 
@@ -229,10 +242,12 @@ export class SupabaseRpc implements CreditsRpc {
     });
   }
 
-  validateExtensionToken(tokenHash: string): Promise<ExtensionTokenRow | null> {
-    return this.#call<ExtensionTokenRow | null>("validate_extension_token", {
-      p_token_hash: tokenHash,
-    });
+  async validateExtensionToken(tokenHash: string): Promise<ExtensionTokenRow | null> {
+    return liveToken(
+      await this.#call<ExtensionTokenRow | null>("validate_extension_token", {
+        p_token_hash: tokenHash,
+      }),
+    );
   }
 
   applyClerkEvent(svixId: string, rawEvent: string): Promise<ClerkEventResult> {

@@ -8,6 +8,7 @@
  */
 
 import { assert, assertEquals, assertRejects } from "./assert.ts";
+import { sha256Hex } from "./bytes.ts";
 import { PostgresRpc, RpcError, rpcFromEnv, SupabaseRpc } from "./rpc.ts";
 import {
   createOrg,
@@ -85,6 +86,32 @@ Deno.test({
     await withDb(async ({ rpc }) => {
       const result = await rpc.applyClerkEvent(unique("msg"), '{"type":"x","data":{}}');
       assertEquals(result.outcome, "ignored");
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "validate_extension_token's composite: a live token is its row, a refusal (ok false) is null",
+  ignore: NO_DB,
+  fn: async () => {
+    await withDb(async ({ rpc, sql }) => {
+      const user = unique("user");
+      const hash = await sha256Hex(unique("ext-token"));
+      const [{ id }] = await sql<{ id: string }[]>`
+        select public.create_extension_token(
+          ${user}, ${hash}, 'Laptop', now() + interval '1 day', null, ${unique("jti")}
+        ) as id`;
+      const row = await rpc.validateExtensionToken(hash);
+      assertEquals([row?.ok, row?.id, row?.clerk_user_id, row?.clerk_org_id], [
+        true,
+        id,
+        user,
+        null,
+      ]);
+      assertEquals(await rpc.validateExtensionToken(await sha256Hex(unique("unknown"))), null);
+      await sql`select public.revoke_extension_token(${id}::uuid, ${user})`;
+      assertEquals(await rpc.validateExtensionToken(hash), null);
     });
   },
 });

@@ -25,6 +25,7 @@ from issuer.api.pages.session import PageOpening, who
 from issuer.clerk import ClerkSession
 from issuer.errors import BadRequest, NotFound, OrgScopeDenied
 from issuer.flows import extension_tokens
+from issuer.rpc_generated import ListExtensionTokensRow
 from issuer.service import Issuer
 
 router = APIRouter(route_class=PageRoute)
@@ -45,46 +46,37 @@ def _tokens_url(request: Request, _form: FormData | None = None) -> str:
     return str(request.url.replace(path=_tokens_path(request), query=""))
 
 
-def _moment(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value)).astimezone(UTC) if value else None
-    except ValueError:
-        return None
-
-
-def _when(value: Any) -> tuple[str, str] | None:
+def _when(value: datetime | None) -> tuple[str, str] | None:
     """(machine, human) forms of a timestamp from the database, or None."""
-    moment = _moment(value)
-    if moment is None:
+    if value is None:
         return None
+    moment = value.astimezone(UTC)
     return moment.isoformat(), moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _token_rows(
-    tokens: list[dict[str, Any]], names: dict[str, str], new_id: str | None
+    tokens: list[ListExtensionTokensRow], names: dict[str, str], new_id: str | None
 ) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     rows = []
     for token in tokens:
-        org = token.get("clerk_org_id")
-        expires = token.get("expires_at")
-        expires_at = _moment(expires)
-        if token.get("revoked_at"):
+        org = token.clerk_org_id
+        if token.revoked_at is not None:
             status = "revoked"
-        elif expires_at is not None and expires_at <= now:
+        elif token.expires_at is not None and token.expires_at <= now:
             status = "expired"
         else:
             status = "active"
         rows.append(
             {
-                "id": str(token.get("id")),
-                "name": str(token.get("name") or ""),
+                "id": str(token.id),
+                "name": token.name or "",
                 "scope": names.get(org, org) if org else "Personal",
-                "created": _when(token.get("created_at")),
-                "last_used": _when(token.get("last_used_at")),
-                "expires": _when(expires),
+                "created": _when(token.created_at),
+                "last_used": _when(token.last_used_at),
+                "expires": _when(token.expires_at),
                 "status": status,
-                "new": str(token.get("id")) == new_id,
+                "new": str(token.id) == new_id,
             }
         )
     return rows
