@@ -23,7 +23,8 @@ begin
 end
 $$;
 
-revoke all on function private.set_updated_at() from public;
+revoke all on function private.set_updated_at()
+from public, anon, authenticated, service_role;
 
 comment on function private.set_updated_at() is
 'Trigger: sets updated_at to now() on every update of a profile column.';
@@ -185,7 +186,8 @@ begin
 end
 $$;
 
-revoke all on function private.stamp_seat_status() from public;
+revoke all on function private.stamp_seat_status()
+from public, anon, authenticated, service_role;
 
 comment on function private.stamp_seat_status() is
 'Trigger: a seat status change not stamped by apply_clerk_event is a manual change, now (L1).';

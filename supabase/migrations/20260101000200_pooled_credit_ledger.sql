@@ -107,7 +107,8 @@ begin
 end
 $$;
 
-revoke all on function private.subscription_allows_spending(text) from public;
+revoke all on function private.subscription_allows_spending(text)
+from public, anon, authenticated, service_role;
 
 comment on function private.subscription_allows_spending(text) is
 'The one place that says which subscription statuses may spend the pool: trialing and active. '
@@ -183,7 +184,8 @@ begin
 end
 $$;
 
-revoke all on function private.uuid_v7() from public;
+revoke all on function private.uuid_v7()
+from public, anon, authenticated, service_role;
 
 comment on function private.uuid_v7() is
 'A time-ordered uuid (version 7): ledger ids are appended to the end of the primary key '
@@ -283,7 +285,8 @@ begin
 end
 $$;
 
-revoke all on function private.forbid_ledger_changes() from public;
+revoke all on function private.forbid_ledger_changes()
+from public, anon, authenticated, service_role;
 
 comment on function private.forbid_ledger_changes() is
 'Trigger: refuses update, delete and truncate on credit_transactions (SQLSTATE 42501).';

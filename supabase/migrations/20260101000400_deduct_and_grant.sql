@@ -47,7 +47,8 @@ begin
 end
 $$;
 
-revoke all on function private.valid_credit_amount(numeric) from public;
+revoke all on function private.valid_credit_amount(numeric)
+from public, anon, authenticated, service_role;
 
 comment on function private.valid_credit_amount(numeric) is
 'p_amount rounded to the ledger scale, or SQLSTATE 22023 naming p_amount: null, NaN, '
@@ -87,7 +88,8 @@ begin
 end
 $$;
 
-revoke all on function private.valid_credit_context(text, text, jsonb) from public;
+revoke all on function private.valid_credit_context(text, text, jsonb)
+from public, anon, authenticated, service_role;
 
 comment on function private.valid_credit_context(text, text, jsonb) is
 'p_context (null becomes {}), or SQLSTATE 22023 naming the argument: p_description empty or '
@@ -108,7 +110,8 @@ begin
 end
 $$;
 
-revoke all on function private.credit_request_fingerprint(jsonb) from public;
+revoke all on function private.credit_request_fingerprint(jsonb)
+from public, anon, authenticated, service_role;
 
 comment on function private.credit_request_fingerprint(jsonb) is
 'sha256 (hex) of the canonical JSON of a request''s arguments.';
@@ -201,7 +204,8 @@ begin
 end
 $$;
 
-revoke all on function private.idempotent_replay(text, uuid, text, text, text, uuid) from public;
+revoke all on function private.idempotent_replay(text, uuid, text, text, text, uuid)
+from public, anon, authenticated, service_role;
 
 comment on function private.idempotent_replay(text, uuid, text, text, text, uuid) is
 'Locks the key in its namespace until commit and returns the first result for it flagged '
