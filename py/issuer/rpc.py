@@ -154,7 +154,9 @@ def _jsonable(value: Any) -> Any:
 
 
 class Backend(Protocol):
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any: ...
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, rows: bool = False
+    ) -> Any: ...
 
     def ping(self) -> bool: ...
 
@@ -176,6 +178,12 @@ class Rpc:
         clean = {k: _jsonable(v) for k, v in params.items()}
         return self.backend.call(fn, clean, composite=fn in self.COMPOSITE)
 
+    def _rows(self, fn: str, **params: Any) -> list[dict[str, Any]]:
+        """A ``returns table`` RPC: its rows as dicts, in the function's order."""
+        clean = {k: _jsonable(v) for k, v in params.items()}
+        result = self.backend.call(fn, clean, rows=True)
+        return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
+
     def ping(self) -> bool:
         return self.backend.ping()
 
@@ -190,6 +198,11 @@ class Rpc:
             "resolve_org_attribution", p_clerk_user_id=clerk_user_id, p_clerk_org_id=clerk_org_id
         )
         return result if isinstance(result, dict) else None
+
+    def seat_overview(self, clerk_user_id: str) -> list[dict[str, Any]]:
+        """Every seat of the user: clerk_org_id, organization_name, seat_role, seat_status,
+        selectable (the database's seat rule), ordered by organization name."""
+        return self._rows("seat_overview", p_clerk_user_id=clerk_user_id)
 
     def resolve_token_subject(
         self, clerk_user_id: str, clerk_org_id: str | None
@@ -505,7 +518,7 @@ class PsycopgRpc:
         self.pool.open(wait=open_wait, timeout=acquire_timeout)
         self._checker = threading.Thread(target=self._check_loop, daemon=True, name="pool-check")
         self._checker.start()
-        self._sql_cache: dict[tuple[str, tuple[str, ...], bool], _Statement] = {}
+        self._sql_cache: dict[tuple[str, tuple[str, ...], bool, bool], _Statement] = {}
         self._ping = _Statement(sql.SQL("select 1"))
         self.statements_sent = 0
         """Statements this backend sent (each one round trip); tests count them."""
@@ -572,15 +585,22 @@ class PsycopgRpc:
         return False
 
     # -- calls -----------------------------------------------------------------
-    def _statement(self, fn: str, names: tuple[str, ...], composite: bool) -> _Statement:
-        key = (fn, names, composite)
+    def _statement(
+        self, fn: str, names: tuple[str, ...], composite: bool, rows: bool = False
+    ) -> _Statement:
+        key = (fn, names, composite, rows)
         stmt = self._sql_cache.get(key)
         if stmt is None:
             args = sql.SQL(", ").join(
                 sql.SQL("{} => {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in names
             )
             target = sql.SQL("public.{}({})").format(sql.Identifier(fn), args)
-            if composite:
+            if rows:
+                composed = sql.SQL(
+                    "select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), '[]'::jsonb)"
+                    " from {} as r"
+                ).format(target)
+            elif composite:
                 composed = sql.SQL("select pg_catalog.to_jsonb(r) from {} as r").format(target)
             else:
                 composed = sql.SQL("select pg_catalog.to_jsonb({})").format(target)
@@ -590,10 +610,12 @@ class PsycopgRpc:
     def _timeout(self) -> float:
         return self.acquire_timeout if self._available.is_set() else self.unavailable_timeout
 
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any:
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, rows: bool = False
+    ) -> Any:
         names = tuple(sorted(params))
         values = {k: (Jsonb(v) if isinstance(v, dict | list) else v) for k, v in params.items()}
-        row = self._execute(self._statement(fn, names, composite), values)
+        row = self._execute(self._statement(fn, names, composite, rows), values)
         return None if row is None else row[0]
 
     def _execute(
@@ -723,7 +745,10 @@ class PostgrestRpc:
             ),
         )
 
-    def call(self, fn: str, params: dict[str, Any], *, composite: bool = False) -> Any:
+    def call(
+        self, fn: str, params: dict[str, Any], *, composite: bool = False, rows: bool = False
+    ) -> Any:
+        # PostgREST answers a composite with an object and a table with an array.
         from postgrest.exceptions import APIError
 
         try:

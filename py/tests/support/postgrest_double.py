@@ -85,7 +85,7 @@ class PostgrestDouble:
     def _run(self, fn: str, args: dict[str, Any]) -> Response:
         with psycopg.connect(self.db_url) as conn:
             found = conn.execute(
-                "select t.typtype = 'c' from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+                "select t.typtype = 'c', p.proretset from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
                 "join pg_type t on t.oid = p.prorettype where n.nspname = 'public' and p.proname = %s "
                 "limit 1",
                 (fn,),
@@ -94,7 +94,7 @@ class PostgrestDouble:
                 return self._error(
                     404, "PGRST202", f"Could not find the function public.{fn} in the schema cache"
                 )
-            composite = bool(found[0])
+            composite, setof = bool(found[0]), bool(found[1])
             names = sorted(args)
             call = sql.SQL("public.{}({})").format(
                 sql.Identifier(fn),
@@ -102,11 +102,16 @@ class PostgrestDouble:
                     sql.SQL("{} => {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in names
                 ),
             )
-            stmt = (
-                sql.SQL("select to_jsonb(r) from {} as r").format(call)
-                if composite
-                else sql.SQL("select to_jsonb({})").format(call)
-            )
+            # PostgREST: a set-returning function (returns table / setof) answers
+            # a JSON array of its rows, a composite one object, a scalar its value.
+            if setof:
+                stmt = sql.SQL("select coalesce(jsonb_agg(to_jsonb(r)), '[]') from {} as r").format(
+                    call
+                )
+            elif composite:
+                stmt = sql.SQL("select to_jsonb(r) from {} as r").format(call)
+            else:
+                stmt = sql.SQL("select to_jsonb({})").format(call)
             values = {k: Jsonb(v) if isinstance(v, dict | list) else v for k, v in args.items()}
             try:
                 with conn.transaction():
