@@ -101,6 +101,31 @@ def test_attribution_is_seat_gated(rpc: Rpc, world: World) -> None:
     assert rpc.resolve_org_attribution(p_clerk_user_id=suspended, p_clerk_org_id=org) is None
 
 
+def test_seat_overview_is_a_table_of_every_seat_by_org_name(rpc: Rpc, world: World) -> None:
+    """A ``returns table`` RPC arrives as its rows, in order, through both backends."""
+    active, suspended = world.org(pool=1, name="B Active"), world.org(pool=1, name="A Held")
+    user = world.user()
+    world.seat(active, user)
+    world.seat(suspended, user, status="suspended")
+    assert rpc.seat_overview(user) == [
+        {
+            "clerk_org_id": suspended,
+            "organization_name": "A Held",
+            "seat_role": "member",
+            "seat_status": "suspended",
+            "selectable": False,
+        },
+        {
+            "clerk_org_id": active,
+            "organization_name": "B Active",
+            "seat_role": "member",
+            "seat_status": "active",
+            "selectable": True,
+        },
+    ]
+    assert rpc.seat_overview("user_nobody") == []
+
+
 def test_postgrest_double_checks_the_key(world: World, double: PostgrestDouble) -> None:
     bad = Rpc(PostgrestRpc(double.url, "wrong-key"))
     with pytest.raises(DatabaseUnavailable):

@@ -21,71 +21,45 @@ select tests.create_seat('org_acme', 'user_bob', 'member', 'active');
 
 select tests.act_as_service_role();
 
-select is(
-    public.seat_overview('user_alice'),
-    jsonb_build_array(
-        jsonb_build_object(
-            'clerk_org_id', 'org_acme', 'organization_name', 'Acme',
-            'seat_role', 'member', 'seat_status', 'suspended', 'selectable', false
-        ),
-        jsonb_build_object(
-            'clerk_org_id', 'org_gone', 'organization_name', 'Gone Corp',
-            'seat_role', 'member', 'seat_status', 'revoked', 'selectable', false
-        ),
-        jsonb_build_object(
-            'clerk_org_id', 'org_mid', 'organization_name', 'Midway',
-            'seat_role', 'admin', 'seat_status', 'pending', 'selectable', false
-        ),
-        jsonb_build_object(
-            'clerk_org_id', 'org_zeta', 'organization_name', 'Zeta Labs',
-            'seat_role', 'owner', 'seat_status', 'active', 'selectable', true
-        )
-    ),
+select results_eq(
+    $$ select * from public.seat_overview('user_alice') $$,
+    $$ values
+        ('org_acme', 'Acme', 'member', 'suspended', false),
+        ('org_gone', 'Gone Corp', 'member', 'revoked', false),
+        ('org_mid', 'Midway', 'admin', 'pending', false),
+        ('org_zeta', 'Zeta Labs', 'owner', 'active', true) $$,
     'every seat of the user, any status, by organization name; only the active one is selectable'
 );
 
-select is(
-    public.seat_overview('user_bob'),
-    jsonb_build_array(
-        jsonb_build_object(
-            'clerk_org_id', 'org_acme', 'organization_name', 'Acme',
-            'seat_role', 'member', 'seat_status', 'active', 'selectable', true
-        )
-    ),
+select results_eq(
+    $$ select * from public.seat_overview('user_bob') $$,
+    $$ values ('org_acme', 'Acme', 'member', 'active', true) $$,
     'another user sees only their own seat, in the same org where alice is suspended'
 );
 
-select is(public.seat_overview('user_nobody'), '[]'::jsonb, 'a user without seats gets []');
-select is(public.seat_overview('user_unknown'), '[]'::jsonb, 'an unknown user gets []');
-select is(public.seat_overview(null), '[]'::jsonb, 'a null user gets []');
+select is_empty($$ select * from public.seat_overview('user_nobody') $$, 'a user without seats gets no rows');
+select is_empty($$ select * from public.seat_overview('user_unknown') $$, 'an unknown user gets no rows');
+select is_empty($$ select * from public.seat_overview(null) $$, 'a null user gets no rows');
 
 -- selectable agrees with resolve_org_attribution for every seat of alice.
 select is_empty(
-    $$select e ->> 'clerk_org_id'
-      from jsonb_array_elements(public.seat_overview('user_alice')) as e
-      where (e ->> 'selectable')::boolean
-          is distinct from (public.resolve_org_attribution('user_alice', e ->> 'clerk_org_id') is not null)$$,
+    $$select o.clerk_org_id
+      from public.seat_overview('user_alice') as o
+      where o.selectable
+          is distinct from (public.resolve_org_attribution('user_alice', o.clerk_org_id) is not null)$$,
     'selectable is true exactly where resolve_org_attribution grants the org'
 );
 
 select tests.create_seat('org_mid', 'user_bob', 'member', 'pending');
 select public.set_seat_status('org_mid', 'user_bob', 'active');
 select ok(
-    (
-        select (e ->> 'selectable')::boolean
-        from jsonb_array_elements(public.seat_overview('user_bob')) as e
-        where e ->> 'clerk_org_id' = 'org_mid'
-    ),
+    (select o.selectable from public.seat_overview('user_bob') as o where o.clerk_org_id = 'org_mid'),
     'a seat that becomes active becomes selectable'
 );
 
 select public.set_seat_status('org_acme', 'user_bob', 'suspended');
 select is(
-    (
-        select e ->> 'seat_status'
-        from jsonb_array_elements(public.seat_overview('user_bob')) as e
-        where e ->> 'clerk_org_id' = 'org_acme'
-    ),
+    (select o.seat_status from public.seat_overview('user_bob') as o where o.clerk_org_id = 'org_acme'),
     'suspended',
     'a suspended seat shows its status at once'
 );
@@ -114,7 +88,10 @@ select ok(
     ),
     'PUBLIC has no execute on seat_overview'
 );
-select isnt_definer('public', 'seat_overview', array['text'], 'seat_overview is security invoker');
+select is_definer(
+    'public', 'seat_overview', array['text'],
+    'seat_overview is security definer (it calls private.seat_allows_spending)'
+);
 select ok(
     (
         select 'search_path=""' = any(p.proconfig)
@@ -130,7 +107,7 @@ select isnt(
 
 select tests.act_as_user('user_alice');
 select throws_ok(
-    $$select public.seat_overview('user_alice')$$,
+    $$select * from public.seat_overview('user_alice')$$,
     '42501',
     null,
     'a signed-in user cannot call seat_overview, not even for themselves'

@@ -61,8 +61,7 @@ class OrgPicker:
 
 def org_picker(issuer: Issuer, session: ClerkSession) -> OrgPicker:
     """Personal, then the user's Clerk organizations with their seats."""
-    rows = issuer.rpc.call("seat_overview", p_clerk_user_id=session.user_id) or []
-    seats = {str(row["clerk_org_id"]): row for row in rows if isinstance(row, dict)}
+    seats = {str(row["clerk_org_id"]): row for row in issuer.rpc.seat_overview(session.user_id)}
     names = {org: str(row.get("organization_name") or org) for org, row in seats.items()}
     try:
         memberships = issuer.clerk.list_memberships(session.user_id)
