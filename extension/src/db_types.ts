@@ -96,6 +96,15 @@ export interface OrganizationSeats {
   updated_at: string;
 }
 
+/** `public.seat_overview()`. */
+export interface SeatOverviewRow {
+  clerk_org_id: string | null;
+  organization_name: string | null;
+  seat_role: string | null;
+  seat_status: string | null;
+  selectable: boolean | null;
+}
+
 /** `public.token_grant_result`. */
 export interface TokenGrantResult {
   ok: boolean | null;
@@ -344,7 +353,7 @@ export interface Rpcs {
   revoke_refresh_token: { args: RevokeRefreshTokenArgs; result: boolean | null };
   rotate_extension_token: { args: RotateExtensionTokenArgs; result: ExtensionTokenResult };
   rotate_refresh_token: { args: RotateRefreshTokenArgs; result: TokenGrantResult };
-  seat_overview: { args: SeatOverviewArgs; result: Json };
+  seat_overview: { args: SeatOverviewArgs; result: SeatOverviewRow[] };
   set_seat_status: { args: SetSeatStatusArgs; result: OrganizationSeats };
   validate_extension_token: { args: ValidateExtensionTokenArgs; result: ExtensionTokenResult };
 }

@@ -33,6 +33,7 @@ __all__ = [
     "OrgScopeResult",
     "OrganizationSeats",
     "RpcMethods",
+    "SeatOverviewRow",
     "TokenGrantResult",
     "TokenPurgeResult",
 ]
@@ -319,6 +320,32 @@ class OrganizationSeats:
             updated_at=_d.required(
                 _d.as_datetime(r["updated_at"]), "public.organization_seats.updated_at"
             ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SeatOverviewRow:
+    """``public.seat_overview()``."""
+
+    clerk_org_id: str | None
+    organization_name: str | None
+    seat_role: str | None
+    seat_status: str | None
+    selectable: bool | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> SeatOverviewRow:
+        r = _d.row(
+            data,
+            "public.seat_overview()",
+            ("clerk_org_id", "organization_name", "seat_role", "seat_status", "selectable"),
+        )
+        return cls(
+            clerk_org_id=_d.as_str(r["clerk_org_id"]),
+            organization_name=_d.as_str(r["organization_name"]),
+            seat_role=_d.as_str(r["seat_role"]),
+            seat_status=_d.as_str(r["seat_status"]),
+            selectable=_d.as_bool(r["selectable"]),
         )
 
 
@@ -792,10 +819,15 @@ class RpcMethods:
             self.invoke("rotate_refresh_token", params, shape="row", setof=False)
         )
 
-    def seat_overview(self, *, p_clerk_user_id: str) -> JSON:
+    def seat_overview(self, *, p_clerk_user_id: str) -> list[SeatOverviewRow]:
         """``public.seat_overview(p_clerk_user_id)``."""
         params: dict[str, Any] = {"p_clerk_user_id": p_clerk_user_id}
-        return _d.as_json(self.invoke("seat_overview", params, shape="scalar", setof=False))
+        return [
+            SeatOverviewRow.from_json(r)
+            for r in _d.rows(
+                self.invoke("seat_overview", params, shape="row", setof=True), "seat_overview"
+            )
+        ]
 
     def set_seat_status(
         self, *, p_clerk_org_id: str, p_clerk_user_id: str, p_status: str
@@ -844,7 +876,7 @@ RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "revoke_refresh_token": ("scalar", False),
     "rotate_extension_token": ("row", False),
     "rotate_refresh_token": ("row", False),
-    "seat_overview": ("scalar", False),
+    "seat_overview": ("row", True),
     "set_seat_status": ("row", False),
     "validate_extension_token": ("row", False),
 }

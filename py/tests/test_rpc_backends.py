@@ -16,6 +16,7 @@ import pytest
 
 from issuer.errors import DatabaseUnavailable
 from issuer.rpc import PostgrestRpc, PsycopgRpc, Rpc, RpcConflict, RpcError
+from issuer.rpc_generated import SeatOverviewRow
 from support.postgrest_double import PostgrestDouble, running_postgrest_double
 from support.world import World
 
@@ -107,23 +108,11 @@ def test_seat_overview_is_a_table_of_every_seat_by_org_name(rpc: Rpc, world: Wor
     user = world.user()
     world.seat(active, user)
     world.seat(suspended, user, status="suspended")
-    assert rpc.seat_overview(user) == [
-        {
-            "clerk_org_id": suspended,
-            "organization_name": "A Held",
-            "seat_role": "member",
-            "seat_status": "suspended",
-            "selectable": False,
-        },
-        {
-            "clerk_org_id": active,
-            "organization_name": "B Active",
-            "seat_role": "member",
-            "seat_status": "active",
-            "selectable": True,
-        },
+    assert rpc.seat_overview(p_clerk_user_id=user) == [
+        SeatOverviewRow(suspended, "A Held", "member", "suspended", False),
+        SeatOverviewRow(active, "B Active", "member", "active", True),
     ]
-    assert rpc.seat_overview("user_nobody") == []
+    assert rpc.seat_overview(p_clerk_user_id="user_nobody") == []
 
 
 def test_postgrest_double_checks_the_key(world: World, double: PostgrestDouble) -> None:

@@ -61,8 +61,11 @@ class OrgPicker:
 
 def org_picker(issuer: Issuer, session: ClerkSession) -> OrgPicker:
     """Personal, then the user's Clerk organizations with their seats."""
-    seats = {str(row["clerk_org_id"]): row for row in issuer.rpc.seat_overview(session.user_id)}
-    names = {org: str(row.get("organization_name") or org) for org, row in seats.items()}
+    seats = {
+        str(row.clerk_org_id): row
+        for row in issuer.rpc.seat_overview(p_clerk_user_id=session.user_id)
+    }
+    names = {org: str(row.organization_name or org) for org, row in seats.items()}
     try:
         memberships = issuer.clerk.list_memberships(session.user_id)
     except ClerkUnavailable:
@@ -80,10 +83,10 @@ def org_picker(issuer: Issuer, session: ClerkSession) -> OrgPicker:
         detail = f"organization pool · {role}" if role else "organization pool"
         if seat is None:
             orgs.append(OrgChoice(membership.org_id, name, detail, False, "No seat"))
-        elif seat.get("selectable") is True:
+        elif seat.selectable is True:
             orgs.append(OrgChoice(membership.org_id, name, detail, True))
         else:
-            status = str(seat.get("seat_status"))
+            status = str(seat.seat_status)
             reason = SEAT_REASONS.get(status, f"Seat {status}")
             orgs.append(OrgChoice(membership.org_id, name, detail, False, reason))
     orgs.sort(key=lambda c: (c.name.casefold(), c.value))
