@@ -55,6 +55,7 @@ if logging.getLogger("psycopg.pool").level == logging.NOTSET:
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 __all__ = [
+    "BatchDeduction",
     "CreditResult",
     "PostgrestRpc",
     "PsycopgRpc",
@@ -143,6 +144,37 @@ class CreditResult:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BatchDeduction:
+    """One element of ``deduct_credits_pooled_batch``'s ``p_requests``."""
+
+    clerk_user_id: str
+    amount: Decimal
+    description: str
+    idempotency_key: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The element as JSON text, the amount an exact JSON number (never a float)."""
+        if not self.amount.is_finite():
+            raise BadRequest("amount must be a finite number")
+        parts = [
+            f'"clerk_user_id":{json.dumps(self.clerk_user_id)}',
+            f'"amount":{self.amount}',  # str(Decimal) is a JSON number when finite
+            f'"description":{json.dumps(self.description)}',
+            f'"context":{json.dumps(self.context, default=_jsonable_or_fail)}',
+        ]
+        if self.idempotency_key is not None:
+            parts.append(f'"idempotency_key":{json.dumps(self.idempotency_key)}')
+        return "{" + ",".join(parts) + "}"
+
+
+def _jsonable_or_fail(value: Any) -> Any:
+    if isinstance(value, Decimal | UUID | datetime):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
@@ -226,6 +258,36 @@ class Rpc:
             p_context=context if context is not None else {},
         )
         return CreditResult.from_json(row)
+
+    @property
+    def supports_batch(self) -> bool:
+        """Whether :meth:`deduct_credits_pooled_batch` can be called (the psycopg backend).
+
+        PostgREST would carry ``p_requests`` through a JSON encoder that has no
+        exact decimals; callers keep single calls there.
+        """
+        return isinstance(self.backend, PsycopgRpc)
+
+    def deduct_credits_pooled_batch(
+        self, clerk_org_id: str, requests: list[BatchDeduction]
+    ) -> list[CreditResult]:
+        """``deduct_credits_pooled_batch``: one result per element, in order (issue 17).
+
+        One statement, one transaction: when it returns, every element's
+        result is committed. Bad input in any element refuses the whole batch
+        (:class:`RpcError`, nothing written).
+        """
+        backend = self.backend
+        if not isinstance(backend, PsycopgRpc):
+            raise RpcBug("deduct_credits_pooled_batch needs the psycopg backend")
+        text = "[" + ",".join(r.to_json() for r in requests) + "]"
+        rows = backend.call_rows(
+            "deduct_credits_pooled_batch",
+            {"p_clerk_org_id": clerk_org_id, "p_requests": Jsonb(text, dumps=_raw_json)},
+        )
+        if len(rows) != len(requests):
+            raise RpcBug(f"deduct_credits_pooled_batch: {len(rows)} results for {len(requests)}")
+        return [CreditResult.from_json(row) for row in rows]
 
     def grant_credits(
         self,
@@ -391,6 +453,11 @@ def verify_database_role(
 _JSON_DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
+def _raw_json(text: str) -> str:
+    """``Jsonb(text, dumps=_raw_json)``: text that is already JSON goes as it is."""
+    return text
+
+
 def _loads(data: str | bytes) -> Any:
     # As json.loads(bytes) decodes jsonb text (UTF-8), minus the encoding sniffing.
     text = data if isinstance(data, str) else data.decode("utf-8", "surrogatepass")
@@ -506,6 +573,7 @@ class PsycopgRpc:
         self._checker = threading.Thread(target=self._check_loop, daemon=True, name="pool-check")
         self._checker.start()
         self._sql_cache: dict[tuple[str, tuple[str, ...], bool], _Statement] = {}
+        self._rows_cache: dict[tuple[str, tuple[str, ...], str], _Statement] = {}
         self._ping = _Statement(sql.SQL("select 1"))
         self.statements_sent = 0
         """Statements this backend sent (each one round trip); tests count them."""
@@ -586,6 +654,24 @@ class PsycopgRpc:
                 composed = sql.SQL("select pg_catalog.to_jsonb({})").format(target)
             stmt = self._sql_cache[key] = _Statement(composed)
         return stmt
+
+    def call_rows(self, fn: str, params: dict[str, Any]) -> list[Any]:
+        """A set-returning RPC: every row as a JSON object, in the function's order."""
+        names = tuple(sorted(params))
+        key = (fn, names, "rows")
+        stmt = self._rows_cache.get(key)
+        if stmt is None:
+            args = sql.SQL(", ").join(
+                sql.SQL("{} => {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in names
+            )
+            stmt = self._rows_cache[key] = _Statement(
+                sql.SQL(
+                    "select pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) order by r.ordinality) "
+                    "from public.{}({}) with ordinality as r"
+                ).format(sql.Identifier(fn), args)
+            )
+        row = self._execute(stmt, params)
+        return [] if row is None or row[0] is None else list(row[0])
 
     def _timeout(self) -> float:
         return self.acquire_timeout if self._available.is_set() else self.unavailable_timeout

@@ -26,9 +26,11 @@ from pydantic import ValidationError
 from issuer.api.deps import ClaimsDep, our_token
 from issuer.api.models import ErrorBody, UsageCharged, UsageRequest
 from issuer.claims import TokenClaims
+from issuer.coalescing import Coalescer
 from issuer.errors import BadRequest
 from issuer.flows import usage
 from issuer.flows.usage import MAX_IDEMPOTENCY_KEY, REFUSAL_STATUS
+from issuer.rpc import BatchDeduction
 from issuer.service import Issuer
 
 #: The deduction's threads: the request's one hand-off from the event loop.
@@ -39,6 +41,18 @@ from issuer.service import Issuer
 #: request is cancelled finishes (its charge is in the ledger, as a retry
 #: with the same Idempotency-Key will find); one still queued never starts.
 _EXECUTOR = ThreadPoolExecutor(max_workers=40, thread_name_prefix="usage")
+
+
+def make_coalescer(issuer: Issuer | None) -> Coalescer | None:
+    """The app's per-pool queues (``USAGE_COALESCING``, default on), or None.
+
+    None without an issuer, with coalescing off, or with the PostgREST
+    backend (no batch call there): then every request makes its own call.
+    """
+    if issuer is None or not issuer.settings.usage_coalescing or not issuer.rpc.supports_batch:
+        return None
+    return Coalescer(issuer.rpc, _EXECUTOR)
+
 
 #: Keys that would name a pool: the pool comes from the verified token only (A4).
 _POOL_KEYS = {"clerk_org_id", "organization_id", "org_id", "pool"}
@@ -121,17 +135,30 @@ async def record_usage(
         raise BadRequest(
             f"{sorted(extra)[0]} is not accepted here: the pool comes from the token (A4)"
         )
-    call = functools.partial(
-        contextvars.copy_context().run,
-        usage.spend,
-        issuer,
-        claims,
-        amount=usage.parse_amount(body.amount),
-        description=body.description,
-        context=body.context,
-        idempotency_key=idempotency_key,
-    )
-    result = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
+    amount = usage.parse_amount(body.amount)
+    coalescer: Coalescer | None = request.app.state.coalescer
+    if coalescer is not None and claims.is_org_scoped and claims.clerk_org_id:
+        # Gathered with the pool's other concurrent requests into one batch
+        # call; answered once that batch committed (issuer.coalescing).
+        usage.check_idempotency_key(idempotency_key)
+        result = await coalescer.deduct(
+            claims.clerk_org_id,
+            BatchDeduction(
+                claims.sub, amount, body.description, idempotency_key, body.context or {}
+            ),
+        )
+    else:
+        call = functools.partial(
+            contextvars.copy_context().run,
+            usage.spend,
+            issuer,
+            claims,
+            amount=amount,
+            description=body.description,
+            context=body.context,
+            idempotency_key=idempotency_key,
+        )
+        result = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
     if not result.ok:
         reason = result.reason or "refused"
         content: dict[str, Any] = {"error": reason, "pool": result.pool or claims.pool}
