@@ -354,3 +354,107 @@ def test_personal_tokens_are_never_queued(world: World) -> None:
     got = asyncio.run(_one_by_one(app, [_request(token, 1, None, {})]))
     assert got[0].status_code == 200 and got[0].json()["pool"] == "personal"
     assert coalescer.stats.singles == coalescer.stats.batches == 0
+
+
+# -- a real `issuer serve --workers 2`, 64 clients ------------------------------------
+
+AMOUNTS = (Decimal("0.25"), Decimal("0.5"), Decimal(1), Decimal("2.75"))
+
+
+def test_C1_F2_64_clients_drain_one_pool_to_exactly_zero_through_two_workers_with_kills(
+    world: World, fake_clerk: Any, tmp_path: Any
+) -> None:
+    """64 HTTP clients, mixed amounts, one org pool, `issuer serve --workers 2`.
+
+    Each client spends 0.25 / 0.5 / 1 / 2.75 in turn, falls back to 0.25 once
+    refused, and stops when 0.25 is refused; every request has its own
+    Idempotency-Key and a 503 is retried with the same key. Meanwhile the
+    backends running a batch are terminated (pg_terminate_backend). At the
+    end the pool is exactly 0, the keys answered 200 are exactly the ledger's
+    rows (once each) and their amounts sum to the pool, and the check is empty.
+    """
+    import threading
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from issuer_dev.served import issuer_serve
+
+    start = Decimal(400)
+    org = world.org(pool=start)
+    users = [world.user() for _ in range(16)]
+    for u in users:
+        world.seat(org, u)
+    tokens = [world.extension_token(u, org) for u in users]
+    env = issuer_env(world.db_url, fake_clerk)
+    charged: dict[str, Decimal] = {}
+    statuses: list[int] = []
+    lock = threading.Lock()
+    done = threading.Event()
+    kills: list[int] = []
+
+    def killer() -> None:
+        with psycopg.connect(world.db_url, autocommit=True) as conn:
+            while not done.is_set() and len(kills) < 3:
+                rows = conn.execute(
+                    "select pg_terminate_backend(pid), pid from pg_stat_activity "
+                    "where state = 'active' and query like %s and pid <> pg_backend_pid()",
+                    ('%deduct_credits_pooled_batch"(%',),
+                ).fetchall()
+                kills.extend(pid for ok, pid in rows if ok)
+                time.sleep(0.02 if not rows else 0.3)
+
+    def client(i: int, base_url: str) -> None:
+        headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+        n = i
+        with httpx.Client(base_url=base_url, timeout=60) as http:
+            small = False
+            while True:
+                amount = AMOUNTS[0] if small else AMOUNTS[n % len(AMOUNTS)]
+                n += 1
+                key = f"drain-{uuid.uuid4().hex}"
+                for _attempt in range(50):
+                    r = http.post(
+                        "/api/extension/usage",
+                        json={"amount": str(amount), "description": "drain"},
+                        headers={**headers, "Idempotency-Key": key},
+                    )
+                    with lock:
+                        statuses.append(r.status_code)
+                    if r.status_code != 503:
+                        break
+                    time.sleep(0.05)
+                if r.status_code == 200:
+                    assert r.json()["remaining"] >= 0
+                    with lock:
+                        assert key not in charged or charged[key] == amount
+                        charged[key] = amount
+                elif r.status_code == 402:
+                    if small:
+                        return
+                    small = True
+                else:
+                    raise AssertionError(f"{r.status_code}: {r.text}")
+
+    with issuer_serve(env, tmp_path, workers=2) as served:
+        kill_thread = threading.Thread(target=killer)
+        kill_thread.start()
+        try:
+            with ThreadPoolExecutor(max_workers=64) as pool:
+                list(pool.map(lambda i: client(i, served.url), range(64)))
+        finally:
+            done.set()
+            kill_thread.join()
+    assert world.pool_balance(org) == 0
+    assert sum(charged.values()) == start
+    rows = world.sql(
+        "select t.idempotency_key, -t.amount, t.created_at from public.credit_transactions t "
+        "join public.organizations o on o.id = t.organization_id "
+        "where o.clerk_org_id = %s and t.kind = 'deduction'",
+        (org,),
+    )
+    assert sorted((k, Decimal(a)) for k, a, _ in rows) == sorted(charged.items())
+    # Batching happened: rows of one batch share their transaction's now().
+    assert len({c for _, _, c in rows}) < len(rows)
+    assert kills, "no batch was caught in flight"
+    assert 503 in statuses  # the killed batches' requests, retried with their keys
+    assert world.consistency_problems() == []
