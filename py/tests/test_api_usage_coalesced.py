@@ -13,8 +13,9 @@ first appeared).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -41,16 +42,18 @@ def _app(world: World, *, coalescing: bool) -> FastAPI:
     return app
 
 
+_LOCK_POOL_ROW = (
+    "select s.credits_balance from public.organization_subscriptions s "
+    "join public.organizations o on o.id = s.organization_id "
+    "where o.clerk_org_id = %s and s.is_current for update of s"
+)
+
+
 @contextmanager
 def _pool_row_locked(world: World, org: str) -> Iterator[psycopg.Connection[Any]]:
     """Hold the org pool row's lock (as a concurrent deduction would) until the block ends."""
     with psycopg.connect(world.db_url) as conn:
-        conn.execute(
-            "select s.credits_balance from public.organization_subscriptions s "
-            "join public.organizations o on o.id = s.organization_id "
-            "where o.clerk_org_id = %s and s.is_current for update of s",
-            (org,),
-        )
+        conn.execute(_LOCK_POOL_ROW, (org,))
         yield conn
         conn.rollback()
 
@@ -88,9 +91,16 @@ def _request(token: str, amount: object, key: str | None, extra: dict[str, Any])
 
 
 async def _coalesced(
-    world: World, app: FastAPI, org: str, requests: list[dict[str, Any]]
+    world: World,
+    app: FastAPI,
+    org: str,
+    requests: list[dict[str, Any]],
+    release: Callable[[psycopg.Connection[Any]], Awaitable[None]] | None = None,
 ) -> list[httpx.Response]:
-    """requests[0] alone, then requests[1:] as one batch (module docstring)."""
+    """requests[0] alone, then requests[1:] as one batch (module docstring).
+
+    ``release(holder)`` lets the row go (default: commit the holder at once).
+    """
     coalescer: Coalescer = app.state.coalescer
     before = coalescer.stats.batches
     transport = httpx.ASGITransport(app=app)
@@ -103,7 +113,10 @@ async def _coalesced(
             for i, req in enumerate(requests[1:], start=1):
                 tasks.append(asyncio.create_task(client.post("/api/extension/usage", **req)))
                 await _wait_for(lambda i=i: _queued(coalescer, org) == i, f"request {i} queued")
-            holder.commit()  # releases the row: the first finishes, the rest go as one batch
+            if release is None:
+                holder.commit()  # releases the row: the first finishes, the rest go as one batch
+            else:
+                await release(holder)
         responses = await asyncio.gather(*tasks)
     assert coalescer.stats.batches == before + 1
     return list(responses)
@@ -268,31 +281,19 @@ def test_F2_backend_killed_mid_batch_answers_503_to_each_and_the_retry_charges_o
     coalescer: Coalescer = app.state.coalescer
     reqs = [_request(tokens["active"], 1, f"f2-{i}", {}) for i in range(6)]
 
-    # Hold the row from a second connection after the first call, so the batch waits.
-    async def run_with_kill() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            with _pool_row_locked(world, org) as holder:
-                tasks = [asyncio.create_task(client.post("/api/extension/usage", **reqs[0]))]
-                await _wait_for(
-                    lambda: _waiting_on_lock(world, "deduct_credits_pooled"), "the first call"
-                )
-                for i, req in enumerate(reqs[1:], start=1):
-                    tasks.append(asyncio.create_task(client.post("/api/extension/usage", **req)))
-                    await _wait_for(lambda i=i: _queued(coalescer, org) == i, "queued")
-                # Let the first call through and catch the batch behind a second holder.
-                with _pool_row_locked_after(world, org, holder) as _:
-                    await _wait_for(
-                        lambda: _waiting_on_lock(world, "deduct_credits_pooled_batch"),
-                        "the batch waiting on the row",
-                    )
-                    (pid,) = _waiting_on_lock(world, "deduct_credits_pooled_batch")
-                    world.sql("select pg_terminate_backend(%s)", (pid,))
-                    await _wait_for(lambda: coalescer.stats.unavailable == 1, "the 503s")
-            return list(await asyncio.gather(*tasks))
+    async def kill_the_batch(holder: psycopg.Connection[Any]) -> None:
+        # Let the first call through and catch the batch behind a second holder.
+        with _pool_row_locked_after(world, org, holder):
+            await _wait_for(
+                lambda: _waiting_on_lock(world, "deduct_credits_pooled_batch"),
+                "the batch waiting on the row",
+            )
+            (pid,) = _waiting_on_lock(world, "deduct_credits_pooled_batch")
+            world.sql("select pg_terminate_backend(%s)", (pid,))
+            await _wait_for(lambda: coalescer.stats.unavailable == 1, "the 503s")
 
-    got = asyncio.run(run_with_kill())
-    assert got[0].status_code == 200
+    got = asyncio.run(_coalesced(world, app, org, reqs, release=kill_the_batch))
+    assert got[0].status_code == 200, (got[0].text, [r.status_code for r in got], coalescer.stats)
     for r in got[1:]:
         assert r.status_code == 503, r.text
         assert r.json()["error"] == "database_unavailable"
@@ -313,17 +314,22 @@ def test_F2_backend_killed_mid_batch_answers_503_to_each_and_the_retry_charges_o
 def _pool_row_locked_after(
     world: World, org: str, first: psycopg.Connection[Any]
 ) -> Iterator[psycopg.Connection[Any]]:
-    """Release ``first``'s lock and take the row with another connection, queued
-    behind the waiting single call (which gets it first, commits, then this one)."""
+    """Queue a second holder for the row behind the waiting single call, then
+    release ``first``: the single call gets the row, commits, then the second
+    holder has it (before the batch that starts after the single call)."""
     with psycopg.connect(world.db_url) as conn:
-        conn.execute("set lock_timeout = '20s'")
+        pid = conn.info.backend_pid
+        taker = threading.Thread(target=conn.execute, args=(_LOCK_POOL_ROW, (org,)))
+        taker.start()
+        deadline = time.monotonic() + 15
+        while not world.sql(
+            "select 1 from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", (pid,)
+        ):
+            assert time.monotonic() < deadline, "the second holder never queued"
+            time.sleep(0.005)
         first.commit()
-        conn.execute(
-            "select s.credits_balance from public.organization_subscriptions s "
-            "join public.organizations o on o.id = s.organization_id "
-            "where o.clerk_org_id = %s and s.is_current for update of s",
-            (org,),
-        )
+        taker.join(20)  # the row is the second holder's (the single call committed)
+        assert not taker.is_alive()
         yield conn
         conn.rollback()
 
@@ -373,7 +379,6 @@ def test_C1_F2_64_clients_drain_one_pool_to_exactly_zero_through_two_workers_wit
     end the pool is exactly 0, the keys answered 200 are exactly the ledger's
     rows (once each) and their amounts sum to the pool, and the check is empty.
     """
-    import threading
     import uuid
     from concurrent.futures import ThreadPoolExecutor
 
