@@ -64,11 +64,11 @@ def _queued(coalescer: Coalescer, org: str) -> int:
     return len(queue.pending) if queue is not None else -1
 
 
-async def _wait_for(predicate: Any, what: str, timeout: float = 15) -> None:
+async def _wait_for(predicate: Any, what: str, timeout: float = 15, why: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}: {why() if why else ''}")
         await asyncio.sleep(0.005)
 
 
@@ -151,6 +151,7 @@ def _twin_orgs(world: World, pool: int) -> dict[str, dict[str, str]]:
         world.seat(org, revoked)
         tokens = {
             "org": org,
+            "active_user": active,
             "active": world.extension_token(active, org),
             "suspended": world.extension_token(suspended, org),
             "revoked": world.extension_token(revoked, org),
@@ -282,11 +283,12 @@ def test_F2_backend_killed_mid_batch_answers_503_to_each_and_the_retry_charges_o
     reqs = [_request(tokens["active"], 1, f"f2-{i}", {}) for i in range(6)]
 
     async def kill_the_batch(holder: psycopg.Connection[Any]) -> None:
-        # Let the first call through and catch the batch behind a second holder.
-        with _pool_row_locked_after(world, org, holder):
+        # The batch will wait on one of its keys (after the first call committed).
+        with _key_locked(world, org, tokens["active_user"], "f2-3"):
+            holder.commit()
             await _wait_for(
                 lambda: _waiting_on_lock(world, "deduct_credits_pooled_batch"),
-                "the batch waiting on the row",
+                "the batch waiting on a key",
             )
             (pid,) = _waiting_on_lock(world, "deduct_credits_pooled_batch")
             world.sql("select pg_terminate_backend(%s)", (pid,))
@@ -311,26 +313,18 @@ def test_F2_backend_killed_mid_batch_answers_503_to_each_and_the_retry_charges_o
 
 
 @contextmanager
-def _pool_row_locked_after(
-    world: World, org: str, first: psycopg.Connection[Any]
-) -> Iterator[psycopg.Connection[Any]]:
-    """Queue a second holder for the row behind the waiting single call, then
-    release ``first``: the single call gets the row, commits, then the second
-    holder has it (before the batch that starts after the single call)."""
+def _key_locked(world: World, org: str, user: str, key: str) -> Iterator[None]:
+    """Hold the idempotency-key lock a deduction by ``user`` with ``key`` takes first
+    (private.idempotent_replay's advisory lock), until the block ends."""
     with psycopg.connect(world.db_url) as conn:
-        pid = conn.info.backend_pid
-        taker = threading.Thread(target=conn.execute, args=(_LOCK_POOL_ROW, (org,)))
-        taker.start()
-        deadline = time.monotonic() + 15
-        while not world.sql(
-            "select 1 from pg_stat_activity where pid = %s and wait_event_type = 'Lock'", (pid,)
-        ):
-            assert time.monotonic() < deadline, "the second holder never queued"
-            time.sleep(0.005)
-        first.commit()
-        taker.join(20)  # the row is the second holder's (the single call committed)
-        assert not taker.is_alive()
-        yield conn
+        conn.execute(
+            "select pg_advisory_xact_lock(hashtextextended("
+            "'credit_transactions:deduction:' || o.id::text || ':' || u.id::text || ':' || %s, 0))"
+            " from public.organizations o, public.users u"
+            " where o.clerk_org_id = %s and u.clerk_user_id = %s",
+            (key, org, user),
+        )
+        yield
         conn.rollback()
 
 
