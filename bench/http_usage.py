@@ -156,7 +156,8 @@ class KeepAliveClient:
 @contextmanager
 def serve(env: dict[str, str], log_dir: Path, workers: int = 1) -> Iterator[tuple[str, int]]:
     """A real `issuer serve` (issuer_dev.served); yields its URL and pid (for CPU time)."""
-    with issuer_serve(env, log_dir, workers=workers) as served:
+    # 180 s: on a shared, loaded machine two workers' imports took over 60 s.
+    with issuer_serve(env, log_dir, workers=workers, timeout=180) as served:
         yield served.url, served.process.pid
 
 
