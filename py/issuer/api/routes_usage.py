@@ -1,11 +1,7 @@
 """The reference business endpoint: spend credits with the org from the token.
 
-The route is declared as usual (its OpenAPI entry, and FastAPI's handler for
-every request out of the ordinary), and :class:`UsageRoute` answers the usual
-request itself: under load FastAPI's generic handler (dependency solving,
-parameter collection, response-model validation) was about a quarter of the
-server's CPU per request. Both take the same steps in the same order, so
-they answer alike (``tests/test_api_usage.py`` checks both).
+A plain FastAPI route. Org-pool requests go through the per-pool coalescer
+(issuer.coalescing, ``USAGE_COALESCING``); the others make one call.
 """
 
 from __future__ import annotations
@@ -13,19 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
-from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import ValidationError
 
-from issuer.api.deps import ClaimsDep, our_token
+from issuer.api.deps import ClaimsDep
 from issuer.api.models import ErrorBody, UsageCharged, UsageRequest
-from issuer.claims import TokenClaims
 from issuer.coalescing import Coalescer
 from issuer.errors import BadRequest
 from issuer.flows import usage
@@ -58,54 +49,7 @@ def make_coalescer(issuer: Issuer | None) -> Coalescer | None:
 _POOL_KEYS = {"clerk_org_id", "organization_id", "org_id", "pool"}
 
 
-class UsageRoute(APIRoute):
-    """FastAPI's route, with a direct path for the usual request.
-
-    The usual request has ``Content-Type: application/json`` exactly, a body
-    that parses, and, once the bearer token is verified, a body that
-    validates as :class:`UsageRequest` and an ``Idempotency-Key`` of at most
-    ``MAX_IDEMPOTENCY_KEY`` characters. It takes FastAPI's steps in FastAPI's
-    order: parse the JSON body (a parse error is FastAPI's 400 before any
-    token check), run :func:`our_token` (its 401), validate the header and
-    body, call :func:`record_usage`. Anything else goes to FastAPI's own
-    handler, which repeats those steps and gives its answers, error bodies
-    included; a request that fails validation after a good token therefore
-    has its token checked twice, which is harmless.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        fastapi_handler = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            usual = await _usual_request(request)
-            if usual is None:
-                return await fastapi_handler(request)
-            claims, body, idempotency_key = usual
-            return await record_usage(request, claims, body, idempotency_key)
-
-        return handler
-
-
-async def _usual_request(request: Request) -> tuple[TokenClaims, UsageRequest, str | None] | None:
-    """The verified claims, body and key of a usual request (:class:`UsageRoute`), else None."""
-    if request.headers.get("content-type") != "application/json":
-        return None
-    try:
-        data = json.loads(await request.body())
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
-        return None
-    claims = await our_token(request, request.headers.get("authorization"))
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-        return None
-    try:
-        body = UsageRequest.model_validate(data)
-    except ValidationError:
-        return None
-    return claims, body, idempotency_key
-
-
-router = APIRouter(route_class=UsageRoute)
+router = APIRouter()
 
 
 @router.post(
@@ -124,7 +68,7 @@ async def record_usage(
     request: Request,
     claims: ClaimsDep,
     body: UsageRequest,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=MAX_IDEMPOTENCY_KEY)] = None,
 ) -> Response:
     """Deduct credits from the pool the token names; a retried Idempotency-Key is charged once."""
     # Async: everything but the deduction runs on the event loop; the
