@@ -156,8 +156,8 @@ class KeepAliveClient:
 @contextmanager
 def serve(env: dict[str, str], log_dir: Path, workers: int = 1) -> Iterator[tuple[str, int]]:
     """A real `issuer serve` (issuer_dev.served); yields its URL and pid (for CPU time)."""
-    # 180 s: on a shared, loaded machine two workers' imports took over 60 s.
-    with issuer_serve(env, log_dir, workers=workers, timeout=180) as served:
+    # 400 s: on a shared, loaded machine (load average 20-38) two workers took minutes.
+    with issuer_serve(env, log_dir, workers=workers, timeout=400) as served:
         yield served.url, served.process.pid
 
 
