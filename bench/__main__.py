@@ -67,7 +67,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--analytics-rows", type=int, help="ledger rows for the analytics scenario")
     p.add_argument(
         "--clients",
-        help="deduction scenarios: only these client counts, comma-separated (e.g. 16)",
+        help=(
+            "deduction and http-usage scenarios: only these client counts, comma-separated "
+            "(e.g. 16; http-usage: 16 = the 1,000 pools, 64 = the one org pool)"
+        ),
     )
     p.add_argument(
         "--ledger-sizes",

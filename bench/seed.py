@@ -157,6 +157,18 @@ def ledger_rows_since(
     return int(row[0]) if row else -1
 
 
+def transactions_since(conn: psycopg.Connection[Any], mark: Any) -> int:
+    """Transactions that wrote the ledger rows after ``mark`` (rows of one
+    transaction share its ``now()``, e.g. the deductions of one batch)."""
+    query = "select count(distinct created_at) from public.credit_transactions"
+    row = (
+        conn.execute(query).fetchone()
+        if mark is None
+        else conn.execute(query + " where id > %s", (mark,)).fetchone()
+    )
+    return int(row[0]) if row else -1
+
+
 def consistency_problems(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("select count(*) from public.credit_consistency_check()").fetchone()
     return int(row[0]) if row else -1

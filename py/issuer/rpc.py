@@ -32,9 +32,11 @@ import select
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import httpx
 import psycopg
@@ -58,6 +60,7 @@ if logging.getLogger("psycopg.pool").level == logging.NOTSET:
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 __all__ = [
+    "BatchDeduction",
     "CreditResult",
     "PostgrestRpc",
     "PsycopgRpc",
@@ -116,6 +119,37 @@ def rpc_error(sqlstate: str | None, message: str) -> Exception:
     return RpcBug(f"{sqlstate}: {message}")
 
 
+@dataclass(frozen=True, slots=True)
+class BatchDeduction:
+    """One element of ``deduct_credits_pooled_batch``'s ``p_requests``."""
+
+    clerk_user_id: str
+    amount: Decimal
+    description: str
+    idempotency_key: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The element as JSON text, the amount an exact JSON number (never a float)."""
+        if not self.amount.is_finite():
+            raise BadRequest("amount must be a finite number")
+        parts = [
+            f'"clerk_user_id":{json.dumps(self.clerk_user_id)}',
+            f'"amount":{self.amount}',  # str(Decimal) is a JSON number when finite
+            f'"description":{json.dumps(self.description)}',
+            f'"context":{json.dumps(self.context, default=_jsonable_or_fail)}',
+        ]
+        if self.idempotency_key is not None:
+            parts.append(f'"idempotency_key":{json.dumps(self.idempotency_key)}')
+        return "{" + ",".join(parts) + "}"
+
+
+def _jsonable_or_fail(value: Any) -> Any:
+    if isinstance(value, Decimal | UUID | datetime):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
 class Backend(Protocol):
     """Runs one RPC; the answer as JSON (a dict for a row, a list for a set)."""
 
@@ -158,6 +192,36 @@ class Rpc(RpcMethods):
 
     def close(self) -> None:
         self.backend.close()
+
+    @property
+    def supports_batch(self) -> bool:
+        """Whether :meth:`deduct_batch` can be called (the psycopg backend).
+
+        PostgREST would carry ``p_requests`` through a JSON encoder that has no
+        exact decimals; callers keep single calls there.
+        """
+        return isinstance(self.backend, PsycopgRpc)
+
+    def deduct_batch(self, clerk_org_id: str, requests: list[BatchDeduction]) -> list[CreditResult]:
+        """``deduct_credits_pooled_batch``: one result per element, in order (issue 17).
+
+        The generated :meth:`deduct_credits_pooled_batch` with the elements
+        sent as exact JSON text (amounts never pass through a float). One
+        statement, one transaction: when it returns, every element's result is
+        committed. Bad input in any element refuses the whole batch
+        (:class:`RpcError`, nothing written).
+        """
+        if not isinstance(self.backend, PsycopgRpc):
+            raise RpcBug("deduct_credits_pooled_batch needs the psycopg backend")
+        text = "[" + ",".join(r.to_json() for r in requests) + "]"
+        rows = self.backend.call(
+            "deduct_credits_pooled_batch",
+            {"p_clerk_org_id": clerk_org_id, "p_requests": Jsonb(text, dumps=_raw_json)},
+            setof=True,
+        )
+        if not isinstance(rows, list) or len(rows) != len(requests):
+            raise RpcBug(f"deduct_credits_pooled_batch: {rows!r} for {len(requests)} requests")
+        return [CreditResult.from_json(row) for row in rows]
 
     def call(self, fn: str, **params: Any) -> Any:
         """Any RPC by name, untyped (named ``p_`` arguments): prefer the typed methods."""
@@ -302,6 +366,11 @@ def verify_database_role(
 # Money stays exact: JSON numbers from jsonb become Decimal, never float. One
 # decoder for every call (json.loads with a keyword builds a new one each time).
 _JSON_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
+def _raw_json(text: str) -> str:
+    """``Jsonb(text, dumps=_raw_json)``: text that is already JSON goes as it is."""
+    return text
 
 
 def _loads(data: str | bytes) -> Any:

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     """What is between the issuer and Postgres (issue 16 P1, issuer.rpc.resolve_pooler):
     ``auto`` is ``transaction`` on port 6543 (Supavisor's transaction mode), else ``none``."""
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    usage_coalescing: bool = True
+    """``USAGE_COALESCING=on|off``: POST /api/extension/usage gathers concurrent
+    org-pool deductions of one pool into one ``deduct_credits_pooled_batch``
+    call (issue 17, issuer.coalescing). Off: one ``deduct_credits_pooled`` call
+    per request. Only with a direct database connection (DATABASE_URL)."""
     oauth_clients: str | None = None
     """JSON ``{"client_id": ["redirect uri", ...]}``; see issuer.flows.clients."""
     refresh_grace_seconds: int = Field(default=0, ge=0, le=60)

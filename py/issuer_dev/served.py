@@ -71,7 +71,8 @@ def issuer_serve(
             if proc.poll() is not None:
                 raise RuntimeError(f"issuer serve exited early:\n{served.log()}")
             try:
-                if httpx.get(served.url + "/healthz", timeout=1).status_code == 200:
+                # 5 s per probe: a loaded machine can take longer than 1 s to answer.
+                if httpx.get(served.url + "/healthz", timeout=5).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -7,11 +7,6 @@ personal fallback), C3 (seat re-checked at deduction), C4 (idempotency).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
-
-import httpx
-import pytest
-from starlette.requests import Request
 
 from support.world import World
 
@@ -191,107 +186,22 @@ def test_every_kind_of_response_carries_the_security_headers(world: World) -> No
             assert r.headers.get(name) == value, (status, name, r.headers)
 
 
-def _access_token(world: World, user: str, org: str) -> str:
-    from issuer.claims import TOKEN_TYPE_ACCESS, OrgAttribution, build_claims
-
-    row = world.issuer.rpc.resolve_org_attribution(p_clerk_user_id=user, p_clerk_org_id=org)
-    assert row is not None
-    keys = world.issuer.keys
-    claims = build_claims(
-        user,
-        f"{user}@example.com",
-        TOKEN_TYPE_ACCESS,
-        OrgAttribution.from_rpc(row, org_role="org:member"),
-        issuer=keys.issuer,
-        audience=keys.audience,
-        ttl_seconds=600,
-    )
-    return keys.sign(claims)
-
-
-def test_the_direct_path_and_fastapis_handler_answer_alike(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """routes_usage.UsageRoute: same status, body and headers with and without its direct path."""
-    import issuer.api.routes_usage as routes_usage
+def test_idempotency_key_of_1_to_200_characters(world: World) -> None:
+    """The route's declared header limit is spend's (MAX_IDEMPOTENCY_KEY)."""
     from issuer.flows.usage import MAX_IDEMPOTENCY_KEY
 
-    org = world.org(pool=1000, name="Acme Inc")
-    erin = world.user(personal=3)
-    world.seat(org, erin, role="member")
-    tokens = {
-        "long-lived": world.extension_token(erin, org),
-        "access": _access_token(world, erin, org),
-    }
-    json_type = {"Content-Type": "application/json"}
-    used: list[bool] = []
-    usual = routes_usage._usual_request
-
-    async def counted(request: Request) -> Any:
-        result = await usual(request)
-        used.append(result is not None)
-        return result
-
-    async def never(_request: Request) -> None:
-        return None
-
-    def both(
-        token: str | None, content: bytes, headers: dict[str, str] | None = None
-    ) -> tuple[httpx.Response, httpx.Response]:
-        h = {**json_type, **(headers or {})}
-        if token:
-            h["Authorization"] = f"Bearer {token}"
-        monkeypatch.setattr(routes_usage, "_usual_request", counted)
-        direct = world.client.post("/api/extension/usage", content=content, headers=h)
-        monkeypatch.setattr(routes_usage, "_usual_request", never)
-        fastapi = world.client.post("/api/extension/usage", content=content, headers=h)
-        return direct, fastapi
-
-    def same(direct: httpx.Response, fastapi: httpx.Response) -> None:
-        assert (direct.status_code, direct.json()) == (fastapi.status_code, fastapi.json())
-        strip = {"content-length", "date"}
-        assert {k: v for k, v in direct.headers.items() if k not in strip} == {
-            k: v for k, v in fastapi.headers.items() if k not in strip
-        }
-
-    for kind, token in tokens.items():
-        used.clear()
-        direct, fastapi = both(token, b'{"amount": 1, "description": "x"}')
-        assert used == [True], kind  # the usual request took the direct path
-        assert direct.status_code == fastapi.status_code == 200, (kind, direct.text)
-        assert direct.headers["content-type"] == fastapi.headers["content-type"]
-        d, f = direct.json(), fastapi.json()
-        assert d.keys() == f.keys() and d["pool"] == f["pool"] == "organization"
-        assert f["remaining"] == d["remaining"] - 1
-        direct, fastapi = both(
-            token, b'{"amount": 1, "description": "x"}', {"Idempotency-Key": kind}
-        )
-        assert direct.json()["replayed"] is False and fastapi.json()["replayed"] is True
-        # The longest key both accept: the route's declared limit is spend's.
-        longest = {"Idempotency-Key": kind[0] * MAX_IDEMPOTENCY_KEY}
-        direct, fastapi = both(token, b'{"amount": 1, "description": "x"}', longest)
-        assert direct.status_code == fastapi.status_code == 200, (direct.text, fastapi.text)
-
-        long_key = {"Idempotency-Key": "k" * (MAX_IDEMPOTENCY_KEY + 1)}
-        for content, headers in [
-            (b'{"amount": 1, "description": "x", "org_id": "org_other"}', None),
-            (b'{"amount": 5000, "description": "x"}', None),  # 402
-            (b'{"amount": true, "description": "x"}', None),
-            (b'{"amount": "1e999", "description": "x"}', None),
-            (b'{"description": "x"}', None),
-            (b"[1, 2]", None),
-            (b"", None),
-            (b'{"amount": 1', None),
-            (b'{"amount": 1, "description": "\xff"}', None),
-            (b'{"amount": 1, "description": "x"}', long_key),
-            (b'{"amount": 1, "description": "x"}', {"Idempotency-Key": ""}),
-            (b'{"amount": 1, "description": "x"}', {"Content-Type": "text/plain"}),
-        ]:
-            direct, fastapi = both(token, content, headers)
-            assert direct.status_code in (400, 402, 422), (kind, content, direct.text)
-            same(direct, fastapi)
-
-    for content in (b'{"amount": 1, "description": "x"}', b'{"amount": 1', b""):
-        for other in (None, "not-a-token", world.session(erin)):
-            same(*both(other, content))
-    assert world.consistency_problems() == []
+    org = world.org(pool=10)
+    erin = world.user()
+    world.seat(org, erin)
+    token = world.extension_token(erin, org)
+    assert _spend(world, token, 1, key="k" * MAX_IDEMPOTENCY_KEY).status_code == 200
+    for key in ("k" * (MAX_IDEMPOTENCY_KEY + 1),):
+        r = _spend(world, token, 1, key=key)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+    r = world.client.post(
+        "/api/extension/usage",
+        json={"amount": 1, "description": "x"},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": ""},
+    )
+    assert r.status_code == 400, r.text
+    assert world.pool_balance(org) == 9

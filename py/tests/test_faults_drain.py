@@ -77,10 +77,18 @@ def test_F3_32_clients_drain_one_org_pool_over_http(world: World, served: Served
     assert len(faults.ledger_rows(world.db_url, "f3c")) == POOL
     assert world.consistency_problems() == []
     assert "Traceback" not in served.log()
+    # Coalesced (issue 17, USAGE_COALESCING on by default): rows of one batch
+    # share their transaction's now(), so fewer transactions than rows.
+    ((transactions,),) = world.sql(
+        "select count(distinct created_at) from public.credit_transactions "
+        "where idempotency_key like 'f3c%'"
+    )
+    assert transactions < POOL
     lat = [a.ended - a.started for a in answers]
     print(
         f"\nF3 (HTTP): {THREADS} clients, {len(answers)} requests in {elapsed:.1f} s: "
         f"{statuses[200]} x 200, {statuses[402]} x 402 insufficient_credits, 0 other; "
+        f"{transactions} transactions; "
         f"balance 0; p50 {faults.percentile(lat, 50) * 1000:.0f} ms, "
         f"p99 {faults.percentile(lat, 99) * 1000:.0f} ms"
     )

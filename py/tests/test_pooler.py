@@ -178,6 +178,38 @@ def test_P1_session_pooler_concurrent_usage_no_5xx_no_hang_ledger_exact(
     _usage_through(world, fake_clerk, session_bouncer, "session", pooled_login, tmp_path, clients)
 
 
+def test_P1_C1_transaction_pooler_coalesced_batches_drain_one_pool_exactly(
+    world: World,
+    fake_clerk: FakeClerk,
+    transaction_bouncer: Pooler,
+    pooled_login: str,
+    tmp_path: Path,
+) -> None:
+    """Issue 17 behind PgBouncer (transaction mode), `--workers 2`: the batch RPC
+    unprepared, 64 clients on one pool of 200: 200 answered 200, the rest 402,
+    the ledger exact, the pool at 0, and batches did form."""
+    env = issuer_env(
+        transaction_bouncer.url(_dbname(world), user=pooled_login),
+        fake_clerk,
+        DATABASE_POOLER="transaction",
+        USAGE_COALESCING="on",
+    )
+    org = world.org(pool=200)
+    with issuer_serve(env, tmp_path, workers=2) as served:
+        statuses, ok_keys = _hammer(world, served.url, org, clients=64, per_client=4)
+        log = served.log()
+    assert statuses == Counter({"200": 200, "402": 56}), (statuses, log[-3000:])
+    _assert_ledger_exactly_once(world, org, ok_keys)
+    assert world.pool_balance(org) == 0
+    (rows, transactions) = world.sql(
+        "select count(*), count(distinct t.created_at) from public.credit_transactions t "
+        "join public.organizations o on o.id = t.organization_id "
+        "where o.clerk_org_id = %s and t.kind = 'deduction'",
+        (org,),
+    )[0]
+    assert transactions < rows  # rows of one batch share their transaction's now()
+
+
 def test_P1_pooler_that_drops_options_leaves_superuser_issuer_refuses_to_start(
     world: World, fake_clerk: FakeClerk, tmp_path: Path
 ) -> None:

@@ -255,6 +255,7 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.issuer = issuer
+    app.state.coalescer = routes_usage.make_coalescer(issuer)
 
     @app.exception_handler(IssuerError)
     async def issuer_error(_: Request, exc: IssuerError) -> JSONResponse:

@@ -1,11 +1,7 @@
 """The reference business endpoint: spend credits with the org from the token.
 
-The route is declared as usual (its OpenAPI entry, and FastAPI's handler for
-every request out of the ordinary), and :class:`UsageRoute` answers the usual
-request itself: under load FastAPI's generic handler (dependency solving,
-parameter collection, response-model validation) was about a quarter of the
-server's CPU per request. Both take the same steps in the same order, so
-they answer alike (``tests/test_api_usage.py`` checks both).
+A plain FastAPI route. Org-pool requests go through the per-pool coalescer
+(issuer.coalescing, ``USAGE_COALESCING``); the others make one call.
 """
 
 from __future__ import annotations
@@ -13,22 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
-from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import ValidationError
 
-from issuer.api.deps import ClaimsDep, our_token
+from issuer.api.deps import ClaimsDep
 from issuer.api.models import ErrorBody, UsageCharged, UsageRequest
-from issuer.claims import TokenClaims
+from issuer.coalescing import Coalescer
 from issuer.errors import BadRequest
 from issuer.flows import usage
 from issuer.flows.usage import MAX_IDEMPOTENCY_KEY, REFUSAL_STATUS
+from issuer.rpc import BatchDeduction
 from issuer.service import Issuer
 
 #: The deduction's threads: the request's one hand-off from the event loop.
@@ -40,58 +33,23 @@ from issuer.service import Issuer
 #: with the same Idempotency-Key will find); one still queued never starts.
 _EXECUTOR = ThreadPoolExecutor(max_workers=40, thread_name_prefix="usage")
 
+
+def make_coalescer(issuer: Issuer | None) -> Coalescer | None:
+    """The app's per-pool queues (``USAGE_COALESCING``, default on), or None.
+
+    None without an issuer, with coalescing off, or with the PostgREST
+    backend (no batch call there): then every request makes its own call.
+    """
+    if issuer is None or not issuer.settings.usage_coalescing or not issuer.rpc.supports_batch:
+        return None
+    return Coalescer(issuer.rpc, _EXECUTOR)
+
+
 #: Keys that would name a pool: the pool comes from the verified token only (A4).
 _POOL_KEYS = {"clerk_org_id", "organization_id", "org_id", "pool"}
 
 
-class UsageRoute(APIRoute):
-    """FastAPI's route, with a direct path for the usual request.
-
-    The usual request has ``Content-Type: application/json`` exactly, a body
-    that parses, and, once the bearer token is verified, a body that
-    validates as :class:`UsageRequest` and an ``Idempotency-Key`` of at most
-    ``MAX_IDEMPOTENCY_KEY`` characters. It takes FastAPI's steps in FastAPI's
-    order: parse the JSON body (a parse error is FastAPI's 400 before any
-    token check), run :func:`our_token` (its 401), validate the header and
-    body, call :func:`record_usage`. Anything else goes to FastAPI's own
-    handler, which repeats those steps and gives its answers, error bodies
-    included; a request that fails validation after a good token therefore
-    has its token checked twice, which is harmless.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        fastapi_handler = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            usual = await _usual_request(request)
-            if usual is None:
-                return await fastapi_handler(request)
-            claims, body, idempotency_key = usual
-            return await record_usage(request, claims, body, idempotency_key)
-
-        return handler
-
-
-async def _usual_request(request: Request) -> tuple[TokenClaims, UsageRequest, str | None] | None:
-    """The verified claims, body and key of a usual request (:class:`UsageRoute`), else None."""
-    if request.headers.get("content-type") != "application/json":
-        return None
-    try:
-        data = json.loads(await request.body())
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
-        return None
-    claims = await our_token(request, request.headers.get("authorization"))
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-        return None
-    try:
-        body = UsageRequest.model_validate(data)
-    except ValidationError:
-        return None
-    return claims, body, idempotency_key
-
-
-router = APIRouter(route_class=UsageRoute)
+router = APIRouter()
 
 
 @router.post(
@@ -110,7 +68,7 @@ async def record_usage(
     request: Request,
     claims: ClaimsDep,
     body: UsageRequest,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=MAX_IDEMPOTENCY_KEY)] = None,
 ) -> Response:
     """Deduct credits from the pool the token names; a retried Idempotency-Key is charged once."""
     # Async: everything but the deduction runs on the event loop; the
@@ -121,17 +79,30 @@ async def record_usage(
         raise BadRequest(
             f"{sorted(extra)[0]} is not accepted here: the pool comes from the token (A4)"
         )
-    call = functools.partial(
-        contextvars.copy_context().run,
-        usage.spend,
-        issuer,
-        claims,
-        amount=usage.parse_amount(body.amount),
-        description=body.description,
-        context=body.context,
-        idempotency_key=idempotency_key,
-    )
-    result = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
+    amount = usage.parse_amount(body.amount)
+    coalescer: Coalescer | None = request.app.state.coalescer
+    if coalescer is not None and claims.is_org_scoped and claims.clerk_org_id:
+        # Gathered with the pool's other concurrent requests into one batch
+        # call; answered once that batch committed (issuer.coalescing).
+        usage.check_idempotency_key(idempotency_key)
+        result = await coalescer.deduct(
+            claims.clerk_org_id,
+            BatchDeduction(
+                claims.sub, amount, body.description, idempotency_key, body.context or {}
+            ),
+        )
+    else:
+        call = functools.partial(
+            contextvars.copy_context().run,
+            usage.spend,
+            issuer,
+            claims,
+            amount=amount,
+            description=body.description,
+            context=body.context,
+            idempotency_key=idempotency_key,
+        )
+        result = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
     if not result.ok:
         reason = result.reason or "refused"
         content: dict[str, Any] = {"error": reason, "pool": result.pool or claims.pool}

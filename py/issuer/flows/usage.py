@@ -52,6 +52,14 @@ def parse_amount(value: Any) -> Decimal:
     return amount
 
 
+def check_idempotency_key(idempotency_key: str | None) -> None:
+    """1 to MAX_IDEMPOTENCY_KEY characters, or none (400 otherwise)."""
+    if idempotency_key is not None and (
+        not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY
+    ):
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+
+
 def spend(
     issuer: Issuer,
     claims: TokenClaims,
@@ -61,10 +69,7 @@ def spend(
     context: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
 ) -> CreditResult:
-    if idempotency_key is not None and (
-        not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY
-    ):
-        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    check_idempotency_key(idempotency_key)
     # The context goes in unchanged: adding per-token values (jti) would make a
     # retry with a refreshed token look like "same key, other arguments".
     return issuer.rpc.deduct_credits_pooled(
