@@ -1,0 +1,479 @@
+-- Per-seat spending caps inside an org pool (issue 20 item 2, SECURITY.md H2).
+--
+-- organization_seats.spend_cap / spend_cap_period      a seat's own cap
+-- organizations.default_seat_cap / default_seat_cap_period
+--                                     the org's default for seats without one
+-- seat_cap_spend                      what each capped seat spent per period
+-- seat_cap_take() / seat_cap_give_back()  count / return an amount (the
+--                                     deductions, authorize, capture, void)
+-- set_seat_cap() / set_org_default_seat_cap()  owners/admins (RLS) and the
+--                                     service role
+-- seat_spend_vs_cap                   analysts: spend against cap per seat
+--
+-- The cap lives on the seat row and the org row, which every org deduction
+-- already reads for attribution: an uncapped seat pays for no extra lookup.
+-- A capped seat counts its spend in one row per (seat, period); the cap is
+-- enforced by a conditional update of that row, so concurrent requests from
+-- one seat serialize on its row lock and cannot both slip under the cap.
+--
+-- Periods are UTC days, UTC months, or the current subscription period
+-- (current_period_start of the org's current subscription). A period's row
+-- starts from the seat's ledger deductions since the period began (so a cap
+-- set mid-period counts what was already spent), then moves only through
+-- seat_cap_take and seat_cap_give_back. Refunds do not give cap room back.
+--
+-- Lock order: a caller takes the seat's spend row BEFORE the pool row
+-- (deduct_credits_pooled, deduct_credits_pooled_batch, authorize); the
+-- reverse order could deadlock with a deduction of the same seat.
+
+create domain public.seat_cap_period as text
+check (value in ('day', 'month', 'subscription'));
+
+comment on domain public.seat_cap_period is
+'Period of a seat cap: day or month (UTC), or subscription (the current billing period).';
+
+alter table public.organization_seats
+add column spend_cap numeric(20, 4) check (spend_cap >= 0),
+add column spend_cap_period public.seat_cap_period,
+add constraint organization_seats_spend_cap_with_period
+check ((spend_cap is null) = (spend_cap_period is null));
+
+comment on column public.organization_seats.spend_cap is
+'Most this seat may spend of the org pool per spend_cap_period (H2); null = the org''s '
+'default_seat_cap applies. Set with set_seat_cap.';
+comment on column public.organization_seats.spend_cap_period is
+'day, month (UTC) or subscription; set together with spend_cap.';
+
+alter table public.organizations
+add column default_seat_cap numeric(20, 4) check (default_seat_cap >= 0),
+add column default_seat_cap_period public.seat_cap_period,
+add constraint organizations_default_seat_cap_with_period
+check ((default_seat_cap is null) = (default_seat_cap_period is null));
+
+comment on column public.organizations.default_seat_cap is
+'Cap of every seat of the org that has no spend_cap of its own (H2); null = none. '
+'Set with set_org_default_seat_cap.';
+comment on column public.organizations.default_seat_cap_period is
+'day, month (UTC) or subscription; set together with default_seat_cap.';
+
+-- seat_cap_spend -------------------------------------------------------------
+
+create table public.seat_cap_spend (
+    seat_id uuid not null references public.organization_seats (id),
+    period public.seat_cap_period not null,
+    period_start timestamptz not null,
+    spent numeric(20, 4) not null default 0,
+    updated_at timestamptz not null default now(),
+    primary key (seat_id, period, period_start)
+);
+
+alter table public.seat_cap_spend enable row level security;
+
+revoke all on table public.seat_cap_spend from public, anon, authenticated, service_role;
+grant select on table public.seat_cap_spend to service_role;
+
+comment on table public.seat_cap_spend is
+'What a capped seat spent (and holds) in one cap period: one row per (seat, period kind, '
+'period start), written only by seat_cap_take / seat_cap_give_back. Its row lock is what makes '
+'a cap exact under concurrency (H2). Service role reads; nobody writes directly.';
+comment on column public.seat_cap_spend.spent is
+'Deductions and live holds of the seat in the period (a hold counts from authorize; void, '
+'expiry and a capture for less give the difference back).';
+
+-- Helpers ----------------------------------------------------------------------
+
+create function private.seat_cap_period_start(
+    p_period text,
+    p_organization_id uuid,
+    p_at timestamptz
+)
+returns timestamptz
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+    v_start timestamptz;
+begin
+    if p_period = 'day' then
+        return pg_catalog.date_trunc('day', p_at, 'UTC');
+    elsif p_period = 'month' then
+        return pg_catalog.date_trunc('month', p_at, 'UTC');
+    end if;
+    -- subscription: the current subscription's period (its creation when
+    -- Stripe gave no period); no current subscription: nothing to spend.
+    select coalesce(sub.current_period_start, sub.created_at) into v_start
+    from public.organization_subscriptions as sub
+    where sub.organization_id = p_organization_id and sub.is_current;
+    return coalesce(v_start, '-infinity'::timestamptz);
+end
+$$;
+
+revoke all on function private.seat_cap_period_start(text, uuid, timestamptz)
+from public, anon, authenticated, service_role;
+
+comment on function private.seat_cap_period_start(text, uuid, timestamptz) is
+'Start of the cap period containing p_at: the UTC day or month, or the current subscription''s '
+'current_period_start (subscription).';
+
+create function private.seat_cap_take(p_seat_id uuid, p_amount numeric)
+returns boolean
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    v_org_id uuid;
+    v_cap numeric;
+    v_period text;
+    v_start timestamptz;
+    v_taken boolean;
+begin
+    select
+        s.organization_id,
+        coalesce(s.spend_cap, o.default_seat_cap),
+        coalesce(s.spend_cap_period, o.default_seat_cap_period)
+    into v_org_id, v_cap, v_period
+    from public.organization_seats as s
+    inner join public.organizations as o on s.organization_id = o.id
+    where s.id = p_seat_id;
+
+    if v_cap is null then
+        return true;  -- no cap applies
+    elsif p_amount > v_cap then
+        return false;
+    end if;
+
+    v_start := private.seat_cap_period_start(v_period, v_org_id, pg_catalog.now());
+
+    -- The period's row, started from the ledger the first time (one index
+    -- range on credit_transactions (seat_id, created_at), once per period).
+    if not exists (
+        select from public.seat_cap_spend as sp
+        where sp.seat_id = p_seat_id and sp.period = v_period and sp.period_start = v_start
+    ) then
+        insert into public.seat_cap_spend (seat_id, period, period_start, spent)
+        select
+            p_seat_id, v_period, v_start,
+            coalesce(sum(-t.amount), 0)
+        from public.credit_transactions as t
+        where t.seat_id = p_seat_id and t.created_at >= v_start and t.kind = 'deduction'
+        on conflict (seat_id, period, period_start) do nothing;
+    end if;
+
+    -- The cap, re-checked under the row lock: a concurrent take of the same
+    -- seat waits here and then re-evaluates the condition on the new value.
+    update public.seat_cap_spend as sp
+    set spent = sp.spent + p_amount,
+        updated_at = pg_catalog.now()
+    where
+        sp.seat_id = p_seat_id and sp.period = v_period and sp.period_start = v_start
+        and sp.spent + p_amount <= v_cap
+    returning true into v_taken;
+    return coalesce(v_taken, false);
+end
+$$;
+
+revoke all on function private.seat_cap_take(uuid, numeric)
+from public, anon, authenticated, service_role;
+
+comment on function private.seat_cap_take(uuid, numeric) is
+'true: p_amount was counted against the seat''s spend in its current cap period (or no cap '
+'applies: the seat''s own cap, else the org default); false: it would pass the cap (refuse with '
+'seat_cap_reached). Exact under concurrency: a conditional update of the seat''s period row, '
+'locked until commit. Call before locking the pool row; give the amount back '
+'(seat_cap_give_back) if the debit then fails.';
+
+create function private.seat_cap_give_back(
+    p_seat_id uuid,
+    p_amount numeric,
+    p_taken_at timestamptz
+)
+returns void
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    v_org_id uuid;
+    v_cap numeric;
+    v_period text;
+    v_start timestamptz;
+begin
+    select
+        s.organization_id,
+        coalesce(s.spend_cap, o.default_seat_cap),
+        coalesce(s.spend_cap_period, o.default_seat_cap_period)
+    into v_org_id, v_cap, v_period
+    from public.organization_seats as s
+    inner join public.organizations as o on s.organization_id = o.id
+    where s.id = p_seat_id;
+
+    if v_cap is null or p_amount is null or p_amount <= 0 then
+        return;  -- no cap now: nothing counts
+    end if;
+
+    if v_period = 'subscription' then
+        select max(sp.period_start) into v_start
+        from public.seat_cap_spend as sp
+        where
+            sp.seat_id = p_seat_id and sp.period = 'subscription'
+            and sp.period_start <= coalesce(p_taken_at, pg_catalog.now());
+    else
+        v_start := private.seat_cap_period_start(
+            v_period, v_org_id, coalesce(p_taken_at, pg_catalog.now())
+        );
+    end if;
+
+    update public.seat_cap_spend as sp
+    set spent = greatest(sp.spent - p_amount, 0),
+        updated_at = pg_catalog.now()
+    where sp.seat_id = p_seat_id and sp.period = v_period and sp.period_start = v_start;
+end
+$$;
+
+revoke all on function private.seat_cap_give_back(uuid, numeric, timestamptz)
+from public, anon, authenticated, service_role;
+
+comment on function private.seat_cap_give_back(uuid, numeric, timestamptz) is
+'Returns p_amount to the cap period it was taken in (p_taken_at): a void, an expired hold, a '
+'capture for less, a debit refused after the take. Never below 0; nothing when no cap applies '
+'now or that period has no row.';
+
+-- The caller ----------------------------------------------------------------
+
+create function private.caller_is_service_role()
+returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+    -- The role GUC is what PostgREST (SET LOCAL ROLE from the verified key)
+    -- and the issuer's pool (-c role=service_role) set; a signed-in user
+    -- cannot set it to a role they are not a member of.
+    return pg_catalog.current_setting('role', true) = 'service_role';
+end
+$$;
+
+revoke all on function private.caller_is_service_role()
+from public, anon, authenticated, service_role;
+
+comment on function private.caller_is_service_role() is
+'true when the session acts as service_role (the issuer, PostgREST with the service key).';
+
+-- Admin RPCs -------------------------------------------------------------------
+
+create type public.seat_cap_result as (
+    ok boolean,
+    reason text,
+    organization_id uuid,
+    seat_id uuid,
+    cap numeric,
+    period text
+);
+
+comment on type public.seat_cap_result is
+'Result of set_seat_cap and set_org_default_seat_cap. ok: the cap was stored. reason (ok = '
+'false): not_an_admin (the caller is not an active owner/admin of that org, or no such seat/org '
+'is visible to them), unknown_seat, unknown_organization (service role). cap/period: as stored '
+'(null = none).';
+
+create function private.valid_seat_cap(p_cap numeric, p_period text)
+returns numeric
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+    if p_cap is null then
+        return null;
+    elsif p_cap = 'NaN'::numeric or p_cap in ('Infinity'::numeric, '-Infinity'::numeric) then
+        raise exception 'p_cap must be a finite number' using errcode = '22023';
+    elsif p_cap < 0 then
+        raise exception 'p_cap must not be negative (got %)', p_cap using errcode = '22023';
+    elsif p_cap > 1000000000000 then
+        raise exception 'p_cap must not exceed 1000000000000 (got %)', p_cap using errcode = '22023';
+    elsif p_cap <> pg_catalog.round(p_cap, 4) then
+        raise exception 'p_cap must have at most 4 decimal places (got %)', p_cap
+            using errcode = '22023';
+    elsif p_period is null or p_period not in ('day', 'month', 'subscription') then
+        raise exception 'p_period must be one of day, month, subscription' using errcode = '22023';
+    end if;
+    return p_cap;
+end
+$$;
+
+revoke all on function private.valid_seat_cap(numeric, text)
+from public, anon, authenticated, service_role;
+
+comment on function private.valid_seat_cap(numeric, text) is
+'p_cap, or SQLSTATE 22023 naming the argument: p_cap NaN, infinite, negative, above 1e12, more '
+'than 4 decimals; p_period not day, month or subscription (when p_cap is given).';
+
+create function public.set_seat_cap(p_seat_id uuid, p_cap numeric, p_period text)
+returns public.seat_cap_result
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_cap numeric := private.valid_seat_cap(p_cap, p_period);
+    v_org_id uuid;
+begin
+    if p_seat_id is null then
+        raise exception 'p_seat_id must not be null' using errcode = '22023';
+    end if;
+
+    select s.organization_id into v_org_id
+    from public.organization_seats as s
+    where s.id = p_seat_id;
+
+    if private.caller_is_service_role() then
+        if v_org_id is null then
+            return row(false, 'unknown_seat', null, p_seat_id, null, null)::public.seat_cap_result;
+        end if;
+    elsif v_org_id is null
+        or not v_org_id = any(array(select private.admin_organization_ids())) then
+        -- The same answer whether the seat exists or not: no probing of
+        -- other orgs' seats.
+        return row(false, 'not_an_admin', null, p_seat_id, null, null)::public.seat_cap_result;
+    end if;
+
+    update public.organization_seats as s
+    set spend_cap = v_cap,
+        spend_cap_period = case when v_cap is not null then p_period end
+    where s.id = p_seat_id;
+
+    return row(
+        true, null, v_org_id, p_seat_id, v_cap, case when v_cap is not null then p_period end
+    )::public.seat_cap_result;
+end
+$$;
+
+revoke all on function public.set_seat_cap(uuid, numeric, text)
+from public, anon, authenticated, service_role;
+grant execute on function public.set_seat_cap(uuid, numeric, text) to authenticated, service_role;
+
+comment on function public.set_seat_cap(uuid, numeric, text) is
+'Set (or with p_cap null clear) a seat''s own spending cap per p_period (day, month, '
+'subscription). Signed-in callers (auth.jwt() ->> ''sub''): only active owners/admins of the '
+'seat''s org, else not_an_admin (also for a seat that does not exist). Service role: any seat '
+'(unknown_seat). Bad input: 22023 naming the argument (H2).';
+
+create function public.set_org_default_seat_cap(
+    p_organization_id uuid,
+    p_cap numeric,
+    p_period text
+)
+returns public.seat_cap_result
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+declare
+    v_cap numeric := private.valid_seat_cap(p_cap, p_period);
+    v_exists boolean;
+begin
+    if p_organization_id is null then
+        raise exception 'p_organization_id must not be null' using errcode = '22023';
+    end if;
+
+    v_exists := exists (select from public.organizations as o where o.id = p_organization_id);
+
+    if private.caller_is_service_role() then
+        if not v_exists then
+            return row(
+                false, 'unknown_organization', p_organization_id, null, null, null
+            )::public.seat_cap_result;
+        end if;
+    elsif not p_organization_id = any(array(select private.admin_organization_ids())) then
+        return row(
+            false, 'not_an_admin', p_organization_id, null, null, null
+        )::public.seat_cap_result;
+    end if;
+
+    update public.organizations as o
+    set default_seat_cap = v_cap,
+        default_seat_cap_period = case when v_cap is not null then p_period end
+    where o.id = p_organization_id;
+
+    return row(
+        true, null, p_organization_id, null, v_cap, case when v_cap is not null then p_period end
+    )::public.seat_cap_result;
+end
+$$;
+
+revoke all on function public.set_org_default_seat_cap(uuid, numeric, text)
+from public, anon, authenticated, service_role;
+grant execute on function public.set_org_default_seat_cap(uuid, numeric, text)
+to authenticated, service_role;
+
+comment on function public.set_org_default_seat_cap(uuid, numeric, text) is
+'Set (or with p_cap null clear) the cap of every seat of the org that has no cap of its own. '
+'Same callers and refusals as set_seat_cap (unknown_organization for the service role) (H2).';
+
+-- seat_spend_vs_cap ------------------------------------------------------------
+
+create view public.seat_spend_vs_cap
+with (security_invoker = true)
+as
+select
+    s.organization_id,
+    o.clerk_org_id,
+    o.name as organization_name,
+    s.id as seat_id,
+    s.user_id,
+    u.clerk_user_id,
+    u.email,
+    s.role as seat_role,
+    s.status as seat_status,
+    c.cap,
+    c.period,
+    case
+        when s.spend_cap is not null then 'seat'
+        when o.default_seat_cap is not null then 'organization'
+    end as cap_source,
+    p.period_start,
+    coalesce(sp.spent, l.spent) as spent,
+    c.cap - coalesce(sp.spent, l.spent) as remaining
+from public.organization_seats as s
+inner join public.organizations as o on s.organization_id = o.id
+inner join public.users as u on s.user_id = u.id
+cross join lateral (
+    select
+        coalesce(s.spend_cap, o.default_seat_cap) as cap,
+        coalesce(s.spend_cap_period, o.default_seat_cap_period)::text as period
+) as c
+cross join lateral (
+    select case
+        when c.period = 'day' then pg_catalog.date_trunc('day', pg_catalog.now(), 'UTC')
+        when c.period = 'subscription' then (
+            select coalesce(sub.current_period_start, sub.created_at)
+            from public.organization_subscriptions as sub
+            where sub.organization_id = s.organization_id and sub.is_current
+        )
+        else pg_catalog.date_trunc('month', pg_catalog.now(), 'UTC')
+    end as period_start
+) as p
+left join public.seat_cap_spend as sp
+    on
+        s.id = sp.seat_id
+        and c.period = sp.period::text
+        and p.period_start = sp.period_start
+cross join lateral (
+    select coalesce(sum(-t.amount), 0) as spent
+    from public.credit_transactions as t
+    where t.seat_id = s.id and t.kind = 'deduction' and t.created_at >= p.period_start
+) as l;
+
+revoke all on table public.seat_spend_vs_cap from public, anon, authenticated, service_role;
+grant select on table public.seat_spend_vs_cap to service_role;
+
+comment on view public.seat_spend_vs_cap is
+'Every seat with its cap (own or the org default; cap_source seat / organization / null), the '
+'current cap period and what the seat spent in it (for a capped seat: its counter, live holds '
+'included; for an uncapped seat: ledger deductions of the current UTC month), and remaining = '
+'cap - spent. Service role only (H2).';
