@@ -1,7 +1,7 @@
 -- H2: per-seat caps inside an org pool. The take/give-back rule, the admin
 -- RPCs under RLS, the view, and the deductions refusing seat_cap_reached.
 begin;
-select plan(43);
+select plan(49);
 
 select tests.create_rls_story();
 -- org_acme: pool 100, user_admin (admin), user_member (member), user_exadmin
@@ -223,6 +223,35 @@ select results_eq(
     $$ values (20.0000::numeric(20, 4), 'subscription'::text) $$,
     'H2: only the admin''s change was stored'
 );
+
+-- the page's RPCs (service role acting for a named user) ------------------------
+select tests.act_as_service_role();
+select is(
+    (public.set_seat_cap_as('user_admin', tests.seat_id('org_acme', 'user_member'), 30, 'month')).cap,
+    30::numeric, 'H2: set_seat_cap_as for an admin of the seat''s org'
+);
+select is(
+    (public.set_seat_cap_as('user_member', tests.seat_id('org_acme', 'user_member'), 1000, 'month')).reason,
+    'not_an_admin', 'H2: set_seat_cap_as for a member is refused, even from the service role'
+);
+select is(
+    (public.set_org_default_seat_cap_as('user_b', tests.org_id_34('org_acme'), 5, 'day')).reason,
+    'not_an_admin', 'H2: set_org_default_seat_cap_as for an admin of another org is refused'
+);
+select is(
+    jsonb_array_length(public.seat_caps_overview('user_admin') -> 0 -> 'seats'), 4,
+    'H2: seat_caps_overview lists the admin''s org with its four seats'
+);
+select is(
+    public.seat_caps_overview('user_member'), '[]'::jsonb,
+    'H2: and nothing for a member'
+);
+select tests.act_as_user('user_admin');
+select throws_ok(
+    $$ select public.seat_caps_overview('user_admin') $$, '42501', null,
+    'H2: seat_caps_overview is service role only'
+);
+select tests.reset_role();
 select is_empty($$ select * from public.credit_consistency_check() $$, 'H2: the ledger matches the pools');
 
 select * from finish();

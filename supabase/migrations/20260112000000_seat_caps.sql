@@ -311,11 +311,42 @@ comment on function private.valid_seat_cap(numeric, text) is
 'p_cap, or SQLSTATE 22023 naming the argument: p_cap NaN, infinite, negative, above 1e12, more '
 'than 4 decimals; p_period not day, month or subscription (when p_cap is given).';
 
-create function public.set_seat_cap(p_seat_id uuid, p_cap numeric, p_period text)
+create function private.is_org_admin(p_clerk_user_id text, p_organization_id uuid)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+    select exists (
+        select
+        from public.organization_seats as s
+        inner join public.users as u on s.user_id = u.id
+        where
+            u.clerk_user_id = p_clerk_user_id
+            and s.organization_id = p_organization_id
+            and s.status = 'active'
+            and s.role in ('owner', 'admin')
+    )
+$$;
+
+revoke all on function private.is_org_admin(text, uuid)
+from public, anon, authenticated, service_role;
+
+comment on function private.is_org_admin(text, uuid) is
+'The Clerk user holds an active owner or admin seat in the org (the rule of '
+'admin_organization_ids, for a named user).';
+
+-- p_actor: the Clerk user acting (checked: an active owner/admin of the
+-- seat's org), or null for the service role acting for itself.
+create function private.store_seat_cap(
+    p_actor text,
+    p_seat_id uuid,
+    p_cap numeric,
+    p_period text
+)
 returns public.seat_cap_result
 language plpgsql
 volatile
-security definer
 set search_path = ''
 as $$
 declare
@@ -330,12 +361,11 @@ begin
     from public.organization_seats as s
     where s.id = p_seat_id;
 
-    if private.caller_is_service_role() then
+    if p_actor is null then
         if v_org_id is null then
             return row(false, 'unknown_seat', null, p_seat_id, null, null)::public.seat_cap_result;
         end if;
-    elsif v_org_id is null
-        or not v_org_id = any(array(select private.admin_organization_ids())) then
+    elsif v_org_id is null or not private.is_org_admin(p_actor, v_org_id) then
         -- The same answer whether the seat exists or not: no probing of
         -- other orgs' seats.
         return row(false, 'not_an_admin', null, p_seat_id, null, null)::public.seat_cap_result;
@@ -349,6 +379,74 @@ begin
     return row(
         true, null, v_org_id, p_seat_id, v_cap, case when v_cap is not null then p_period end
     )::public.seat_cap_result;
+end
+$$;
+
+revoke all on function private.store_seat_cap(text, uuid, numeric, text)
+from public, anon, authenticated, service_role;
+
+create function private.store_org_default_seat_cap(
+    p_actor text,
+    p_organization_id uuid,
+    p_cap numeric,
+    p_period text
+)
+returns public.seat_cap_result
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    v_cap numeric := private.valid_seat_cap(p_cap, p_period);
+begin
+    if p_organization_id is null then
+        raise exception 'p_organization_id must not be null' using errcode = '22023';
+    end if;
+
+    if p_actor is null then
+        if not exists (select from public.organizations as o where o.id = p_organization_id) then
+            return row(
+                false, 'unknown_organization', p_organization_id, null, null, null
+            )::public.seat_cap_result;
+        end if;
+    elsif not private.is_org_admin(p_actor, p_organization_id) then
+        return row(
+            false, 'not_an_admin', p_organization_id, null, null, null
+        )::public.seat_cap_result;
+    end if;
+
+    update public.organizations as o
+    set default_seat_cap = v_cap,
+        default_seat_cap_period = case when v_cap is not null then p_period end
+    where o.id = p_organization_id;
+
+    return row(
+        true, null, p_organization_id, null, v_cap, case when v_cap is not null then p_period end
+    )::public.seat_cap_result;
+end
+$$;
+
+revoke all on function private.store_org_default_seat_cap(text, uuid, numeric, text)
+from public, anon, authenticated, service_role;
+
+create function public.set_seat_cap(p_seat_id uuid, p_cap numeric, p_period text)
+returns public.seat_cap_result
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+begin
+    -- A signed-in user acts as themselves (auth.jwt() ->> 'sub', a Clerk id);
+    -- the service role acts for itself. A session with neither acts as
+    -- nobody and is refused (fail closed).
+    return private.store_seat_cap(
+        case
+            when private.caller_is_service_role() then null
+            else coalesce((select auth.jwt()) ->> 'sub', '')
+        end,
+        p_seat_id, p_cap, p_period
+    );
 end
 $$;
 
@@ -373,36 +471,14 @@ volatile
 security definer
 set search_path = ''
 as $$
-declare
-    v_cap numeric := private.valid_seat_cap(p_cap, p_period);
-    v_exists boolean;
 begin
-    if p_organization_id is null then
-        raise exception 'p_organization_id must not be null' using errcode = '22023';
-    end if;
-
-    v_exists := exists (select from public.organizations as o where o.id = p_organization_id);
-
-    if private.caller_is_service_role() then
-        if not v_exists then
-            return row(
-                false, 'unknown_organization', p_organization_id, null, null, null
-            )::public.seat_cap_result;
-        end if;
-    elsif not p_organization_id = any(array(select private.admin_organization_ids())) then
-        return row(
-            false, 'not_an_admin', p_organization_id, null, null, null
-        )::public.seat_cap_result;
-    end if;
-
-    update public.organizations as o
-    set default_seat_cap = v_cap,
-        default_seat_cap_period = case when v_cap is not null then p_period end
-    where o.id = p_organization_id;
-
-    return row(
-        true, null, p_organization_id, null, v_cap, case when v_cap is not null then p_period end
-    )::public.seat_cap_result;
+    return private.store_org_default_seat_cap(
+        case
+            when private.caller_is_service_role() then null
+            else coalesce((select auth.jwt()) ->> 'sub', '')
+        end,
+        p_organization_id, p_cap, p_period
+    );
 end
 $$;
 
@@ -414,6 +490,66 @@ to authenticated, service_role;
 comment on function public.set_org_default_seat_cap(uuid, numeric, text) is
 'Set (or with p_cap null clear) the cap of every seat of the org that has no cap of its own. '
 'Same callers and refusals as set_seat_cap (unknown_organization for the service role) (H2).';
+
+-- For the issuer's page (service role, acting for a signed-in Clerk user the
+-- issuer verified): the same checks, with the user named.
+
+create function public.set_seat_cap_as(
+    p_clerk_user_id text,
+    p_seat_id uuid,
+    p_cap numeric,
+    p_period text
+)
+returns public.seat_cap_result
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+begin
+    if p_clerk_user_id is null or p_clerk_user_id = '' then
+        raise exception 'p_clerk_user_id must not be empty' using errcode = '22023';
+    end if;
+    return private.store_seat_cap(p_clerk_user_id, p_seat_id, p_cap, p_period);
+end
+$$;
+
+revoke all on function public.set_seat_cap_as(text, uuid, numeric, text)
+from public, anon, authenticated, service_role;
+grant execute on function public.set_seat_cap_as(text, uuid, numeric, text) to service_role;
+
+comment on function public.set_seat_cap_as(text, uuid, numeric, text) is
+'set_seat_cap on behalf of p_clerk_user_id (verified by the issuer): refused with not_an_admin '
+'unless they hold an active owner/admin seat in the seat''s org. Service role only (H2).';
+
+create function public.set_org_default_seat_cap_as(
+    p_clerk_user_id text,
+    p_organization_id uuid,
+    p_cap numeric,
+    p_period text
+)
+returns public.seat_cap_result
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+begin
+    if p_clerk_user_id is null or p_clerk_user_id = '' then
+        raise exception 'p_clerk_user_id must not be empty' using errcode = '22023';
+    end if;
+    return private.store_org_default_seat_cap(p_clerk_user_id, p_organization_id, p_cap, p_period);
+end
+$$;
+
+revoke all on function public.set_org_default_seat_cap_as(text, uuid, numeric, text)
+from public, anon, authenticated, service_role;
+grant execute on function public.set_org_default_seat_cap_as(text, uuid, numeric, text)
+to service_role;
+
+comment on function public.set_org_default_seat_cap_as(text, uuid, numeric, text) is
+'set_org_default_seat_cap on behalf of p_clerk_user_id, with the same owner/admin check. '
+'Service role only (H2).';
 
 -- seat_spend_vs_cap ------------------------------------------------------------
 
@@ -477,3 +613,69 @@ comment on view public.seat_spend_vs_cap is
 'current cap period and what the seat spent in it (for a capped seat: its counter, live holds '
 'included; for an uncapped seat: ledger deductions of the current UTC month), and remaining = '
 'cap - spent. Service role only (H2).';
+
+-- The caps page ------------------------------------------------------------------
+
+create function public.seat_caps_overview(p_clerk_user_id text)
+returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+    select coalesce(
+        pg_catalog.jsonb_agg(
+            pg_catalog.jsonb_build_object(
+                'organization_id', o.id,
+                'clerk_org_id', o.clerk_org_id,
+                'organization_name', o.name,
+                'default_cap', o.default_seat_cap,
+                'default_period', o.default_seat_cap_period,
+                'seats', (
+                    select coalesce(
+                        pg_catalog.jsonb_agg(
+                            pg_catalog.jsonb_build_object(
+                                'seat_id', v.seat_id,
+                                'clerk_user_id', v.clerk_user_id,
+                                'email', v.email,
+                                'seat_role', v.seat_role,
+                                'seat_status', v.seat_status,
+                                'own_cap', s2.spend_cap,
+                                'own_period', s2.spend_cap_period,
+                                'cap', v.cap,
+                                'period', v.period,
+                                'cap_source', v.cap_source,
+                                'period_start', v.period_start,
+                                'spent', v.spent,
+                                'remaining', v.remaining
+                            )
+                            order by v.email, v.clerk_user_id
+                        ),
+                        '[]'::jsonb
+                    )
+                    from public.seat_spend_vs_cap as v
+                    inner join public.organization_seats as s2 on v.seat_id = s2.id
+                    where v.organization_id = o.id
+                )
+            )
+            order by o.name, o.clerk_org_id
+        ),
+        '[]'::jsonb
+    )
+    from public.organizations as o
+    inner join public.organization_seats as s on o.id = s.organization_id
+    inner join public.users as u on s.user_id = u.id
+    where
+        u.clerk_user_id = p_clerk_user_id
+        and s.status = 'active'
+        and s.role in ('owner', 'admin')
+$$;
+
+revoke all on function public.seat_caps_overview(text) from public, anon, authenticated, service_role;
+grant execute on function public.seat_caps_overview(text) to service_role;
+
+comment on function public.seat_caps_overview(text) is
+'For the issuer''s /dashboard/caps page: the orgs where p_clerk_user_id is an active '
+'owner/admin, each with its default cap and every seat''s cap, period, spend and remaining '
+'(seat_spend_vs_cap). [] for anyone else. Service role only; security definer: it reads the '
+'spend counters and checks the admin rule itself (H2).';
