@@ -116,10 +116,15 @@ select is(
 select is((select count(*)::int from tests.alerts_35()), 3, 'H3: a refused debit alerts nothing');
 
 -- re-armed by a grant; percent follows the last grant
-select is((public.grant_credits(200, 'top up', p_clerk_org_id => 'org_acme')).balance, 208.0000::numeric, 'a grant of 200');
+select
+    is(
+        (public.grant_credits(200, 'top up', p_clerk_org_id => 'org_acme')).balance, 208.0000::numeric, 'a grant of 200'
+    );
 select is(
-    (select low_balance_thresholds from public.organization_subscriptions
-     where organization_id = tests.org_id_35('org_acme') and is_current),
+    (
+        select low_balance_thresholds from public.organization_subscriptions
+        where organization_id = tests.org_id_35('org_acme') and is_current
+    ),
     array[50, 20]::numeric[],
     'H3: the grant re-resolved 10% against its own amount (200 -> 20, merged with the absolute 20)'
 );
@@ -168,8 +173,12 @@ select tests.reset_role();
 update public.low_balance_alerts set claimed_until = null, next_attempt_at = now() - interval '1 second';
 select tests.act_as_service_role();
 select is(
-    (select count(*)::int from public.claim_low_balance_alerts(10, 60)
-     where alert_id = (select id from public.low_balance_alerts order by created_at, id limit 1)), 0,
+    (
+        select count(*)::int from public.claim_low_balance_alerts(10, 60)
+        where alert_id = (
+                select a.id from public.low_balance_alerts as a order by a.created_at, a.id limit 1
+            )
+    ), 0,
     'H3: a delivered alert is never claimed again'
 );
 select tests.reset_role();

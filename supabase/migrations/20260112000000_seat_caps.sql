@@ -240,28 +240,6 @@ comment on function private.seat_cap_give_back(uuid, numeric, timestamptz) is
 'capture for less, a debit refused after the take. Never below 0; nothing when no cap applies '
 'now or that period has no row.';
 
--- The caller ----------------------------------------------------------------
-
-create function private.caller_is_service_role()
-returns boolean
-language plpgsql
-stable
-set search_path = ''
-as $$
-begin
-    -- The role GUC is what PostgREST (SET LOCAL ROLE from the verified key)
-    -- and the issuer's pool (-c role=service_role) set; a signed-in user
-    -- cannot set it to a role they are not a member of.
-    return pg_catalog.current_setting('role', true) = 'service_role';
-end
-$$;
-
-revoke all on function private.caller_is_service_role()
-from public, anon, authenticated, service_role;
-
-comment on function private.caller_is_service_role() is
-'true when the session acts as service_role (the issuer, PostgREST with the service key).';
-
 -- Admin RPCs -------------------------------------------------------------------
 
 create type public.seat_cap_result as (
@@ -429,7 +407,7 @@ $$;
 revoke all on function private.store_org_default_seat_cap(text, uuid, numeric, text)
 from public, anon, authenticated, service_role;
 
-create function public.set_seat_cap(p_seat_id uuid, p_cap numeric, p_period text)
+create function private.set_seat_cap_checked(p_seat_id uuid, p_cap numeric, p_period text)
 returns public.seat_cap_result
 language plpgsql
 volatile
@@ -438,15 +416,39 @@ set search_path = ''
 as $$
 begin
     -- A signed-in user acts as themselves (auth.jwt() ->> 'sub', a Clerk id);
-    -- the service role acts for itself. A session with neither acts as
-    -- nobody and is refused (fail closed).
+    -- a session without one acts as nobody and is refused (fail closed).
     return private.store_seat_cap(
-        case
-            when private.caller_is_service_role() then null
-            else coalesce((select auth.jwt()) ->> 'sub', '')
-        end,
+        coalesce((select auth.jwt()) ->> 'sub', ''),
         p_seat_id, p_cap, p_period
     );
+end
+$$;
+
+revoke all on function private.set_seat_cap_checked(uuid, numeric, text)
+from public, anon, authenticated, service_role;
+grant execute on function private.set_seat_cap_checked(uuid, numeric, text) to authenticated;
+
+comment on function private.set_seat_cap_checked(uuid, numeric, text) is
+'Body of public.set_seat_cap for signed-in callers (security definer: it writes rows no API '
+'role may write; it checks the caller itself). In schema private: not exposed over the API.';
+
+-- The API: security invoker (Supabase's linter, splinter 0029: no security
+-- definer function in an exposed schema is executable by authenticated); the
+-- checked body is private.set_seat_cap_checked.
+create function public.set_seat_cap(p_seat_id uuid, p_cap numeric, p_period text)
+returns public.seat_cap_result
+language plpgsql
+volatile
+security invoker
+set search_path = ''
+as $$
+begin
+    -- The service role acts for itself through the _as variant (service role
+    -- only); everyone else through the checked private body.
+    if pg_catalog.current_setting('role', true) = 'service_role' then
+        return public.set_seat_cap_as(null, p_seat_id, p_cap, p_period);
+    end if;
+    return private.set_seat_cap_checked(p_seat_id, p_cap, p_period);
 end
 $$;
 
@@ -460,7 +462,7 @@ comment on function public.set_seat_cap(uuid, numeric, text) is
 'seat''s org, else not_an_admin (also for a seat that does not exist). Service role: any seat '
 '(unknown_seat). Bad input: 22023 naming the argument (H2).';
 
-create function public.set_org_default_seat_cap(
+create function private.set_org_default_seat_cap_checked(
     p_organization_id uuid,
     p_cap numeric,
     p_period text
@@ -473,12 +475,40 @@ set search_path = ''
 as $$
 begin
     return private.store_org_default_seat_cap(
-        case
-            when private.caller_is_service_role() then null
-            else coalesce((select auth.jwt()) ->> 'sub', '')
-        end,
+        coalesce((select auth.jwt()) ->> 'sub', ''),
         p_organization_id, p_cap, p_period
     );
+end
+$$;
+
+revoke all on function private.set_org_default_seat_cap_checked(uuid, numeric, text)
+from public, anon, authenticated, service_role;
+grant execute on function private.set_org_default_seat_cap_checked(uuid, numeric, text)
+to authenticated;
+
+comment on function private.set_org_default_seat_cap_checked(uuid, numeric, text) is
+'Body of public.set_org_default_seat_cap for signed-in callers (security definer, checked as '
+'set_seat_cap_checked).';
+
+-- The API: security invoker (Supabase's linter, splinter 0029: no security
+-- definer function in an exposed schema is executable by authenticated); the
+-- checked body is private.set_org_default_seat_cap_checked.
+create function public.set_org_default_seat_cap(
+    p_organization_id uuid,
+    p_cap numeric,
+    p_period text
+)
+returns public.seat_cap_result
+language plpgsql
+volatile
+security invoker
+set search_path = ''
+as $$
+begin
+    if pg_catalog.current_setting('role', true) = 'service_role' then
+        return public.set_org_default_seat_cap_as(null, p_organization_id, p_cap, p_period);
+    end if;
+    return private.set_org_default_seat_cap_checked(p_organization_id, p_cap, p_period);
 end
 $$;
 
@@ -492,7 +522,8 @@ comment on function public.set_org_default_seat_cap(uuid, numeric, text) is
 'Same callers and refusals as set_seat_cap (unknown_organization for the service role) (H2).';
 
 -- For the issuer's page (service role, acting for a signed-in Clerk user the
--- issuer verified): the same checks, with the user named.
+-- issuer verified): the same checks, with the user named; null = the service
+-- acting for itself.
 
 create function public.set_seat_cap_as(
     p_clerk_user_id text,
@@ -507,8 +538,9 @@ security definer
 set search_path = ''
 as $$
 begin
-    if p_clerk_user_id is null or p_clerk_user_id = '' then
-        raise exception 'p_clerk_user_id must not be empty' using errcode = '22023';
+    if p_clerk_user_id = '' then
+        raise exception 'p_clerk_user_id must not be empty (null: the service itself)'
+            using errcode = '22023';
     end if;
     return private.store_seat_cap(p_clerk_user_id, p_seat_id, p_cap, p_period);
 end
@@ -520,7 +552,8 @@ grant execute on function public.set_seat_cap_as(text, uuid, numeric, text) to s
 
 comment on function public.set_seat_cap_as(text, uuid, numeric, text) is
 'set_seat_cap on behalf of p_clerk_user_id (verified by the issuer): refused with not_an_admin '
-'unless they hold an active owner/admin seat in the seat''s org. Service role only (H2).';
+'unless they hold an active owner/admin seat in the seat''s org; null = the service itself (any '
+'seat, unknown_seat). Service role only (H2).';
 
 create function public.set_org_default_seat_cap_as(
     p_clerk_user_id text,
@@ -535,8 +568,9 @@ security definer
 set search_path = ''
 as $$
 begin
-    if p_clerk_user_id is null or p_clerk_user_id = '' then
-        raise exception 'p_clerk_user_id must not be empty' using errcode = '22023';
+    if p_clerk_user_id = '' then
+        raise exception 'p_clerk_user_id must not be empty (null: the service itself)'
+            using errcode = '22023';
     end if;
     return private.store_org_default_seat_cap(p_clerk_user_id, p_organization_id, p_cap, p_period);
 end
@@ -548,62 +582,89 @@ grant execute on function public.set_org_default_seat_cap_as(text, uuid, numeric
 to service_role;
 
 comment on function public.set_org_default_seat_cap_as(text, uuid, numeric, text) is
-'set_org_default_seat_cap on behalf of p_clerk_user_id, with the same owner/admin check. '
-'Service role only (H2).';
+'set_org_default_seat_cap on behalf of p_clerk_user_id, with the same owner/admin check; null = '
+'the service itself. Service role only (H2).';
 
 -- seat_spend_vs_cap ------------------------------------------------------------
 
 create view public.seat_spend_vs_cap
 with (security_invoker = true)
 as
-select
-    s.organization_id,
-    o.clerk_org_id,
-    o.name as organization_name,
-    s.id as seat_id,
-    s.user_id,
-    u.clerk_user_id,
-    u.email,
-    s.role as seat_role,
-    s.status as seat_status,
-    c.cap,
-    c.period,
-    case
-        when s.spend_cap is not null then 'seat'
-        when o.default_seat_cap is not null then 'organization'
-    end as cap_source,
-    p.period_start,
-    coalesce(sp.spent, l.spent) as spent,
-    c.cap - coalesce(sp.spent, l.spent) as remaining
-from public.organization_seats as s
-inner join public.organizations as o on s.organization_id = o.id
-inner join public.users as u on s.user_id = u.id
-cross join lateral (
+with seats as (
     select
+        s.organization_id,
+        o.clerk_org_id,
+        o.name as organization_name,
+        s.id as seat_id,
+        s.user_id,
+        u.clerk_user_id,
+        u.email,
+        s.role as seat_role,
+        s.status as seat_status,
         coalesce(s.spend_cap, o.default_seat_cap) as cap,
-        coalesce(s.spend_cap_period, o.default_seat_cap_period)::text as period
-) as c
-cross join lateral (
-    select case
-        when c.period = 'day' then pg_catalog.date_trunc('day', pg_catalog.now(), 'UTC')
-        when c.period = 'subscription' then (
-            select coalesce(sub.current_period_start, sub.created_at)
-            from public.organization_subscriptions as sub
-            where sub.organization_id = s.organization_id and sub.is_current
-        )
-        else pg_catalog.date_trunc('month', pg_catalog.now(), 'UTC')
-    end as period_start
-) as p
-left join public.seat_cap_spend as sp
-    on
-        s.id = sp.seat_id
-        and c.period = sp.period::text
-        and p.period_start = sp.period_start
-cross join lateral (
-    select coalesce(sum(-t.amount), 0) as spent
-    from public.credit_transactions as t
-    where t.seat_id = s.id and t.kind = 'deduction' and t.created_at >= p.period_start
-) as l;
+        coalesce(s.spend_cap_period, o.default_seat_cap_period)::text as period,
+        case
+            when s.spend_cap is not null then 'seat'
+            when o.default_seat_cap is not null then 'organization'
+        end as cap_source
+    from public.organization_seats as s
+    inner join public.organizations as o on s.organization_id = o.id
+    inner join public.users as u on s.user_id = u.id
+),
+
+periods as (
+    select
+        seats.*,
+        case
+            when seats.period = 'day' then pg_catalog.date_trunc('day', pg_catalog.now(), 'UTC')
+            when seats.period = 'subscription'
+                then coalesce(sub.current_period_start, sub.created_at)
+            else pg_catalog.date_trunc('month', pg_catalog.now(), 'UTC')
+        end as period_start
+    from seats
+    left join public.organization_subscriptions as sub
+        on seats.organization_id = sub.organization_id and sub.is_current
+),
+
+spend as (
+    select
+        p.*,
+        coalesce(
+            sp.spent,
+            (
+                select coalesce(sum(-t.amount), 0)
+                from public.credit_transactions as t
+                where
+                    t.seat_id = p.seat_id
+                    and t.kind = 'deduction'
+                    and t.created_at >= p.period_start
+            )
+        ) as spent
+    from periods as p
+    left join public.seat_cap_spend as sp
+        on
+            p.seat_id = sp.seat_id
+            and p.period = sp.period::text
+            and p.period_start = sp.period_start
+)
+
+select
+    organization_id,
+    clerk_org_id,
+    organization_name,
+    seat_id,
+    user_id,
+    clerk_user_id,
+    email,
+    seat_role,
+    seat_status,
+    cap,
+    period,
+    cap_source,
+    period_start,
+    spent,
+    cap - spent as remaining
+from spend;
 
 revoke all on table public.seat_spend_vs_cap from public, anon, authenticated, service_role;
 grant select on table public.seat_spend_vs_cap to service_role;

@@ -49,7 +49,7 @@ comment on table public.low_balance_thresholds is
 'pool''s last grant). Written by set_low_balance_thresholds only.';
 
 alter table public.organization_subscriptions
-add column low_balance_thresholds numeric [];
+add column low_balance_thresholds numeric[];
 
 comment on column public.organization_subscriptions.low_balance_thresholds is
 'The org''s thresholds as absolute balances for this pool (percentages resolved against the '
@@ -60,7 +60,7 @@ create function private.effective_low_balance_thresholds(
     p_organization_id uuid,
     p_last_grant numeric
 )
-returns numeric []
+returns numeric[]
 language sql
 stable
 set search_path = ''
@@ -86,7 +86,7 @@ comment on function private.effective_low_balance_thresholds(uuid, numeric) is
 'without a grant), or null.';
 
 create function private.refresh_pool_thresholds(p_subscription_id uuid)
-returns numeric []
+returns numeric[]
 language plpgsql
 volatile
 set search_path = ''
@@ -94,7 +94,7 @@ as $$
 declare
     v_org_id uuid;
     v_last_grant numeric;
-    v_thresholds numeric [];
+    v_thresholds numeric[];
 begin
     select sub.organization_id into v_org_id
     from public.organization_subscriptions as sub
@@ -314,41 +314,43 @@ $$;
 revoke all on function private.low_balance_alert_settings(uuid)
 from public, anon, authenticated, service_role;
 
-create function private.may_administer_org(p_organization_id uuid)
+-- p_actor: the Clerk user acting (an active owner/admin of the org, checked
+-- here), or null for the service role acting for itself.
+create function private.may_administer_org(p_actor text, p_organization_id uuid)
 returns text
 language plpgsql
 stable
 set search_path = ''
 as $$
 begin
-    if private.caller_is_service_role() then
+    if p_actor is null then
         if not exists (select from public.organizations as o where o.id = p_organization_id) then
             return 'unknown_organization';
         end if;
         return null;
-    elsif not p_organization_id = any(array(select private.admin_organization_ids())) then
+    elsif not private.is_org_admin(p_actor, p_organization_id) then
         return 'not_an_admin';
     end if;
     return null;
 end
 $$;
 
-revoke all on function private.may_administer_org(uuid)
+revoke all on function private.may_administer_org(text, uuid)
 from public, anon, authenticated, service_role;
 
-comment on function private.may_administer_org(uuid) is
-'null when the caller may change the org''s settings (the service role; an active owner/admin '
-'by auth.jwt() ->> ''sub''), else the refusal reason.';
+comment on function private.may_administer_org(text, uuid) is
+'null when p_actor may change the org''s settings (null actor = the service role itself; else an '
+'active owner/admin of the org), else the refusal reason.';
 
-create function public.set_low_balance_thresholds(
+create function private.store_low_balance_thresholds(
+    p_actor text,
     p_organization_id uuid,
-    p_absolute numeric [],
-    p_percent numeric []
+    p_absolute numeric[],
+    p_percent numeric[]
 )
 returns public.low_balance_alert_settings
 language plpgsql
 volatile
-security definer
 set search_path = ''
 as $$
 declare
@@ -376,7 +378,7 @@ begin
             using errcode = '22023';
     end if;
 
-    v_reason := private.may_administer_org(p_organization_id);
+    v_reason := private.may_administer_org(p_actor, p_organization_id);
     if v_reason is not null then
         return row(
             false, v_reason, p_organization_id, null, null, null, null
@@ -402,22 +404,17 @@ begin
 end
 $$;
 
-revoke all on function public.set_low_balance_thresholds(uuid, numeric [], numeric [])
+revoke all on function private.store_low_balance_thresholds(text, uuid, numeric[], numeric[])
 from public, anon, authenticated, service_role;
-grant execute on function public.set_low_balance_thresholds(uuid, numeric [], numeric [])
-to authenticated, service_role;
 
-comment on function public.set_low_balance_thresholds(uuid, numeric [], numeric []) is
-'Replace the org''s low-balance thresholds: p_absolute (credits) and p_percent (of the last '
-'grant, 0 < p <= 100); empty or null arrays = none. Only active owners/admins of the org '
-'(auth.jwt() ->> ''sub'') or the service role; refusals not_an_admin / unknown_organization; '
-'bad input 22023. Setting thresholds never alerts by itself: only a debit crossing one does (H3).';
-
-create function public.set_low_balance_webhook(p_organization_id uuid, p_url text)
+create function private.store_low_balance_webhook(
+    p_actor text,
+    p_organization_id uuid,
+    p_url text
+)
 returns public.low_balance_alert_settings
 language plpgsql
 volatile
-security definer
 set search_path = ''
 as $$
 declare
@@ -431,7 +428,7 @@ begin
             using errcode = '22023';
     end if;
 
-    v_reason := private.may_administer_org(p_organization_id);
+    v_reason := private.may_administer_org(p_actor, p_organization_id);
     if v_reason is not null then
         return row(
             false, v_reason, p_organization_id, null, null, null, null
@@ -451,10 +448,172 @@ begin
 end
 $$;
 
+revoke all on function private.store_low_balance_webhook(text, uuid, text)
+from public, anon, authenticated, service_role;
+
+-- Signed-in callers: security definer bodies in schema private (not exposed),
+-- identity only from auth.jwt() ->> 'sub'.
+create function private.set_low_balance_thresholds_checked(
+    p_organization_id uuid,
+    p_absolute numeric[],
+    p_percent numeric[]
+)
+returns public.low_balance_alert_settings
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+begin
+    return private.store_low_balance_thresholds(
+        coalesce((select auth.jwt()) ->> 'sub', ''), p_organization_id, p_absolute, p_percent
+    );
+end
+$$;
+
+revoke all on function private.set_low_balance_thresholds_checked(uuid, numeric[], numeric[])
+from public, anon, authenticated, service_role;
+grant execute on function private.set_low_balance_thresholds_checked(uuid, numeric[], numeric[])
+to authenticated;
+
+comment on function private.set_low_balance_thresholds_checked(uuid, numeric[], numeric[]) is
+'Body of public.set_low_balance_thresholds for signed-in callers (security definer: it writes '
+'rows no API role may write; the caller is checked as an owner/admin of the org).';
+
+create function private.set_low_balance_webhook_checked(p_organization_id uuid, p_url text)
+returns public.low_balance_alert_settings
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+begin
+    return private.store_low_balance_webhook(
+        coalesce((select auth.jwt()) ->> 'sub', ''), p_organization_id, p_url
+    );
+end
+$$;
+
+revoke all on function private.set_low_balance_webhook_checked(uuid, text)
+from public, anon, authenticated, service_role;
+grant execute on function private.set_low_balance_webhook_checked(uuid, text) to authenticated;
+
+comment on function private.set_low_balance_webhook_checked(uuid, text) is
+'Body of public.set_low_balance_webhook for signed-in callers (security definer, checked as '
+'set_low_balance_thresholds_checked).';
+
+-- The service role (the issuer acting for a verified user, or for itself
+-- with p_clerk_user_id null).
+create function public.set_low_balance_thresholds_as(
+    p_clerk_user_id text,
+    p_organization_id uuid,
+    p_absolute numeric[],
+    p_percent numeric[]
+)
+returns public.low_balance_alert_settings
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+begin
+    if p_clerk_user_id = '' then
+        raise exception 'p_clerk_user_id must not be empty (null: the service itself)'
+            using errcode = '22023';
+    end if;
+    return private.store_low_balance_thresholds(
+        p_clerk_user_id, p_organization_id, p_absolute, p_percent
+    );
+end
+$$;
+
+revoke all on function public.set_low_balance_thresholds_as(text, uuid, numeric[], numeric[])
+from public, anon, authenticated, service_role;
+grant execute on function public.set_low_balance_thresholds_as(text, uuid, numeric[], numeric[])
+to service_role;
+
+comment on function public.set_low_balance_thresholds_as(text, uuid, numeric[], numeric[]) is
+'set_low_balance_thresholds on behalf of p_clerk_user_id (checked: an active owner/admin of the '
+'org), or of the service itself (null). Service role only (H3).';
+
+create function public.set_low_balance_webhook_as(
+    p_clerk_user_id text,
+    p_organization_id uuid,
+    p_url text
+)
+returns public.low_balance_alert_settings
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+begin
+    if p_clerk_user_id = '' then
+        raise exception 'p_clerk_user_id must not be empty (null: the service itself)'
+            using errcode = '22023';
+    end if;
+    return private.store_low_balance_webhook(p_clerk_user_id, p_organization_id, p_url);
+end
+$$;
+
+revoke all on function public.set_low_balance_webhook_as(text, uuid, text)
+from public, anon, authenticated, service_role;
+grant execute on function public.set_low_balance_webhook_as(text, uuid, text) to service_role;
+
+comment on function public.set_low_balance_webhook_as(text, uuid, text) is
+'set_low_balance_webhook on behalf of p_clerk_user_id (checked) or the service itself (null). '
+'Service role only (H3).';
+
+-- The API: security invoker (Supabase's linter, splinter 0029: no security
+-- definer function in an exposed schema is executable by authenticated).
+create function public.set_low_balance_thresholds(
+    p_organization_id uuid,
+    p_absolute numeric[],
+    p_percent numeric[]
+)
+returns public.low_balance_alert_settings
+language plpgsql
+volatile
+security invoker
+set search_path = ''
+as $$
+begin
+    if pg_catalog.current_setting('role', true) = 'service_role' then
+        return public.set_low_balance_thresholds_as(null, p_organization_id, p_absolute, p_percent);
+    end if;
+    return private.set_low_balance_thresholds_checked(p_organization_id, p_absolute, p_percent);
+end
+$$;
+
+revoke all on function public.set_low_balance_thresholds(uuid, numeric[], numeric[])
+from public, anon, authenticated, service_role;
+grant execute on function public.set_low_balance_thresholds(uuid, numeric[], numeric[])
+to authenticated, service_role;
+
+comment on function public.set_low_balance_thresholds(uuid, numeric[], numeric[]) is
+'Replace the org''s low-balance thresholds: p_absolute (credits) and p_percent (of the last '
+'grant, 0 < p <= 100); empty or null arrays = none. Only active owners/admins of the org '
+'(auth.jwt() ->> ''sub'') or the service role; refusals not_an_admin / unknown_organization; '
+'bad input 22023. Setting thresholds never alerts by itself: only a debit crossing one does (H3).';
+
+create function public.set_low_balance_webhook(p_organization_id uuid, p_url text)
+returns public.low_balance_alert_settings
+language plpgsql
+volatile
+security invoker
+set search_path = ''
+as $$
+begin
+    if pg_catalog.current_setting('role', true) = 'service_role' then
+        return public.set_low_balance_webhook_as(null, p_organization_id, p_url);
+    end if;
+    return private.set_low_balance_webhook_checked(p_organization_id, p_url);
+end
+$$;
+
 revoke all on function public.set_low_balance_webhook(uuid, text)
 from public, anon, authenticated, service_role;
-grant execute on function public.set_low_balance_webhook(uuid, text)
-to authenticated, service_role;
+grant execute on function public.set_low_balance_webhook(uuid, text) to authenticated, service_role;
 
 comment on function public.set_low_balance_webhook(uuid, text) is
 'Set (null: remove) the URL the org''s low-balance alerts are POSTed to. Same callers and '
