@@ -35,9 +35,9 @@ Deno.test({
       const org = await createOrg(sql, "Alerted Inc", 100);
       const user = unique("user");
       await createSeat(sql, org, await createUser(sql, user));
-      await sql`select public.set_low_balance_thresholds(
+      await sql`select public.set_low_balance_thresholds_as(null,
         ${org.organizationId}::uuid, array[50]::numeric[], null)`;
-      await sql`select public.set_low_balance_webhook(
+      await sql`select public.set_low_balance_webhook_as(null,
         ${org.organizationId}::uuid, ${`http://127.0.0.1:${receiver.addr.port}/hook`})`;
       await sql`select public.deduct_credits_pooled(
         p_clerk_user_id => ${user}, p_amount => 60, p_description => 'big completion',
