@@ -1,7 +1,7 @@
 -- H2: per-seat caps inside an org pool. The take/give-back rule, the admin
 -- RPCs under RLS, the view, and the deductions refusing seat_cap_reached.
 begin;
-select plan(49);
+select plan(52);
 
 select tests.create_rls_story();
 -- org_acme: pool 100, user_admin (admin), user_member (member), user_exadmin
@@ -228,6 +228,26 @@ select results_eq(
        where id = tests.seat_id('org_acme', 'user_member') $$,
     $$ values (20.0000::numeric(20, 4), 'subscription'::text) $$,
     'H2: only the admin''s change was stored'
+);
+
+-- a debit refused for the pool gives the cap room back ------------------------
+select tests.create_org('org_small');
+select tests.create_subscription('org_small', 'active', 5);
+select tests.create_seat('org_small', 'user_small');
+select tests.act_as_service_role();
+select public.set_seat_cap(tests.seat_id('org_small', 'user_small'), 10, 'subscription');
+select tests.reset_role();
+select is(
+    (public.deduct_credits_pooled('user_small', 6, 'more than the pool', 'org_small')).reason,
+    'insufficient_credits', 'H2: within the cap but past the pool: insufficient_credits (402)'
+);
+select is(
+    (select sp.spent from public.seat_cap_spend as sp where sp.seat_id = tests.seat_id('org_small', 'user_small')),
+    0.0000::numeric(20, 4), 'H2: and the 6 taken from the cap were given back'
+);
+select is(
+    (public.deduct_credits_pooled('user_small', 5, 'the whole pool', 'org_small')).ok, true,
+    'H2: so the seat can still spend what the pool holds'
 );
 
 -- the page's RPCs (service role acting for a named user) ------------------------
