@@ -4,6 +4,7 @@
 --                             holds the org's pooled credits
 -- subscription_allows_spending()  which statuses may spend (trialing, active)
 -- credit_result               what every credit RPC returns
+-- credit_refusal()            a refusal as a credit_result (ok false, reason)
 -- credit_transactions         the ledger: one row per grant, deduction or
 --                             refund; never updated, deleted or truncated
 -- credit_consistency_check()  pools whose balance differs from their ledger
@@ -106,7 +107,8 @@ begin
 end
 $$;
 
-revoke all on function private.subscription_allows_spending(text) from public;
+revoke all on function private.subscription_allows_spending(text)
+from public, anon, authenticated, service_role;
 
 comment on function private.subscription_allows_spending(text) is
 'The one place that says which subscription statuses may spend the pool: trialing and active. '
@@ -133,6 +135,34 @@ comment on type public.credit_result is
 'insufficient_credits: the balance that was too low). replayed: an idempotent repeat that '
 'returned the first result and moved nothing.';
 
+-- The one shape of a refusal: ok false, nothing moved, a stable reason.
+create function private.credit_refusal(
+    p_pool text,
+    p_reason text,
+    p_balance numeric default null
+)
+returns public.credit_result
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+    -- Called with constants, Postgres folds it once when it plans the
+    -- caller's expression (an immutable function of constants): no cost per
+    -- call. plpgsql, not sql, for the call with a balance, which is not folded
+    -- (a sql function with a SET clause is planned again on every call).
+    return row(false, p_pool, p_reason, null, null, p_balance, false)::public.credit_result;
+end
+$$;
+
+revoke all on function private.credit_refusal(text, text, numeric)
+from public, anon, authenticated, service_role;
+
+comment on function private.credit_refusal(text, text, numeric) is
+'A refusal as a credit_result: ok = false, p_pool, p_reason (a stable text: '
+'docs/database.md lists them), p_balance only for insufficient_credits, nothing moved, '
+'not replayed.';
+
 -- credit_transactions --------------------------------------------------------
 
 create function private.uuid_v7()
@@ -154,7 +184,8 @@ begin
 end
 $$;
 
-revoke all on function private.uuid_v7() from public;
+revoke all on function private.uuid_v7()
+from public, anon, authenticated, service_role;
 
 comment on function private.uuid_v7() is
 'A time-ordered uuid (version 7): ledger ids are appended to the end of the primary key '
@@ -254,7 +285,8 @@ begin
 end
 $$;
 
-revoke all on function private.forbid_ledger_changes() from public;
+revoke all on function private.forbid_ledger_changes()
+from public, anon, authenticated, service_role;
 
 comment on function private.forbid_ledger_changes() is
 'Trigger: refuses update, delete and truncate on credit_transactions (SQLSTATE 42501).';

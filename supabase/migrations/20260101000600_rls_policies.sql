@@ -33,7 +33,8 @@ as $$
     where u.clerk_user_id = (select auth.jwt()) ->> 'sub'
 $$;
 
-revoke all on function private.current_app_user_id() from public, anon, service_role;
+revoke all on function private.current_app_user_id()
+from public, anon, authenticated, service_role;
 grant execute on function private.current_app_user_id() to authenticated;
 
 comment on function private.current_app_user_id() is
@@ -52,11 +53,12 @@ as $$
     inner join public.users as u on s.user_id = u.id
     where
         u.clerk_user_id = (select auth.jwt()) ->> 'sub'
-        and s.status = 'active'
+        and private.seat_allows_spending(s.status)
         and s.role in ('owner', 'admin')
 $$;
 
-revoke all on function private.admin_organization_ids() from public, anon, service_role;
+revoke all on function private.admin_organization_ids()
+from public, anon, authenticated, service_role;
 grant execute on function private.admin_organization_ids() to authenticated;
 
 comment on function private.admin_organization_ids() is
@@ -75,10 +77,11 @@ as $$
     inner join public.users as u on s.user_id = u.id
     where
         u.clerk_user_id = (select auth.jwt()) ->> 'sub'
-        and s.status = 'active'
+        and private.seat_allows_spending(s.status)
 $$;
 
-revoke all on function private.member_organization_ids() from public, anon, service_role;
+revoke all on function private.member_organization_ids()
+from public, anon, authenticated, service_role;
 grant execute on function private.member_organization_ids() to authenticated;
 
 comment on function private.member_organization_ids() is

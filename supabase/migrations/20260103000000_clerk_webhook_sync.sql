@@ -109,7 +109,8 @@ as $$
     end
 $$;
 
-revoke all on function private.seat_status_kept(public.organization_seats, timestamptz) from public;
+revoke all on function private.seat_status_kept(public.organization_seats, timestamptz)
+from public, anon, authenticated, service_role;
 
 comment on function private.seat_status_kept(public.organization_seats, timestamptz) is
 'Why a Clerk membership event may not change this seat''s status: held_by_suspended / '
@@ -151,7 +152,8 @@ begin
 end
 $$;
 
-revoke all on function private.revoke_user_credentials(text) from public;
+revoke all on function private.revoke_user_credentials(text)
+from public, anon, authenticated, service_role;
 
 comment on function private.revoke_user_credentials(text) is
 'Revokes every live extension token and refresh token of the user (L3: user.deleted, banned, '
@@ -499,7 +501,8 @@ begin
 end
 $$;
 
-revoke all on function public.apply_clerk_event(text, jsonb) from public, anon, authenticated;
+revoke all on function public.apply_clerk_event(text, jsonb)
+from public, anon, authenticated, service_role;
 grant execute on function public.apply_clerk_event(text, jsonb) to service_role;
 
 comment on function public.apply_clerk_event(text, jsonb) is

@@ -302,7 +302,7 @@ as $$
         where
             u.clerk_user_id = p_clerk_user_id
             and s.organization_id = p_organization_id
-            and s.status = 'active'
+            and private.seat_allows_spending(s.status)
             and s.role in ('owner', 'admin')
     )
 $$;
@@ -728,7 +728,7 @@ as $$
     inner join public.users as u on s.user_id = u.id
     where
         u.clerk_user_id = p_clerk_user_id
-        and s.status = 'active'
+        and private.seat_allows_spending(s.status)
         and s.role in ('owner', 'admin')
 $$;
 
