@@ -29,6 +29,7 @@ from bench import (
     http_usage,
     ledger_size,
     pg,
+    seat_caps,
     seed,
     tokens,
 )
@@ -54,6 +55,7 @@ EXTRA: dict[str, Scenario] = {
     "ledger-size": ledger_size.ledger_size,
     "breakdown": breakdown.breakdown,
     "coalesce": coalesce.coalesce,
+    "seat-caps": seat_caps.seat_caps,
 }
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -292,7 +292,7 @@ def run_group(
                     ours=f"{pg.median([s.tps for s in ours]):,.0f} TPS",
                     baseline=f"{pg.median([s.tps for s in base]):,.0f} TPS",
                     ratio=r,
-                    target="-" if is_ref else f"≥ {target:.1f}×",
+                    target="-" if is_ref else f"≥ {target:g}×",
                     met=None if is_ref else r >= target,
                     correctness=correctness(ours, base),
                     note="; ".join(notes),

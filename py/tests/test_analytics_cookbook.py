@@ -66,6 +66,11 @@ EXPECTED: dict[str, Callable[[Rows], None]] = {
         [("user_alice", "member", 2, D(16)), ("user_bob", "admin", 1, D(15))], 0, 1, 3, 4
     ),
     "seats_this_period": rows_are([("user_alice", "member", D(16)), ("user_bob", "admin", D(15))]),
+    "seats_against_their_cap": rows_are(
+        [("user_bob", None, None, D(20), None), ("user_alice", None, None, D(16), None)]
+    ),
+    "seats_near_their_cap": rows_are([]),
+    "recent_low_balance_alerts": rows_are([]),
     "by_stripe_customer": rows_are([("cus_acme", "Acme", D(31))], 0, 1, 3),
     "by_stripe_customer_from_metadata": rows_are([("cus_acme", 3, D(31))]),
     "subscription_periods": rows_are([("sub_acme", D(500), D(36), D(5), D(31))], 0, 3, 4, 5, 6),

@@ -63,6 +63,9 @@ def test_issuer_demo_tells_the_story(pg_server: localdb.PostgresServer) -> None:
     # The revoked seat.
     assert "Bob's org token still verifies" in out
     assert "Bob spends 5 → 403 no_active_seat" in out
+    # H2: Bob's capped seat is refused while Alice still spends.
+    assert "Bob spends 2 → 403 seat_cap_reached" in out
+    assert "Alice spends 10: the pool still serves the seats under their caps" in out
     # Analytics and consistency.
     assert "usage per seat (seats_of_an_org, public.credit_usage_by_seat)" in out
     assert "credit_consistency_check(): empty" in out
@@ -100,6 +103,8 @@ def test_demo_default_path_uses_and_stops_the_project_local_cluster(tmp_path: Pa
         assert report.bob_personal_untouched
         assert report.revoked_status == 403 and report.revoked_body["error"] == "no_active_seat"
         assert report.final_pool == Decimal(15)
+        assert report.capped_status == 403
+        assert report.capped_body["error"] == "seat_cap_reached"
         assert report.consistency_problems == []
 
         # Nothing left running: the cluster the demo started is stopped again,

@@ -23,7 +23,10 @@ select col_type_is(
 select col_type_is('public', 'credit_transactions', 'amount', 'numeric(20,4)', 'ledger amounts have a fixed scale');
 select columns_are(
     'public', 'organizations',
-    array['id', 'clerk_org_id', 'name', 'stripe_customer_id', 'created_at', 'updated_at'],
+    array[
+        'id', 'clerk_org_id', 'name', 'stripe_customer_id', 'created_at', 'updated_at',
+        'default_seat_cap', 'default_seat_cap_period'
+    ],
     'organizations has the contract columns'
 );
 select has_column('public', 'organization_seats', 'role', 'seats have a role');

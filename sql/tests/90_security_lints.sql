@@ -101,7 +101,11 @@ select set_eq(
         'private.current_app_user_id()',
         'private.admin_organization_ids()',
         'private.member_organization_ids()',
-        'private.my_org_pools()'
+        'private.my_org_pools()',
+        'private.set_seat_cap_checked(uuid,numeric,text)',
+        'private.set_org_default_seat_cap_checked(uuid,numeric,text)',
+        'private.set_low_balance_thresholds_checked(uuid,numeric[],numeric[])',
+        'private.set_low_balance_webhook_checked(uuid,text)'
     ],
     'D3: the security definer functions executable by authenticated are exactly the listed ones'
 );
@@ -115,7 +119,15 @@ select set_eq(
         'private.member_organization_ids()',
         'private.my_org_pools()',
         'get_my_org_pools()',
-        'get_my_personal_balance()'
+        'get_my_personal_balance()',
+        'private.set_seat_cap_checked(uuid,numeric,text)',
+        'private.set_org_default_seat_cap_checked(uuid,numeric,text)',
+        'private.set_low_balance_thresholds_checked(uuid,numeric[],numeric[])',
+        'private.set_low_balance_webhook_checked(uuid,text)',
+        'set_seat_cap(uuid,numeric,text)',
+        'set_org_default_seat_cap(uuid,numeric,text)',
+        'set_low_balance_thresholds(uuid,numeric[],numeric[])',
+        'set_low_balance_webhook(uuid,text)'
     ],
     'D3: every function executable by authenticated is listed'
 );

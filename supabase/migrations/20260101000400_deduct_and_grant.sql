@@ -302,6 +302,9 @@ declare
     v_seat_status text;
     v_subscription_id uuid;
     v_subscription_status text;
+    v_cap numeric;  -- H2: the seat's cap (own or org default); null = none
+    v_capped boolean := false;
+    v_alerts boolean;  -- H3: the pool has low-balance thresholds
     v_metadata jsonb;
     v_transaction_id uuid;
     v_new_id uuid := private.uuid_v7();  -- made here, not under the row lock
@@ -360,12 +363,16 @@ begin
     end if;
 
     -- The organization's pool. Never personal credits from here on (C2).
+    -- The cap columns (20260112000000_seat_caps) and the pool's thresholds
+    -- (20260113000000_low_balance_alerts) come with this read: an uncapped
+    -- seat and a pool without thresholds pay for nothing more.
     select
         u.id, o.id, o.name, o.stripe_customer_id, s.id, s.role, s.status,
-        sub.id, sub.status
+        sub.id, sub.status, coalesce(s.spend_cap, o.default_seat_cap),
+        sub.low_balance_thresholds is not null
     into
         v_user_id, v_org_id, v_org_name, v_stripe_customer_id, v_seat_id, v_seat_role,
-        v_seat_status, v_subscription_id, v_subscription_status
+        v_seat_status, v_subscription_id, v_subscription_status, v_cap, v_alerts
     from (values (1)) as one (x)
     left join public.users as u
         on u.clerk_user_id = p_clerk_user_id
@@ -373,13 +380,13 @@ begin
         on o.clerk_org_id = p_clerk_org_id
     -- lateral ... limit 1: one index probe each, never a hash of a table
     left join lateral (
-        select s.id, s.role, s.status
+        select s.id, s.role, s.status, s.spend_cap
         from public.organization_seats as s
         where s.organization_id = o.id and s.user_id = u.id
         limit 1
     ) as s on true
     left join lateral (
-        select sub.id, sub.status
+        select sub.id, sub.status, sub.low_balance_thresholds
         from public.organization_subscriptions as sub
         where sub.organization_id = o.id and sub.is_current
         limit 1
@@ -408,6 +415,15 @@ begin
         return private.credit_refusal('organization', 'no_active_subscription');
     end if;
 
+    -- H2: a capped seat counts the amount against its period (its counter
+    -- row locked until commit: before the pool row, never after it).
+    if v_cap is not null then
+        if not private.seat_cap_take(v_seat_id, v_amount) then
+            return private.credit_refusal('organization', 'seat_cap_reached');
+        end if;
+        v_capped := true;
+    end if;
+
     v_metadata := private.org_attribution_metadata(
         p_clerk_org_id, v_org_id, v_org_name, v_stripe_customer_id, v_subscription_id,
         v_seat_id, v_seat_role
@@ -433,10 +449,17 @@ begin
     returning id, balance_after into v_transaction_id, v_balance;
 
     if v_transaction_id is null then
+        if v_capped then
+            perform private.seat_cap_give_back(v_seat_id, v_amount, pg_catalog.now());
+        end if;
         select sub.credits_balance into v_balance
         from public.organization_subscriptions as sub
         where sub.id = v_subscription_id;
         return private.credit_refusal('organization', 'insufficient_credits', v_balance);
+    end if;
+    -- H3: only a pool with thresholds; an insert only on a crossing.
+    if v_alerts then
+        perform private.note_pool_debit(v_subscription_id, v_balance + v_amount, v_balance);
     end if;
     return row(
         true, 'organization', null, v_transaction_id, v_amount, v_balance, false
@@ -453,11 +476,11 @@ comment on function public.deduct_credits_pooled(text, numeric, text, text, text
 'Spend credits. With p_clerk_org_id: from that org''s current subscription pool; requires an '
 'active seat at call time and a subscription status that may spend (trialing, active); never '
 'falls back to personal credits. Without: from the user''s personal credits. Refusals are '
-'results (ok = false, reason: insufficient_credits, no_active_seat, no_active_subscription, '
-'unknown_user, unknown_organization) and write nothing. Bad input: SQLSTATE 22023 naming the '
-'argument. A repeated p_idempotency_key (per spender and pool: L7) with the same arguments returns the '
-'first result with replayed = true; with other arguments: SQLSTATE 23505. One ledger row per '
-'success, attribution in metadata, p_context under metadata.context. Service role only.';
+'results (ok = false, reason: insufficient_credits, seat_cap_reached (the seat''s cap, H2), '
+'no_active_seat, no_active_subscription, unknown_user, unknown_organization) and write '
+'nothing. Bad input: SQLSTATE 22023 naming the argument. A repeated p_idempotency_key (per '
+'spender and pool: L7) with the same arguments returns the first result with replayed = '
+'true; with other arguments: SQLSTATE 23505. One ledger row per success, attribution in metadata, p_context under metadata.context. Service role only.';
 
 -- grant_credits --------------------------------------------------------------
 

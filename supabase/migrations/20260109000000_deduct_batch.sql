@@ -58,6 +58,10 @@ declare
     v_seat_ids uuid[];
     v_seat_roles text[];
     v_seat_status text[];
+    v_default_cap numeric;  -- H2: the org's default seat cap
+    v_caps numeric[];  -- H2: each element's seat cap (own or default); null = none
+    v_took boolean[] := '{}'::boolean[];  -- H2: the amount was counted against the cap
+    v_alerts boolean := false;  -- H3: the pool has low-balance thresholds
     v_res public.credit_result[] := '{}'::public.credit_result[];
     v_done boolean[] := '{}'::boolean[];  -- v_res[i] set (a composite with a null field is not "not null")
     v_r public.credit_result;
@@ -141,8 +145,8 @@ begin
     ) as x;
 
     -- 2. The organization and its current subscription, once.
-    select o.id, o.name, o.stripe_customer_id, sub.id, sub.status
-    into v_org_id, v_org_name, v_stripe_customer_id, v_sub_id, v_sub_status
+    select o.id, o.name, o.stripe_customer_id, sub.id, sub.status, o.default_seat_cap
+    into v_org_id, v_org_name, v_stripe_customer_id, v_sub_id, v_sub_status, v_default_cap
     from public.organizations as o
     left join lateral (
         select sub.id, sub.status
@@ -157,8 +161,9 @@ begin
         pg_catalog.array_agg(u.id order by r.i),
         pg_catalog.array_agg(s.id order by r.i),
         pg_catalog.array_agg(s.role order by r.i),
-        pg_catalog.array_agg(s.status order by r.i)
-    into v_user_ids, v_seat_ids, v_seat_roles, v_seat_status
+        pg_catalog.array_agg(s.status order by r.i),
+        pg_catalog.array_agg(coalesce(s.spend_cap, v_default_cap) order by r.i)
+    into v_user_ids, v_seat_ids, v_seat_roles, v_seat_status, v_caps
     from pg_catalog.unnest(v_users) with ordinality as r (clerk_user_id, i)
     -- lateral ... limit 1: one index probe per element, never a hash of users
     left join lateral (
@@ -168,7 +173,7 @@ begin
         limit 1
     ) as u on true
     left join lateral (
-        select s.id, s.role, s.status
+        select s.id, s.role, s.status, s.spend_cap
         from public.organization_seats as s
         where s.organization_id = v_org_id and s.user_id = u.id
         limit 1
@@ -179,6 +184,7 @@ begin
     for i in 1 .. v_n loop
         v_res := v_res || row(null, null, null, null, null, null, null)::public.credit_result;
         v_done := v_done || false;
+        v_took := v_took || false;
     end loop;
     if v_org_id is not null then
         for i in
@@ -213,12 +219,47 @@ begin
         end loop;
     end if;
 
+    -- H2: the capped seats' counters, before the pool row (the order a
+    -- single deduction takes them in), in seat order (two batches never wait
+    -- on each other in a cycle), elements of one seat in batch order. Only
+    -- elements that would reach the balance check; a refused take is
+    -- seat_cap_reached.
+    if v_org_id is not null and v_sub_id is not null
+        and private.subscription_allows_spending(v_sub_status)
+        and exists (select from pg_catalog.unnest(v_caps) as c (cap) where c.cap is not null)
+    then
+        for i in
+            select r.ix::int
+            from pg_catalog.unnest(v_seat_ids) with ordinality as r (seat, ix)
+            where v_caps[r.ix] is not null
+            order by r.seat, r.ix
+        loop
+            if v_done[i] or v_user_ids[i] is null
+                or not private.seat_allows_spending(v_seat_status[i])
+                or (v_keys[i] is not null and exists (
+                    select from rows from (pg_catalog.unnest(v_keys), pg_catalog.unnest(v_users)) with ordinality as r (k, usr, ix)
+                    where r.k = v_keys[i] and r.usr = v_users[i] and r.ix < i
+                ))
+            then
+                continue;
+            end if;
+            if private.seat_cap_take(v_seat_ids[i], v_amounts[i]) then
+                v_took[i] := true;
+            else
+                v_res[i] := private.credit_refusal('organization', 'seat_cap_reached');
+                v_done[i] := true;
+            end if;
+        end loop;
+    end if;
+
     -- 4. The pool row, locked once; then every element in order.
     if v_org_id is not null and v_sub_id is not null
         and private.subscription_allows_spending(v_sub_status)
     then
-        select sub.credits_balance, sub.current_period_start, sub.current_period_end
-        into v_bal, v_start, v_end
+        select
+            sub.credits_balance, sub.current_period_start, sub.current_period_end,
+            sub.low_balance_thresholds is not null
+        into v_bal, v_start, v_end, v_alerts
         from public.organization_subscriptions as sub
         where sub.id = v_sub_id
         for no key update;
@@ -253,6 +294,9 @@ begin
         elsif v_bal is null then
             v_res[i] := private.credit_refusal('organization', 'no_active_subscription');
         elsif v_bal < v_amounts[i] then
+            if v_took[i] then
+                perform private.seat_cap_give_back(v_seat_ids[i], v_amounts[i], pg_catalog.now());
+            end if;
             v_res[i] := private.credit_refusal('organization', 'insufficient_credits', v_bal);
         else
             v_bal := v_bal - v_amounts[i];
@@ -291,6 +335,13 @@ begin
             )
         from rows from (pg_catalog.unnest(w_ids), pg_catalog.unnest(w_idx), pg_catalog.unnest(w_bal)) as w (id, wi, bal)
         order by w.id;
+
+        -- H3: each written element's exact before/after, in the applied order.
+        if v_alerts then
+            perform private.note_pool_debit(v_sub_id, w.bal + v_amounts[w.wi], w.bal)
+            from rows from (pg_catalog.unnest(w_idx), pg_catalog.unnest(w_bal)) with ordinality as w (wi, bal, n)
+            order by w.n;
+        end if;
     end if;
 
     return query
@@ -307,7 +358,8 @@ grant execute on function public.deduct_credits_pooled_batch(text, jsonb) to ser
 comment on function public.deduct_credits_pooled_batch(text, jsonb) is
 'Many deductions from one org pool in one transaction: p_requests is an array of '
 '{clerk_user_id, amount, description, idempotency_key?, context?}; one result row per '
-'element, in order, with deduct_credits_pooled''s rules and reasons for each (replay per '
+'element, in order, with deduct_credits_pooled''s rules and reasons for each (seat_cap_reached '
+'for an element past its seat''s cap, H2; replay per '
 'key and spender, the same fingerprint as a single call; insufficient_credits for the one '
 'that would overdraw, with the balance at that point). The pool row is locked and updated '
 'once; each success gets its own ledger row whose balance_after is the pool balance right '

@@ -20,7 +20,7 @@ from issuer.api.models import ErrorBody, UsageCharged, UsageRequest
 from issuer.coalescing import Coalescer
 from issuer.errors import BadRequest
 from issuer.flows import usage
-from issuer.flows.usage import MAX_IDEMPOTENCY_KEY, REFUSAL_STATUS
+from issuer.flows.usage import MAX_IDEMPOTENCY_KEY, REFUSAL_STATUS, SEAT_CAP_MESSAGE
 from issuer.rpc import BatchDeduction
 from issuer.service import Issuer
 
@@ -60,7 +60,11 @@ router = APIRouter()
             "model": ErrorBody,
             "description": "insufficient_credits (with pool, organization_name)",
         },
-        403: {"model": ErrorBody, "description": "no_active_seat / no_active_subscription"},
+        403: {
+            "model": ErrorBody,
+            "description": "no_active_seat / no_active_subscription / seat_cap_reached "
+            "(the seat's cap, not the pool: H2)",
+        },
     },
     tags=["usage"],
 )
@@ -108,6 +112,8 @@ async def record_usage(
         content: dict[str, Any] = {"error": reason, "pool": result.pool or claims.pool}
         if reason == "insufficient_credits":
             content["organization_name"] = claims.organization_name
+        elif reason == "seat_cap_reached":
+            content["error_description"] = SEAT_CAP_MESSAGE
         return JSONResponse(content, status_code=REFUSAL_STATUS.get(reason, 403))
     # Built here, not by FastAPI's response_model step (declared above for the
     # OpenAPI document): the model still validates the values.

@@ -20,15 +20,23 @@ from issuer.service import Issuer
 MAX_IDEMPOTENCY_KEY = 200
 
 #: deduct_credits_pooled's refusals (ok = false) → HTTP status: 402 when the
-#: pool is short, 403 when the caller may not spend it. The API and the
-#: backend examples answer with this one map.
+#: pool is short, 403 when the caller may not spend it (also when their seat
+#: reached its cap: the pool is not short, H2). The API and the backend
+#: examples answer with this one map.
 REFUSAL_STATUS = {
     "insufficient_credits": 402,
+    "seat_cap_reached": 403,
     "no_active_seat": 403,
     "no_active_subscription": 403,
     "unknown_user": 403,
     "unknown_organization": 403,
 }
+#: The message of seat_cap_reached: the pool is not short, this seat's cap is
+#: (its org's owners/admins set it; H2). Same text on /usage and the hold routes.
+SEAT_CAP_MESSAGE = (
+    "the pool is not short: this seat reached the spending cap its organization set "
+    "for the current period"
+)
 #: Plain decimal notation only: no whitespace, no "1_000", no hex; exponents and
 #: NaN/Infinity spellings are refused here or (out of range) by the database.
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?$")

@@ -8,7 +8,9 @@ Amounts (credits): Acme's pool starts at 100; Bob 25, Carol 10, Dave 50
 personal credits. Alice spends 30, Bob 20 (and retries it), Alice 50: the pool
 is dry. Bob's next call gets 402 naming Acme Inc; his personal 25 stay put.
 Acme tops up 20; the admin revokes Bob's seat; Bob's still-valid token gets
-403, Alice spends 5. Final pool: 15.
+403, Alice spends 5. Final pool: 15 (in the analytics chapter). Then the caps
+chapter (:mod:`.caps`): Acme tops up 30, Bob's seat is back and capped at 25 a
+day; he spends 4, 2 more is 403 seat_cap_reached, Alice spends 10.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import httpx
 import jwt
 
+from issuer_dev.demo import caps
 from issuer_dev.demo.cast import ACME, ALICE, BOB, CAROL, DAVE, PEOPLE, Person, create_cast
 from issuer_dev.demo.environment import Environment
 from issuer_dev.demo.render import Narrator, fmt
@@ -80,6 +83,8 @@ class DemoReport:
     revoked_body: dict[str, Any] = field(default_factory=dict)
     final_pool: Decimal | None = None
     consistency_problems: list[dict[str, Any]] = field(default_factory=list)
+    capped_status: int | None = None
+    capped_body: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -142,6 +147,7 @@ class Story:
         self.spend_credits()
         self.revoke_seat()
         self.analytics()
+        caps.seat_caps(self, 5)
         return self.report
 
     def stage(self) -> None:

@@ -15,6 +15,7 @@
  * 200 `{ok, pool, remaining, transaction_id, replayed}`;
  * 402 `{error: "insufficient_credits", pool, organization_name}`;
  * 403 `{error: "no_active_seat" | "no_active_subscription" | "unknown_user" | "unknown_organization", pool}`;
+ * 403 `{error: "seat_cap_reached", pool, error_description}` (the seat's cap, not the pool: H2);
  * 401 `{error: "invalid_token", error_description}` (missing, bad, expired,
  * wrong type, revoked); 400 `{error: "invalid_request", error_description}`
  * (bad body, or SQLSTATE 22023 from the RPC with its message);
@@ -33,6 +34,11 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export const IDEMPOTENCY_CONFLICT_SQLSTATE = "23505";
 
 /** Refusal reasons of `deduct_credits_pooled` answered with 403. */
+/** The message of `seat_cap_reached`, as the Python issuer's (flows/usage.py SEAT_CAP_MESSAGE). */
+export const SEAT_CAP_MESSAGE =
+  "the pool is not short: this seat reached the spending cap its organization set " +
+  "for the current period";
+
 const FORBIDDEN_REASONS = new Set([
   "no_active_seat",
   "no_active_subscription",
@@ -153,6 +159,13 @@ export async function handleUsage(req: Request, deps: UsageDeps): Promise<Respon
         error: "insufficient_credits",
         pool: result.pool ?? claims.pool,
         organization_name: claims.pool === "organization" ? claims.organization_name : null,
+      });
+    }
+    if (result.reason === "seat_cap_reached") {
+      return json(403, {
+        error: "seat_cap_reached",
+        pool: result.pool ?? claims.pool,
+        error_description: SEAT_CAP_MESSAGE,
       });
     }
     if (result.reason !== null && FORBIDDEN_REASONS.has(result.reason)) {

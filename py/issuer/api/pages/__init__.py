@@ -10,6 +10,8 @@
 * ``GET /dashboard/tokens`` (:mod:`.tokens`): the user's long-lived extension
   tokens (never the token itself), generate (the new token is shown once)
   and revoke.
+* ``GET /dashboard/caps`` (:mod:`.caps`): each seat's spend against its cap
+  in the orgs the user administers; owners and admins set caps (H2).
 
 Server-rendered (Jinja2), usable without JavaScript: every form posts to the
 server, which answers with a 303 or a page. The modules, one job each:
@@ -41,13 +43,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from issuer.api.pages import authorize, device, static, tokens
+from issuer.api.pages import authorize, caps, device, static, tokens
 from issuer.api.pages.csrf import csrf_token, csrf_valid
 from issuer.api.pages.render import page_headers
 from issuer.api.pages.session import read_session
 
 router = APIRouter(include_in_schema=False)
-for _module in (authorize, device, tokens, static):
+for _module in (authorize, device, tokens, caps, static):
     router.include_router(_module.router)
 
 __all__ = ["csrf_token", "csrf_valid", "page_headers", "read_session", "router"]
