@@ -7,6 +7,16 @@
 /** A JSON value (`json`/`jsonb`). */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
+/** `public.claim_low_balance_alerts()`. */
+export interface ClaimLowBalanceAlertsRow {
+  alert_id: string | null;
+  organization_id: string | null;
+  clerk_org_id: string | null;
+  webhook_url: string | null;
+  attempt: number | null;
+  payload: Json | null;
+}
+
 /** `public.credit_consistency_check()`. */
 export interface CreditConsistencyCheckRow {
   pool: string | null;
@@ -75,6 +85,26 @@ export interface ListExtensionTokensRow {
   revoked_at: string | null;
 }
 
+/** `public.low_balance_alert_delivery`. */
+export interface LowBalanceAlertDelivery {
+  alert_id: string | null;
+  delivered: boolean | null;
+  failed: boolean | null;
+  attempts: number | null;
+  next_attempt_at: string | null;
+}
+
+/** `public.low_balance_alert_settings`. */
+export interface LowBalanceAlertSettings {
+  ok: boolean | null;
+  reason: string | null;
+  organization_id: string | null;
+  absolute_thresholds: (string | null)[] | null;
+  percent_thresholds: (string | null)[] | null;
+  pool_thresholds: (string | null)[] | null;
+  webhook_url: string | null;
+}
+
 /** `public.org_scope_result`. */
 export interface OrgScopeResult {
   org_scope: string | null;
@@ -94,6 +124,18 @@ export interface OrganizationSeats {
   status_changed_by: string;
   created_at: string;
   updated_at: string;
+  spend_cap: string | null;
+  spend_cap_period: string | null;
+}
+
+/** `public.seat_cap_result`. */
+export interface SeatCapResult {
+  ok: boolean | null;
+  reason: string | null;
+  organization_id: string | null;
+  seat_id: string | null;
+  cap: string | null;
+  period: string | null;
 }
 
 /** `public.seat_overview()`. */
@@ -137,6 +179,18 @@ export interface ApplyClerkEventArgs {
 export interface CheckOrgScopeArgs {
   p_clerk_user_id: string;
   p_clerk_org_id: string;
+}
+
+/** Arguments of `public.claim_low_balance_alerts`. */
+export interface ClaimLowBalanceAlertsArgs {
+  p_limit?: number | null;
+  p_lease_seconds?: number | null;
+}
+
+/** Arguments of `public.complete_low_balance_alert`. */
+export interface CompleteLowBalanceAlertArgs {
+  p_alert_id: string;
+  p_error?: string | null;
 }
 
 /** Arguments of `public.consume_oauth_code`. */
@@ -304,9 +358,72 @@ export interface RotateRefreshTokenArgs {
   p_max_lifetime_seconds?: number | null;
 }
 
+/** Arguments of `public.seat_caps_overview`. */
+export interface SeatCapsOverviewArgs {
+  p_clerk_user_id: string;
+}
+
 /** Arguments of `public.seat_overview`. */
 export interface SeatOverviewArgs {
   p_clerk_user_id: string;
+}
+
+/** Arguments of `public.set_low_balance_thresholds`. */
+export interface SetLowBalanceThresholdsArgs {
+  p_organization_id: string;
+  p_absolute: (string | null)[];
+  p_percent: (string | null)[];
+}
+
+/** Arguments of `public.set_low_balance_thresholds_as`. */
+export interface SetLowBalanceThresholdsAsArgs {
+  p_clerk_user_id: string;
+  p_organization_id: string;
+  p_absolute: (string | null)[];
+  p_percent: (string | null)[];
+}
+
+/** Arguments of `public.set_low_balance_webhook`. */
+export interface SetLowBalanceWebhookArgs {
+  p_organization_id: string;
+  p_url: string;
+}
+
+/** Arguments of `public.set_low_balance_webhook_as`. */
+export interface SetLowBalanceWebhookAsArgs {
+  p_clerk_user_id: string;
+  p_organization_id: string;
+  p_url: string;
+}
+
+/** Arguments of `public.set_org_default_seat_cap`. */
+export interface SetOrgDefaultSeatCapArgs {
+  p_organization_id: string;
+  p_cap?: string | null;
+  p_period?: string | null;
+}
+
+/** Arguments of `public.set_org_default_seat_cap_as`. */
+export interface SetOrgDefaultSeatCapAsArgs {
+  p_clerk_user_id: string;
+  p_organization_id: string;
+  p_cap?: string | null;
+  p_period?: string | null;
+}
+
+/** Arguments of `public.set_seat_cap`. */
+export interface SetSeatCapArgs {
+  p_seat_id: string;
+  p_cap: string;
+  p_period: string;
+}
+
+/** Arguments of `public.set_seat_cap_as`. */
+export interface SetSeatCapAsArgs {
+  p_clerk_user_id: string;
+  p_seat_id: string;
+  p_cap?: string | null;
+  p_period?: string | null;
 }
 
 /** Arguments of `public.set_seat_status`. */
@@ -325,6 +442,11 @@ export interface ValidateExtensionTokenArgs {
 export interface Rpcs {
   apply_clerk_event: { args: ApplyClerkEventArgs; result: Json };
   check_org_scope: { args: CheckOrgScopeArgs; result: OrgScopeResult };
+  claim_low_balance_alerts: { args: ClaimLowBalanceAlertsArgs; result: ClaimLowBalanceAlertsRow[] };
+  complete_low_balance_alert: {
+    args: CompleteLowBalanceAlertArgs;
+    result: LowBalanceAlertDelivery;
+  };
   consume_oauth_code: { args: ConsumeOauthCodeArgs; result: TokenGrantResult };
   create_device_code: { args: CreateDeviceCodeArgs; result: string | null };
   create_extension_token: { args: CreateExtensionTokenArgs; result: string | null };
@@ -353,7 +475,22 @@ export interface Rpcs {
   revoke_refresh_token: { args: RevokeRefreshTokenArgs; result: boolean | null };
   rotate_extension_token: { args: RotateExtensionTokenArgs; result: ExtensionTokenResult };
   rotate_refresh_token: { args: RotateRefreshTokenArgs; result: TokenGrantResult };
+  seat_caps_overview: { args: SeatCapsOverviewArgs; result: Json };
   seat_overview: { args: SeatOverviewArgs; result: SeatOverviewRow[] };
+  set_low_balance_thresholds: {
+    args: SetLowBalanceThresholdsArgs;
+    result: LowBalanceAlertSettings;
+  };
+  set_low_balance_thresholds_as: {
+    args: SetLowBalanceThresholdsAsArgs;
+    result: LowBalanceAlertSettings;
+  };
+  set_low_balance_webhook: { args: SetLowBalanceWebhookArgs; result: LowBalanceAlertSettings };
+  set_low_balance_webhook_as: { args: SetLowBalanceWebhookAsArgs; result: LowBalanceAlertSettings };
+  set_org_default_seat_cap: { args: SetOrgDefaultSeatCapArgs; result: SeatCapResult };
+  set_org_default_seat_cap_as: { args: SetOrgDefaultSeatCapAsArgs; result: SeatCapResult };
+  set_seat_cap: { args: SetSeatCapArgs; result: SeatCapResult };
+  set_seat_cap_as: { args: SetSeatCapAsArgs; result: SeatCapResult };
   set_seat_status: { args: SetSeatStatusArgs; result: OrganizationSeats };
   validate_extension_token: { args: ValidateExtensionTokenArgs; result: ExtensionTokenResult };
 }

@@ -24,19 +24,51 @@ JSON: TypeAlias = Any
 __all__ = [
     "JSON",
     "RPC_SHAPES",
+    "ClaimLowBalanceAlertsRow",
     "CreditConsistencyCheckRow",
     "CreditResult",
     "DeductCreditsPooledBatchRow",
     "DeviceDecisionResult",
     "ExtensionTokenResult",
     "ListExtensionTokensRow",
+    "LowBalanceAlertDelivery",
+    "LowBalanceAlertSettings",
     "OrgScopeResult",
     "OrganizationSeats",
     "RpcMethods",
+    "SeatCapResult",
     "SeatOverviewRow",
     "TokenGrantResult",
     "TokenPurgeResult",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLowBalanceAlertsRow:
+    """``public.claim_low_balance_alerts()``."""
+
+    alert_id: UUID | None
+    organization_id: UUID | None
+    clerk_org_id: str | None
+    webhook_url: str | None
+    attempt: int | None
+    payload: JSON | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ClaimLowBalanceAlertsRow:
+        r = _d.row(
+            data,
+            "public.claim_low_balance_alerts()",
+            ("alert_id", "organization_id", "clerk_org_id", "webhook_url", "attempt", "payload"),
+        )
+        return cls(
+            alert_id=_d.as_uuid(r["alert_id"]),
+            organization_id=_d.as_uuid(r["organization_id"]),
+            clerk_org_id=_d.as_str(r["clerk_org_id"]),
+            webhook_url=_d.as_str(r["webhook_url"]),
+            attempt=_d.as_int(r["attempt"]),
+            payload=_d.as_json(r["payload"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +277,70 @@ class ListExtensionTokensRow:
 
 
 @dataclass(frozen=True, slots=True)
+class LowBalanceAlertDelivery:
+    """``public.low_balance_alert_delivery``."""
+
+    alert_id: UUID | None
+    delivered: bool | None
+    failed: bool | None
+    attempts: int | None
+    next_attempt_at: datetime | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> LowBalanceAlertDelivery:
+        r = _d.row(
+            data,
+            "public.low_balance_alert_delivery",
+            ("alert_id", "delivered", "failed", "attempts", "next_attempt_at"),
+        )
+        return cls(
+            alert_id=_d.as_uuid(r["alert_id"]),
+            delivered=_d.as_bool(r["delivered"]),
+            failed=_d.as_bool(r["failed"]),
+            attempts=_d.as_int(r["attempts"]),
+            next_attempt_at=_d.as_datetime(r["next_attempt_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LowBalanceAlertSettings:
+    """``public.low_balance_alert_settings``."""
+
+    ok: bool | None
+    reason: str | None
+    organization_id: UUID | None
+    absolute_thresholds: list[Decimal | None] | None
+    percent_thresholds: list[Decimal | None] | None
+    pool_thresholds: list[Decimal | None] | None
+    webhook_url: str | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> LowBalanceAlertSettings:
+        r = _d.row(
+            data,
+            "public.low_balance_alert_settings",
+            (
+                "ok",
+                "reason",
+                "organization_id",
+                "absolute_thresholds",
+                "percent_thresholds",
+                "pool_thresholds",
+                "webhook_url",
+            ),
+        )
+        return cls(
+            ok=_d.as_bool(r["ok"]),
+            reason=_d.as_str(r["reason"]),
+            organization_id=_d.as_uuid(r["organization_id"]),
+            absolute_thresholds=_d.as_list(r["absolute_thresholds"], lambda x: _d.as_decimal(x)),
+            percent_thresholds=_d.as_list(r["percent_thresholds"], lambda x: _d.as_decimal(x)),
+            pool_thresholds=_d.as_list(r["pool_thresholds"], lambda x: _d.as_decimal(x)),
+            webhook_url=_d.as_str(r["webhook_url"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class OrgScopeResult:
     """``public.org_scope_result``."""
 
@@ -281,6 +377,8 @@ class OrganizationSeats:
     status_changed_by: str
     created_at: datetime
     updated_at: datetime
+    spend_cap: Decimal | None
+    spend_cap_period: str | None
 
     @classmethod
     def from_json(cls, data: Any) -> OrganizationSeats:
@@ -297,6 +395,8 @@ class OrganizationSeats:
                 "status_changed_by",
                 "created_at",
                 "updated_at",
+                "spend_cap",
+                "spend_cap_period",
             ),
         )
         return cls(
@@ -320,6 +420,36 @@ class OrganizationSeats:
             updated_at=_d.required(
                 _d.as_datetime(r["updated_at"]), "public.organization_seats.updated_at"
             ),
+            spend_cap=_d.as_decimal(r["spend_cap"]),
+            spend_cap_period=_d.as_str(r["spend_cap_period"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SeatCapResult:
+    """``public.seat_cap_result``."""
+
+    ok: bool | None
+    reason: str | None
+    organization_id: UUID | None
+    seat_id: UUID | None
+    cap: Decimal | None
+    period: str | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> SeatCapResult:
+        r = _d.row(
+            data,
+            "public.seat_cap_result",
+            ("ok", "reason", "organization_id", "seat_id", "cap", "period"),
+        )
+        return cls(
+            ok=_d.as_bool(r["ok"]),
+            reason=_d.as_str(r["reason"]),
+            organization_id=_d.as_uuid(r["organization_id"]),
+            seat_id=_d.as_uuid(r["seat_id"]),
+            cap=_d.as_decimal(r["cap"]),
+            period=_d.as_str(r["period"]),
         )
 
 
@@ -446,6 +576,34 @@ class RpcMethods:
         }
         return OrgScopeResult.from_json(
             self.invoke("check_org_scope", params, shape="row", setof=False)
+        )
+
+    def claim_low_balance_alerts(
+        self, *, p_limit: int | None = None, p_lease_seconds: int | None = None
+    ) -> list[ClaimLowBalanceAlertsRow]:
+        """``public.claim_low_balance_alerts(p_limit, p_lease_seconds)``."""
+        params: dict[str, Any] = {}
+        if p_limit is not None:
+            params["p_limit"] = p_limit
+        if p_lease_seconds is not None:
+            params["p_lease_seconds"] = p_lease_seconds
+        return [
+            ClaimLowBalanceAlertsRow.from_json(r)
+            for r in _d.rows(
+                self.invoke("claim_low_balance_alerts", params, shape="row", setof=True),
+                "claim_low_balance_alerts",
+            )
+        ]
+
+    def complete_low_balance_alert(
+        self, *, p_alert_id: UUID | str, p_error: str | None = None
+    ) -> LowBalanceAlertDelivery:
+        """``public.complete_low_balance_alert(p_alert_id, p_error)``."""
+        params: dict[str, Any] = {"p_alert_id": p_alert_id}
+        if p_error is not None:
+            params["p_error"] = p_error
+        return LowBalanceAlertDelivery.from_json(
+            self.invoke("complete_low_balance_alert", params, shape="row", setof=False)
         )
 
     def consume_oauth_code(
@@ -819,6 +977,11 @@ class RpcMethods:
             self.invoke("rotate_refresh_token", params, shape="row", setof=False)
         )
 
+    def seat_caps_overview(self, *, p_clerk_user_id: str) -> JSON:
+        """``public.seat_caps_overview(p_clerk_user_id)``."""
+        params: dict[str, Any] = {"p_clerk_user_id": p_clerk_user_id}
+        return _d.as_json(self.invoke("seat_caps_overview", params, shape="scalar", setof=False))
+
     def seat_overview(self, *, p_clerk_user_id: str) -> list[SeatOverviewRow]:
         """``public.seat_overview(p_clerk_user_id)``."""
         params: dict[str, Any] = {"p_clerk_user_id": p_clerk_user_id}
@@ -828,6 +991,129 @@ class RpcMethods:
                 self.invoke("seat_overview", params, shape="row", setof=True), "seat_overview"
             )
         ]
+
+    def set_low_balance_thresholds(
+        self,
+        *,
+        p_organization_id: UUID | str,
+        p_absolute: list[Decimal | int | str | None],
+        p_percent: list[Decimal | int | str | None],
+    ) -> LowBalanceAlertSettings:
+        """``public.set_low_balance_thresholds(p_organization_id, p_absolute, p_percent)``."""
+        params: dict[str, Any] = {
+            "p_organization_id": p_organization_id,
+            "p_absolute": p_absolute,
+            "p_percent": p_percent,
+        }
+        return LowBalanceAlertSettings.from_json(
+            self.invoke("set_low_balance_thresholds", params, shape="row", setof=False)
+        )
+
+    def set_low_balance_thresholds_as(
+        self,
+        *,
+        p_clerk_user_id: str,
+        p_organization_id: UUID | str,
+        p_absolute: list[Decimal | int | str | None],
+        p_percent: list[Decimal | int | str | None],
+    ) -> LowBalanceAlertSettings:
+        """``public.set_low_balance_thresholds_as(p_clerk_user_id, p_organization_id, p_absolute, p_percent)``."""
+        params: dict[str, Any] = {
+            "p_clerk_user_id": p_clerk_user_id,
+            "p_organization_id": p_organization_id,
+            "p_absolute": p_absolute,
+            "p_percent": p_percent,
+        }
+        return LowBalanceAlertSettings.from_json(
+            self.invoke("set_low_balance_thresholds_as", params, shape="row", setof=False)
+        )
+
+    def set_low_balance_webhook(
+        self, *, p_organization_id: UUID | str, p_url: str
+    ) -> LowBalanceAlertSettings:
+        """``public.set_low_balance_webhook(p_organization_id, p_url)``."""
+        params: dict[str, Any] = {"p_organization_id": p_organization_id, "p_url": p_url}
+        return LowBalanceAlertSettings.from_json(
+            self.invoke("set_low_balance_webhook", params, shape="row", setof=False)
+        )
+
+    def set_low_balance_webhook_as(
+        self, *, p_clerk_user_id: str, p_organization_id: UUID | str, p_url: str
+    ) -> LowBalanceAlertSettings:
+        """``public.set_low_balance_webhook_as(p_clerk_user_id, p_organization_id, p_url)``."""
+        params: dict[str, Any] = {
+            "p_clerk_user_id": p_clerk_user_id,
+            "p_organization_id": p_organization_id,
+            "p_url": p_url,
+        }
+        return LowBalanceAlertSettings.from_json(
+            self.invoke("set_low_balance_webhook_as", params, shape="row", setof=False)
+        )
+
+    def set_org_default_seat_cap(
+        self,
+        *,
+        p_organization_id: UUID | str,
+        p_cap: Decimal | int | str | None = None,
+        p_period: str | None = None,
+    ) -> SeatCapResult:
+        """``public.set_org_default_seat_cap(p_organization_id, p_cap, p_period)``."""
+        params: dict[str, Any] = {"p_organization_id": p_organization_id}
+        if p_cap is not None:
+            params["p_cap"] = p_cap
+        if p_period is not None:
+            params["p_period"] = p_period
+        return SeatCapResult.from_json(
+            self.invoke("set_org_default_seat_cap", params, shape="row", setof=False)
+        )
+
+    def set_org_default_seat_cap_as(
+        self,
+        *,
+        p_clerk_user_id: str,
+        p_organization_id: UUID | str,
+        p_cap: Decimal | int | str | None = None,
+        p_period: str | None = None,
+    ) -> SeatCapResult:
+        """``public.set_org_default_seat_cap_as(p_clerk_user_id, p_organization_id, p_cap, p_period)``."""
+        params: dict[str, Any] = {
+            "p_clerk_user_id": p_clerk_user_id,
+            "p_organization_id": p_organization_id,
+        }
+        if p_cap is not None:
+            params["p_cap"] = p_cap
+        if p_period is not None:
+            params["p_period"] = p_period
+        return SeatCapResult.from_json(
+            self.invoke("set_org_default_seat_cap_as", params, shape="row", setof=False)
+        )
+
+    def set_seat_cap(
+        self, *, p_seat_id: UUID | str, p_cap: Decimal | int | str, p_period: str
+    ) -> SeatCapResult:
+        """``public.set_seat_cap(p_seat_id, p_cap, p_period)``."""
+        params: dict[str, Any] = {"p_seat_id": p_seat_id, "p_cap": p_cap, "p_period": p_period}
+        return SeatCapResult.from_json(
+            self.invoke("set_seat_cap", params, shape="row", setof=False)
+        )
+
+    def set_seat_cap_as(
+        self,
+        *,
+        p_clerk_user_id: str,
+        p_seat_id: UUID | str,
+        p_cap: Decimal | int | str | None = None,
+        p_period: str | None = None,
+    ) -> SeatCapResult:
+        """``public.set_seat_cap_as(p_clerk_user_id, p_seat_id, p_cap, p_period)``."""
+        params: dict[str, Any] = {"p_clerk_user_id": p_clerk_user_id, "p_seat_id": p_seat_id}
+        if p_cap is not None:
+            params["p_cap"] = p_cap
+        if p_period is not None:
+            params["p_period"] = p_period
+        return SeatCapResult.from_json(
+            self.invoke("set_seat_cap_as", params, shape="row", setof=False)
+        )
 
     def set_seat_status(
         self, *, p_clerk_org_id: str, p_clerk_user_id: str, p_status: str
@@ -854,6 +1140,8 @@ class RpcMethods:
 RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "apply_clerk_event": ("scalar", False),
     "check_org_scope": ("row", False),
+    "claim_low_balance_alerts": ("row", True),
+    "complete_low_balance_alert": ("row", False),
     "consume_oauth_code": ("row", False),
     "create_device_code": ("scalar", False),
     "create_extension_token": ("scalar", False),
@@ -876,7 +1164,16 @@ RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "revoke_refresh_token": ("scalar", False),
     "rotate_extension_token": ("row", False),
     "rotate_refresh_token": ("row", False),
+    "seat_caps_overview": ("scalar", False),
     "seat_overview": ("row", True),
+    "set_low_balance_thresholds": ("row", False),
+    "set_low_balance_thresholds_as": ("row", False),
+    "set_low_balance_webhook": ("row", False),
+    "set_low_balance_webhook_as": ("row", False),
+    "set_org_default_seat_cap": ("row", False),
+    "set_org_default_seat_cap_as": ("row", False),
+    "set_seat_cap": ("row", False),
+    "set_seat_cap_as": ("row", False),
     "set_seat_status": ("row", False),
     "validate_extension_token": ("row", False),
 }

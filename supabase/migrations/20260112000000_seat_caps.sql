@@ -319,8 +319,8 @@ comment on function private.is_org_admin(text, uuid) is
 create function private.store_seat_cap(
     p_actor text,
     p_seat_id uuid,
-    p_cap numeric,
-    p_period text
+    p_cap numeric default null,
+    p_period text default null
 )
 returns public.seat_cap_result
 language plpgsql
@@ -366,8 +366,8 @@ from public, anon, authenticated, service_role;
 create function private.store_org_default_seat_cap(
     p_actor text,
     p_organization_id uuid,
-    p_cap numeric,
-    p_period text
+    p_cap numeric default null,
+    p_period text default null
 )
 returns public.seat_cap_result
 language plpgsql
@@ -464,8 +464,8 @@ comment on function public.set_seat_cap(uuid, numeric, text) is
 
 create function private.set_org_default_seat_cap_checked(
     p_organization_id uuid,
-    p_cap numeric,
-    p_period text
+    p_cap numeric default null,
+    p_period text default null
 )
 returns public.seat_cap_result
 language plpgsql
@@ -495,8 +495,8 @@ comment on function private.set_org_default_seat_cap_checked(uuid, numeric, text
 -- checked body is private.set_org_default_seat_cap_checked.
 create function public.set_org_default_seat_cap(
     p_organization_id uuid,
-    p_cap numeric,
-    p_period text
+    p_cap numeric default null,
+    p_period text default null
 )
 returns public.seat_cap_result
 language plpgsql
@@ -528,8 +528,8 @@ comment on function public.set_org_default_seat_cap(uuid, numeric, text) is
 create function public.set_seat_cap_as(
     p_clerk_user_id text,
     p_seat_id uuid,
-    p_cap numeric,
-    p_period text
+    p_cap numeric default null,
+    p_period text default null
 )
 returns public.seat_cap_result
 language plpgsql
@@ -558,8 +558,8 @@ comment on function public.set_seat_cap_as(text, uuid, numeric, text) is
 create function public.set_org_default_seat_cap_as(
     p_clerk_user_id text,
     p_organization_id uuid,
-    p_cap numeric,
-    p_period text
+    p_cap numeric default null,
+    p_period text default null
 )
 returns public.seat_cap_result
 language plpgsql

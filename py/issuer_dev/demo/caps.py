@@ -33,10 +33,12 @@ def seat_caps(story: Story, number: int) -> None:
     say, env = story.say, story.env
     say.chapter(number, "Caps: Alice caps Bob's seat; the pool is not short")
     env.rpc.grant_credits(
-        30, "Acme top-up", clerk_org_id=ACME.clerk_org_id, idempotency_key="stripe:in_acme_0003"
+        p_amount=30,
+        p_description="Acme top-up",
+        p_clerk_org_id=ACME.clerk_org_id,
+        p_idempotency_key="stripe:in_acme_0003",
     )
-    env.rpc.call(
-        "set_seat_status",
+    env.rpc.set_seat_status(
         p_clerk_org_id=ACME.clerk_org_id,
         p_clerk_user_id=BOB.clerk_user_id,
         p_status="active",

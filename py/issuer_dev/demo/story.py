@@ -316,15 +316,14 @@ class Story:
             p_idempotency_key="stripe:in_acme_0002",
         )
         self.say.step(f"{ACME.name} buys 20 more credits", f"pool {fmt(self.pool_balance())}")
-        seat = self.env.rpc.call(
-            "set_seat_status",
+        seat = self.env.rpc.set_seat_status(
             p_clerk_org_id=ACME.clerk_org_id,
             p_clerk_user_id=BOB.clerk_user_id,
             p_status="revoked",
         )
         self.say.step(
             "set_seat_status(org_2acme, user_2bob, 'revoked')",
-            f"service role RPC · seat status now {seat.get('status') if isinstance(seat, dict) else seat}",
+            f"service role RPC · seat status now {seat.status}",
         )
         valid = self.env.http.get(
             "/api/extension/auth/validate",

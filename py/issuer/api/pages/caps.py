@@ -11,6 +11,7 @@ nothing here decides who may set a cap. CSRF: :class:`~.session.PageOpening`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from issuer.api.pages.render import PageRoute, page, redirect
 from issuer.api.pages.session import PageOpening, who
 from issuer.clerk import ClerkSession
 from issuer.rpc import RpcError
+from issuer.rpc_generated import SeatCapResult
 from issuer.service import Issuer
 
 router = APIRouter(route_class=PageRoute)
@@ -113,7 +115,8 @@ def _caps_page(
     error: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    rows = issuer.rpc.call("seat_caps_overview", p_clerk_user_id=session.user_id) or []
+    overview = issuer.rpc.seat_caps_overview(p_clerk_user_id=session.user_id)
+    rows = [org for org in overview if isinstance(org, dict)] if isinstance(overview, list) else []
     return page(
         request,
         "caps.html",
@@ -158,22 +161,19 @@ def _store(
     request: Request,
     issuer: Issuer,
     session: ClerkSession,
-    fn: str,
-    target: dict[str, Any],
+    set_cap: Callable[[Decimal | None, str | None], SeatCapResult],
     cap: str,
     period: str,
 ) -> Response:
     try:
         value, chosen = _parse_cap(cap, period)
-        result = issuer.rpc.call(
-            fn, p_clerk_user_id=session.user_id, p_cap=value, p_period=chosen, **target
-        )
+        result = set_cap(value, chosen)
     except ValueError as exc:
         return _caps_page(request, issuer, session, error=str(exc), status=400)
     except RpcError as exc:
         return _caps_page(request, issuer, session, error=exc.message, status=400)
-    if not isinstance(result, dict) or not result.get("ok"):
-        reason = str((result or {}).get("reason") or "not_an_admin")
+    if not result.ok:
+        reason = result.reason or "not_an_admin"
         return _caps_page(request, issuer, session, error=NOTICES.get(reason, reason), status=403)
     return redirect(
         _caps_path(request) + ("?notice=saved" if value is not None else "?notice=cleared")
@@ -191,7 +191,13 @@ def caps_set_seat(
 ) -> Response:
     if not _is_uuid(seat_id):
         return _caps_page(request, issuer, session, error="No such seat.", status=400)
-    return _store(request, issuer, session, "set_seat_cap_as", {"p_seat_id": seat_id}, cap, period)
+
+    def set_cap(value: Decimal | None, chosen: str | None) -> SeatCapResult:
+        return issuer.rpc.set_seat_cap_as(
+            p_clerk_user_id=session.user_id, p_seat_id=seat_id, p_cap=value, p_period=chosen
+        )
+
+    return _store(request, issuer, session, set_cap, cap, period)
 
 
 @router.post("/dashboard/caps/default", response_class=HTMLResponse)
@@ -205,12 +211,13 @@ def caps_set_default(
 ) -> Response:
     if not _is_uuid(organization_id):
         return _caps_page(request, issuer, session, error="No such organization.", status=400)
-    return _store(
-        request,
-        issuer,
-        session,
-        "set_org_default_seat_cap_as",
-        {"p_organization_id": organization_id},
-        cap,
-        period,
-    )
+
+    def set_cap(value: Decimal | None, chosen: str | None) -> SeatCapResult:
+        return issuer.rpc.set_org_default_seat_cap_as(
+            p_clerk_user_id=session.user_id,
+            p_organization_id=organization_id,
+            p_cap=value,
+            p_period=chosen,
+        )
+
+    return _store(request, issuer, session, set_cap, cap, period)
