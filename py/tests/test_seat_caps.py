@@ -254,7 +254,9 @@ def test_H2_caps_page_shows_spend_against_cap_and_admins_set_caps(world: World) 
     world.seat(org, admin, role="admin")
     world.seat(org, member)
     seat = _seat_id(world, org, member)
-    world.issuer.rpc.deduct_credits_pooled(member, 3, "before the cap", clerk_org_id=org)
+    world.issuer.rpc.deduct_credits_pooled(
+        p_clerk_user_id=member, p_amount=3, p_description="before the cap", p_clerk_org_id=org
+    )
 
     def cookie(user: str) -> dict[str, str]:
         return {"Cookie": f"__session={world.session(user, session_id='sess_caps_' + user)}"}
