@@ -91,14 +91,10 @@ where state = 'held' and pool = 'personal';
 create index credit_holds_cap_pending_idx
 on public.credit_holds (seat_id)
 where cap_pending;
-create index credit_holds_released_at_idx
-on public.credit_holds (released_at)
-where state <> 'held';
-create index credit_holds_transaction_id_idx
-on public.credit_holds (transaction_id)
-where transaction_id is not null;
-create index credit_holds_seat_id_idx
-on public.credit_holds (seat_id);
+-- No more: every index is written by each authorize and capture (WAL on the
+-- hot path), and the table stays small (purge_expired_holds). Its foreign
+-- keys to seats and the ledger go unindexed on purpose: seats and ledger
+-- rows are never deleted.
 
 -- Idempotency keys of authorizations: per spender and pool (as deductions,
 -- L7), in a namespace of their own (a hold key never replays a deduction).
