@@ -8,7 +8,8 @@ Amounts (credits): Acme's pool starts at 100; Bob 25, Carol 10, Dave 50
 personal credits. Alice spends 30, Bob 20 (and retries it), Alice 50: the pool
 is dry. Bob's next call gets 402 naming Acme Inc; his personal 25 stay put.
 Acme tops up 20; the admin revokes Bob's seat; Bob's still-valid token gets
-403, Alice spends 5. Final pool: 15.
+403, Alice spends 5. Final pool: 15. Then (demo/holds.py) Alice's streamed
+completion holds 10 and is captured for 3.5: the pool ends at 11.5.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import jwt
 
+from issuer_dev.demo import holds
 from issuer_dev.demo.cast import ACME, ALICE, BOB, CAROL, DAVE, PEOPLE, Person, create_cast
 from issuer_dev.demo.environment import Environment
 from issuer_dev.demo.render import Narrator, fmt
@@ -142,6 +144,7 @@ class Story:
         self.spend_credits()
         self.revoke_seat()
         self.analytics()
+        holds.tell(self)
         return self.report
 
     def stage(self) -> None:
