@@ -21,9 +21,7 @@ from support.world import World, issuer_env
 
 
 def _post(http: httpx.Client, token: str, path: str, **body: Any) -> httpx.Response:
-    return http.post(
-        f"/api/extension/usage/{path}", json=body, headers={"Authorization": f"Bearer {token}"}
-    )
+    return http.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
 
 
 def _held(world: World, clerk_org_id: str) -> Decimal:
@@ -47,9 +45,20 @@ def test_H1_issuer_killed_and_restarted_with_live_holds(
 
     with issuer_serve(env, tmp_path_factory.mktemp("holds-1")) as first:
         with httpx.Client(base_url=first.url, timeout=10) as http:
-            a = _post(http, token, "authorize", amount=10, description="stream a").json()
-            b = _post(http, token, "authorize", amount=5, description="stream b").json()
-            c = _post(http, token, "authorize", amount=30, description="stream c", ttl_seconds=1)
+            a = _post(
+                http, token, "/api/extension/usage/authorize", amount=10, description="stream a"
+            ).json()
+            b = _post(
+                http, token, "/api/extension/usage/authorize", amount=5, description="stream b"
+            ).json()
+            c = _post(
+                http,
+                token,
+                "/api/extension/usage/authorize",
+                amount=30,
+                description="stream c",
+                ttl_seconds=1,
+            )
             assert c.status_code == 200, c.text
         first.process.kill()  # no graceful shutdown
         first.process.wait(timeout=10)
@@ -58,17 +67,32 @@ def test_H1_issuer_killed_and_restarted_with_live_holds(
     time.sleep(1.1)  # hold c is past its expiry
     with issuer_serve(env, tmp_path_factory.mktemp("holds-2")) as second:
         with httpx.Client(base_url=second.url, timeout=10) as http:
-            captured = _post(http, token, "capture", hold_id=a["hold_id"], amount=4)
+            captured = _post(
+                http, token, "/api/extension/usage/capture", hold_id=a["hold_id"], amount=4
+            )
             assert captured.status_code == 200, captured.text
             assert captured.json()["remaining"] == 46
-            voided = _post(http, token, "void", hold_id=b["hold_id"])
+            voided = _post(http, token, "/api/extension/usage/void", hold_id=b["hold_id"])
             assert voided.status_code == 200, voided.text
-            late = _post(http, token, "capture", hold_id=c.json()["hold_id"], amount=1)
+            late = _post(
+                http, token, "/api/extension/usage/capture", hold_id=c.json()["hold_id"], amount=1
+            )
             assert late.status_code == 409 and late.json()["error"] == "hold_expired"
             # c's 30 still counts in held until an authorize needs it and sweeps it.
-            big = _post(http, token, "authorize", amount=46, description="needs c's credits")
+            big = _post(
+                http,
+                token,
+                "/api/extension/usage/authorize",
+                amount=46,
+                description="needs c's credits",
+            )
             assert big.status_code == 200, big.text
-            assert _post(http, token, "void", hold_id=big.json()["hold_id"]).status_code == 200
+            assert (
+                _post(
+                    http, token, "/api/extension/usage/void", hold_id=big.json()["hold_id"]
+                ).status_code
+                == 200
+            )
     assert world.pool_balance(org) == Decimal(46)
     assert _held(world, org) == Decimal(0)
     assert world.consistency_problems() == []
