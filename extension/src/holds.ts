@@ -151,6 +151,7 @@ export async function withHold(
     if (response.status === 403) return { kind: "forbidden", error, ...org };
     throw new UsageError(response.status, error);
   }
+  // #region hold
   const holdId = String(hold["hold_id"]);
   const held = Number(hold["amount"]);
 
@@ -178,6 +179,7 @@ export async function withHold(
   // The hold is the most this completion may take: a cost above it is charged at the hold.
   const cost = Number(end.cost) > held ? held : end.cost;
   const captured = await settle(session, "capture", { hold_id: holdId, amount: cost });
+  // #endregion
   const answer = await json(captured);
   if (!captured.ok) throw new UsageError(captured.status, errorOf(answer));
   return {
