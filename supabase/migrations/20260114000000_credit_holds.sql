@@ -65,7 +65,7 @@ create table public.credit_holds (
     released_at timestamptz,
     cap_pending boolean not null default false,
     captured_amount numeric(20, 4),
-    transaction_id uuid references public.credit_transactions (id),
+    transaction_id uuid,
     capture_fingerprint text,
     description text not null,
     idempotency_key text,
@@ -83,7 +83,7 @@ create table public.credit_holds (
 
 -- The sweep's lookups: a pool's holds still counted in held, past expiry.
 create index credit_holds_org_live_idx
-on public.credit_holds (organization_subscription_id, expires_at)
+on public.credit_holds (organization_subscription_id, organization_id, expires_at)
 where state = 'held';
 create index credit_holds_personal_live_idx
 on public.credit_holds (user_id, expires_at)
@@ -92,9 +92,10 @@ create index credit_holds_cap_pending_idx
 on public.credit_holds (seat_id)
 where cap_pending;
 -- No more: every index is written by each authorize and capture (WAL on the
--- hot path), and the table stays small (purge_expired_holds). Its foreign
--- keys to seats and the ledger go unindexed on purpose: seats and ledger
--- rows are never deleted.
+-- hot path), and the table stays small (purge_expired_holds). The indexes
+-- above lead with the foreign keys' columns (D5). transaction_id has no
+-- foreign key: the ledger is append-only (a key would also turn the ledger's
+-- truncate guard into another error and want an index of its own).
 
 -- Idempotency keys of authorizations: per spender and pool (as deductions,
 -- L7), in a namespace of their own (a hold key never replays a deduction).
@@ -122,6 +123,8 @@ comment on column public.credit_holds.expires_at is
 comment on column public.credit_holds.cap_pending is
 'Swept under a pool lock; its seat cap is given back by the seat''s next authorize or by '
 'purge_expired_holds.';
+comment on column public.credit_holds.transaction_id is
+'The capture''s ledger row (credit_transactions.id), set when state = captured.';
 comment on column public.credit_holds.metadata is
 'Attribution at authorize time (as a deduction''s), and context; copied into the capture''s '
 'ledger row with hold_id added.';
