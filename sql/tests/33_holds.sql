@@ -5,7 +5,7 @@
 -- releases the rest; void_hold releases it all; an expired hold is swept by
 -- the next authorize or deduction that needs it. Refusals write nothing.
 begin;
-select plan(78);
+select plan(87);
 
 select tests.create_org('org_acme', 'Acme', 'cus_acme');
 select tests.create_subscription('org_acme', 'active', 100);
