@@ -22,7 +22,7 @@ select results_eq(
 
 -- ... then an org admin suspends the seat (through the issuer, as the service role).
 select results_eq(
-    $$ select status from public.set_seat_status('org_acme', 'user_member', 'suspended') $$,
+    $$ select status::text from public.set_seat_status('org_acme', 'user_member', 'suspended') $$,
     $$ values ('suspended') $$,
     'set_seat_status suspends the seat and returns it'
 );

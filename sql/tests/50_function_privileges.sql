@@ -16,7 +16,7 @@ insert into expected values
 ('public', 'deduct_credits_pooled', '{text,numeric,text,text,text,jsonb}', 'definer', '{service_role}'),
 ('public', 'grant_credits', '{numeric,text,text,text,text,jsonb}', 'definer', '{service_role}'),
 ('public', 'refund_credits', '{uuid,numeric,text,text,jsonb}', 'definer', '{service_role}'),
-('public', 'resolve_org_attribution', '{text,text}', 'invoker', '{service_role}'),
+('public', 'resolve_org_attribution', '{text,text}', 'definer', '{service_role}'),
 ('public', 'set_seat_status', '{text,text,text}', 'definer', '{service_role}'),
 ('public', 'credit_consistency_check', '{}', 'invoker', '{service_role}'),
 ('public', 'get_my_personal_balance', '{}', 'invoker', '{authenticated}'),

@@ -114,7 +114,10 @@ select ok(
     ),
     'PUBLIC has no execute on seat_overview'
 );
-select isnt_definer('public', 'seat_overview', array['text'], 'seat_overview is security invoker');
+select is_definer(
+    'public', 'seat_overview', array['text'],
+    'seat_overview is security definer (it calls private.seat_allows_spending)'
+);
 select ok(
     (
         select 'search_path=""' = any(p.proconfig)

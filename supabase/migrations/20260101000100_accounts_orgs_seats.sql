@@ -104,14 +104,44 @@ comment on column public.organizations.stripe_customer_id is
 
 -- organization_seats ---------------------------------------------------------
 
+-- A domain, like public.subscription_status: checked when a value is written
+-- to the column, not re-read on every update of the row.
+create domain public.seat_status as text
+check (value in ('active', 'pending', 'suspended', 'revoked'));
+
+comment on domain public.seat_status is
+'Seat status: active, pending, suspended, revoked. Which of them may spend: '
+'private.seat_allows_spending.';
+
+-- Which seat statuses may spend ----------------------------------------------
+
+create function private.seat_allows_spending(p_status text)
+returns boolean
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+    -- plpgsql, like private.subscription_allows_spending: a sql function
+    -- with a SET clause is planned again in every transaction (Postgres 15).
+    return coalesce(p_status = 'active', false);
+end
+$$;
+
+revoke all on function private.seat_allows_spending(text)
+from public, anon, authenticated, service_role;
+
+comment on function private.seat_allows_spending(text) is
+'The one place that says which seat statuses may use the org pool (spend, carry the org in a '
+'token, be picked): active. pending, suspended, revoked and no seat (null) may not.';
+
 create table public.organization_seats (
     id uuid primary key default gen_random_uuid(),
     organization_id uuid not null references public.organizations (id),
     user_id uuid not null references public.users (id),
     role text not null default 'member'
     check (role in ('owner', 'admin', 'member')),
-    status text not null default 'pending'
-    check (status in ('active', 'pending', 'suspended', 'revoked')),
+    status public.seat_status not null default 'pending',
     status_changed_at timestamptz not null default now(),
     status_changed_by text not null default 'manual'
     check (status_changed_by in ('clerk', 'manual')),
@@ -204,6 +234,7 @@ as $$
 declare
     v_seat public.organization_seats;
 begin
+    -- The domain's values (public.seat_status); a cast would raise 23514, not 22023.
     if p_status is null or p_status not in ('active', 'pending', 'suspended', 'revoked') then
         raise exception 'p_status must be one of active, pending, suspended, revoked'
             using errcode = '22023';

@@ -4,6 +4,7 @@
 --                             holds the org's pooled credits
 -- subscription_allows_spending()  which statuses may spend (trialing, active)
 -- credit_result               what every credit RPC returns
+-- credit_refusal()            a refusal as a credit_result (ok false, reason)
 -- credit_transactions         the ledger: one row per grant, deduction or
 --                             refund; never updated, deleted or truncated
 -- credit_consistency_check()  pools whose balance differs from their ledger
@@ -132,6 +133,34 @@ comment on type public.credit_result is
 'amount: the positive amount moved. balance: the pool balance after the operation (for '
 'insufficient_credits: the balance that was too low). replayed: an idempotent repeat that '
 'returned the first result and moved nothing.';
+
+-- The one shape of a refusal: ok false, nothing moved, a stable reason.
+create function private.credit_refusal(
+    p_pool text,
+    p_reason text,
+    p_balance numeric default null
+)
+returns public.credit_result
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+    -- Called with constants, Postgres folds it once when it plans the
+    -- caller's expression (an immutable function of constants): no cost per
+    -- call. plpgsql, not sql, for the call with a balance, which is not folded
+    -- (a sql function with a SET clause is planned again on every call).
+    return row(false, p_pool, p_reason, null, null, p_balance, false)::public.credit_result;
+end
+$$;
+
+revoke all on function private.credit_refusal(text, text, numeric)
+from public, anon, authenticated, service_role;
+
+comment on function private.credit_refusal(text, text, numeric) is
+'A refusal as a credit_result: ok = false, p_pool, p_reason (a stable text: '
+'docs/database.md lists them), p_balance only for insufficient_credits, nothing moved, '
+'not replayed.';
 
 -- credit_transactions --------------------------------------------------------
 

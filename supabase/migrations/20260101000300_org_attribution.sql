@@ -1,11 +1,53 @@
 -- Seat-gated org attribution: the one round trip the issuer makes before it
 -- signs an org-scoped token.
 
+-- The one place that lists the org attribution keys: a token's org claims
+-- (resolve_org_attribution) and every org-pool ledger row's metadata
+-- (deduct_credits_pooled, deduct_credits_pooled_batch, grant_credits; a
+-- refund copies its deduction's) are built here.
+create function private.org_attribution_metadata(
+    p_clerk_org_id text,
+    p_organization_id uuid,
+    p_organization_name text,
+    p_stripe_customer_id text,
+    p_organization_subscription_id uuid,
+    p_seat_id uuid,
+    p_seat_role text
+)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+    -- plpgsql, not sql: a sql function with a SET clause is planned again on
+    -- every call (Postgres 15); this one runs for every org deduction.
+    return pg_catalog.jsonb_build_object(
+        'pool', 'organization',
+        'clerk_org_id', p_clerk_org_id,
+        'organization_id', p_organization_id,
+        'organization_name', p_organization_name,
+        'stripe_customer_id', p_stripe_customer_id,
+        'organization_subscription_id', p_organization_subscription_id,
+        'seat_id', p_seat_id,
+        'seat_role', p_seat_role
+    );
+end
+$$;
+
+revoke all on function private.org_attribution_metadata(text, uuid, text, text, uuid, uuid, text)
+from public, anon, authenticated, service_role;
+
+comment on function private.org_attribution_metadata(text, uuid, text, text, uuid, uuid, text) is
+'The org attribution object: exactly the keys pool (''organization''), clerk_org_id, '
+'organization_id, organization_name, stripe_customer_id, organization_subscription_id, '
+'seat_id, seat_role. Ledger rows add clerk_user_id (deductions) and context with ||.';
+
 create function public.resolve_org_attribution(p_clerk_user_id text, p_clerk_org_id text)
 returns jsonb
 language plpgsql
 stable
-security invoker
+security definer
 set search_path = ''
 as $$
 begin
@@ -16,15 +58,8 @@ begin
     -- plpgsql, whose plan is cached (docs/performance.md).
     return (
         select
-            pg_catalog.jsonb_build_object(
-                'pool', 'organization',
-                'clerk_org_id', o.clerk_org_id,
-                'organization_id', o.id,
-                'organization_name', o.name,
-                'stripe_customer_id', o.stripe_customer_id,
-                'organization_subscription_id', sub.id,
-                'seat_id', s.id,
-                'seat_role', s.role
+            private.org_attribution_metadata(
+                o.clerk_org_id, o.id, o.name, o.stripe_customer_id, sub.id, s.id, s.role
             )
         from public.organizations as o
         inner join public.organization_seats as s
@@ -36,7 +71,7 @@ begin
         where
             o.clerk_org_id = p_clerk_org_id
             and u.clerk_user_id = p_clerk_user_id
-            and s.status = 'active'
+            and private.seat_allows_spending(s.status)
     );
 end
 $$;
@@ -50,4 +85,6 @@ comment on function public.resolve_org_attribution(text, text) is
 'user holds an active seat in it; otherwise an object with exactly the keys pool '
 '(''organization''), clerk_org_id, organization_id, organization_name, stripe_customer_id, '
 'organization_subscription_id (null without a current subscription), seat_id, seat_role. '
-'org_role comes from Clerk, not from here. Service role only; security invoker.';
+'org_role comes from Clerk, not from here. Service role only; security definer, because it '
+'calls the private helpers (seat_allows_spending, org_attribution_metadata), which the service '
+'role may not call itself.';

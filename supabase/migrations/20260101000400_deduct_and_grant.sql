@@ -209,6 +209,64 @@ comment on function private.idempotent_replay(text, uuid, text, text, text, uuid
 'p_user_id, key); grant / refund -> (pool owner, kind, key). Same key in the same namespace '
 'with other arguments: SQLSTATE 23505.';
 
+-- The personal pool's opening ---------------------------------------------------
+
+create type private.personal_opening as (
+    user_id uuid,
+    early public.credit_result,
+    metadata jsonb
+);
+
+comment on type private.personal_opening is
+'What private.personal_pool_opening returns to deduct_credits_pooled and grant_credits.';
+
+create function private.personal_pool_opening(
+    p_clerk_user_id text,
+    p_kind text,
+    p_idempotency_key text,
+    p_fingerprint text,
+    p_context jsonb
+)
+returns private.personal_opening
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    v private.personal_opening;
+begin
+    select u.id into v.user_id
+    from public.users as u
+    where u.clerk_user_id = p_clerk_user_id;
+    if v.user_id is null then
+        v.early := private.credit_refusal('personal', 'unknown_user');
+        return v;
+    end if;
+
+    if p_idempotency_key is not null then
+        v.early := private.idempotent_replay(
+            'personal', v.user_id, p_idempotency_key, p_fingerprint, p_kind,
+            case when p_kind = 'deduction' then v.user_id end
+        );
+    end if;
+
+    v.metadata := pg_catalog.jsonb_build_object(
+        'pool', 'personal',
+        'clerk_user_id', p_clerk_user_id,
+        'context', p_context
+    );
+    return v;
+end
+$$;
+
+revoke all on function private.personal_pool_opening(text, text, text, text, jsonb)
+from public, anon, authenticated, service_role;
+
+comment on function private.personal_pool_opening(text, text, text, text, jsonb) is
+'Steps 2-3 of a personal-pool deduction or grant (p_kind): the user (user_id), an early '
+'result (early: the unknown_user refusal or the replay of an earlier result for the key; '
+'null to go on) and the ledger metadata {pool, clerk_user_id, context}.';
+
 -- deduct_credits_pooled ------------------------------------------------------
 
 create function public.deduct_credits_pooled(
@@ -230,6 +288,7 @@ declare
     v_context jsonb;
     v_fingerprint text;
     v_replay public.credit_result;
+    v_opening private.personal_opening;
     v_user_id uuid;
     v_org_id uuid;
     v_org_name text;
@@ -260,27 +319,14 @@ begin
 
     -- Personal credits: only when no organization is named.
     if p_clerk_org_id is null then
-        select u.id into v_user_id
-        from public.users as u
-        where u.clerk_user_id = p_clerk_user_id;
-        if v_user_id is null then
-            return row(false, 'personal', 'unknown_user', null, null, null, false)::public.credit_result;
-        end if;
-
-        if p_idempotency_key is not null then
-            v_replay := private.idempotent_replay(
-                'personal', v_user_id, p_idempotency_key, v_fingerprint, 'deduction', v_user_id
-            );
-            if v_replay.ok then
-                return v_replay;
-            end if;
-        end if;
-
-        v_metadata := pg_catalog.jsonb_build_object(
-            'pool', 'personal',
-            'clerk_user_id', p_clerk_user_id,
-            'context', v_context
+        v_opening := private.personal_pool_opening(
+            p_clerk_user_id, 'deduction', p_idempotency_key, v_fingerprint, v_context
         );
+        if (v_opening.early).ok is not null then
+            return v_opening.early;  -- unknown_user, or the replay of an earlier result
+        end if;
+        v_user_id := v_opening.user_id;
+        v_metadata := v_opening.metadata;
 
         -- Holds (H1, 20260114000000_credit_holds) reserve held of the balance.
         for v_try in 1 .. 2 loop
@@ -310,9 +356,7 @@ begin
             select u.credits_balance - u.held into v_balance
             from public.users as u
             where u.id = v_user_id;
-            return row(
-                false, 'personal', 'insufficient_credits', null, null, v_balance, false
-            )::public.credit_result;
+            return private.credit_refusal('personal', 'insufficient_credits', v_balance);
         end if;
         return row(
             true, 'personal', null, v_transaction_id, v_amount, v_balance, false
@@ -346,11 +390,9 @@ begin
     ) as sub on true;
 
     if v_user_id is null then
-        return row(false, 'organization', 'unknown_user', null, null, null, false)::public.credit_result;
+        return private.credit_refusal('organization', 'unknown_user');
     elsif v_org_id is null then
-        return row(
-            false, 'organization', 'unknown_organization', null, null, null, false
-        )::public.credit_result;
+        return private.credit_refusal('organization', 'unknown_organization');
     end if;
 
     -- A repeat of a deduction that succeeded replays it, even if the seat has
@@ -364,26 +406,16 @@ begin
         end if;
     end if;
 
-    if v_seat_status is distinct from 'active' then
-        return row(false, 'organization', 'no_active_seat', null, null, null, false)::public.credit_result;
+    if not private.seat_allows_spending(v_seat_status) then
+        return private.credit_refusal('organization', 'no_active_seat');
     elsif v_subscription_id is null or not private.subscription_allows_spending(v_subscription_status) then
-        return row(
-            false, 'organization', 'no_active_subscription', null, null, null, false
-        )::public.credit_result;
+        return private.credit_refusal('organization', 'no_active_subscription');
     end if;
 
-    v_metadata := pg_catalog.jsonb_build_object(
-        'pool', 'organization',
-        'clerk_org_id', p_clerk_org_id,
-        'organization_id', v_org_id,
-        'organization_name', v_org_name,
-        'stripe_customer_id', v_stripe_customer_id,
-        'organization_subscription_id', v_subscription_id,
-        'seat_id', v_seat_id,
-        'seat_role', v_seat_role,
-        'clerk_user_id', p_clerk_user_id,
-        'context', v_context
-    );
+    v_metadata := private.org_attribution_metadata(
+        p_clerk_org_id, v_org_id, v_org_name, v_stripe_customer_id, v_subscription_id,
+        v_seat_id, v_seat_role
+    ) || pg_catalog.jsonb_build_object('clerk_user_id', p_clerk_user_id, 'context', v_context);
 
     -- Holds (H1, 20260114000000_credit_holds) reserve held of the balance.
     for v_try in 1 .. 2 loop
@@ -418,9 +450,7 @@ begin
         select sub.credits_balance - sub.held into v_balance
         from public.organization_subscriptions as sub
         where sub.id = v_subscription_id;
-        return row(
-            false, 'organization', 'insufficient_credits', null, null, v_balance, false
-        )::public.credit_result;
+        return private.credit_refusal('organization', 'insufficient_credits', v_balance);
     end if;
     return row(
         true, 'organization', null, v_transaction_id, v_amount, v_balance, false
@@ -465,6 +495,7 @@ declare
     v_context jsonb;
     v_fingerprint text;
     v_replay public.credit_result;
+    v_opening private.personal_opening;
     v_user_id uuid;
     v_org_id uuid;
     v_org_name text;
@@ -489,27 +520,14 @@ begin
     end if;
 
     if p_clerk_user_id is not null then
-        select u.id into v_user_id
-        from public.users as u
-        where u.clerk_user_id = p_clerk_user_id;
-        if v_user_id is null then
-            return row(false, 'personal', 'unknown_user', null, null, null, false)::public.credit_result;
-        end if;
-
-        if p_idempotency_key is not null then
-            v_replay := private.idempotent_replay(
-                'personal', v_user_id, p_idempotency_key, v_fingerprint, 'grant', null
-            );
-            if v_replay.ok then
-                return v_replay;
-            end if;
-        end if;
-
-        v_metadata := pg_catalog.jsonb_build_object(
-            'pool', 'personal',
-            'clerk_user_id', p_clerk_user_id,
-            'context', v_context
+        v_opening := private.personal_pool_opening(
+            p_clerk_user_id, 'grant', p_idempotency_key, v_fingerprint, v_context
         );
+        if (v_opening.early).ok is not null then
+            return v_opening.early;  -- unknown_user, or the replay of an earlier result
+        end if;
+        v_user_id := v_opening.user_id;
+        v_metadata := v_opening.metadata;
 
         with credited as (
             update public.users as u
@@ -541,9 +559,7 @@ begin
     where o.clerk_org_id = p_clerk_org_id;
 
     if v_org_id is null then
-        return row(
-            false, 'organization', 'unknown_organization', null, null, null, false
-        )::public.credit_result;
+        return private.credit_refusal('organization', 'unknown_organization');
     end if;
 
     if p_idempotency_key is not null then
@@ -556,22 +572,13 @@ begin
     end if;
 
     if v_subscription_id is null then
-        return row(
-            false, 'organization', 'no_active_subscription', null, null, null, false
-        )::public.credit_result;
+        return private.credit_refusal('organization', 'no_active_subscription');
     end if;
 
-    v_metadata := pg_catalog.jsonb_build_object(
-        'pool', 'organization',
-        'clerk_org_id', p_clerk_org_id,
-        'organization_id', v_org_id,
-        'organization_name', v_org_name,
-        'stripe_customer_id', v_stripe_customer_id,
-        'organization_subscription_id', v_subscription_id,
-        'seat_id', null,
-        'seat_role', null,
-        'context', v_context
-    );
+    -- A grant is no seat's: seat_id and seat_role null.
+    v_metadata := private.org_attribution_metadata(
+        p_clerk_org_id, v_org_id, v_org_name, v_stripe_customer_id, v_subscription_id, null, null
+    ) || pg_catalog.jsonb_build_object('context', v_context);
 
     with credited as (
         update public.organization_subscriptions as sub

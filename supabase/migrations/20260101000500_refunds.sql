@@ -44,11 +44,9 @@ begin
     where t.id = p_transaction_id;
 
     if v_original.id is null then
-        return row(false, null, 'unknown_transaction', null, null, null, false)::public.credit_result;
+        return private.credit_refusal(null, 'unknown_transaction');
     elsif v_original.kind <> 'deduction' then
-        return row(
-            false, v_original.pool::text, 'not_refundable', null, null, null, false
-        )::public.credit_result;
+        return private.credit_refusal(v_original.pool::text, 'not_refundable');
     end if;
 
     v_owner_id := case v_original.pool
@@ -82,9 +80,7 @@ begin
 
     v_amount := coalesce(v_amount, v_remaining);
     if v_remaining <= 0 or v_amount > v_remaining then
-        return row(
-            false, v_original.pool::text, 'refund_exceeds_remaining', null, null, null, false
-        )::public.credit_result;
+        return private.credit_refusal(v_original.pool::text, 'refund_exceeds_remaining');
     end if;
 
     v_description := coalesce(

@@ -52,7 +52,7 @@ as $$
     inner join public.users as u on s.user_id = u.id
     where
         u.clerk_user_id = (select auth.jwt()) ->> 'sub'
-        and s.status = 'active'
+        and private.seat_allows_spending(s.status)
         and s.role in ('owner', 'admin')
 $$;
 
@@ -75,7 +75,7 @@ as $$
     inner join public.users as u on s.user_id = u.id
     where
         u.clerk_user_id = (select auth.jwt()) ->> 'sub'
-        and s.status = 'active'
+        and private.seat_allows_spending(s.status)
 $$;
 
 revoke all on function private.member_organization_ids() from public, anon, service_role;

@@ -77,7 +77,7 @@ as $$
         on o.id = sub.organization_id and sub.is_current
     where
         u.clerk_user_id = (select auth.jwt()) ->> 'sub'
-        and s.status = 'active'
+        and private.seat_allows_spending(s.status)
     order by o.name, o.clerk_org_id
 $$;
 

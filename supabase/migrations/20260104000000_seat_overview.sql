@@ -11,7 +11,7 @@ create function public.seat_overview(p_clerk_user_id text)
 returns jsonb
 language sql
 stable
-security invoker
+security definer
 set search_path = ''
 as $$
     select
@@ -22,7 +22,7 @@ as $$
                     'organization_name', o.name,
                     'seat_role', s.role,
                     'seat_status', s.status,
-                    'selectable', s.status = 'active'
+                    'selectable', private.seat_allows_spending(s.status)
                 )
                 order by o.name, o.clerk_org_id
             ),
@@ -36,7 +36,7 @@ as $$
     where u.clerk_user_id = p_clerk_user_id
 $$;
 
-revoke all on function public.seat_overview(text) from public, anon, authenticated;
+revoke all on function public.seat_overview(text) from public, anon, authenticated, service_role;
 grant execute on function public.seat_overview(text) to service_role;
 
 comment on function public.seat_overview(text) is
@@ -44,5 +44,5 @@ comment on function public.seat_overview(text) is
 'organization_name, seat_role, seat_status, selectable}, ordered by organization name; '
 '[] for an unknown user. selectable is true exactly when the seat is active, the rule '
 'resolve_org_attribution applies, so an org picker offers what a token could carry. '
-'Service role only (the issuer''s pages); security invoker: the service role reads these '
-'tables through its own grants.';
+'Service role only (the issuer''s pages); security definer, because selectable comes from '
+'private.seat_allows_spending, which the service role may not call itself.';

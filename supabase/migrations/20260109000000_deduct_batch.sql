@@ -48,6 +48,7 @@ declare
     v_org_id uuid;
     v_org_name text;
     v_stripe_customer_id text;
+    v_org_metadata jsonb;
     v_sub_id uuid;
     v_sub_status text;
     v_start timestamptz;
@@ -229,9 +230,9 @@ begin
         if v_done[i] then
             continue;  -- replayed
         elsif v_user_ids[i] is null then
-            v_res[i] := row(false, 'organization', 'unknown_user', null, null, null, false);
+            v_res[i] := private.credit_refusal('organization', 'unknown_user');
         elsif v_org_id is null then
-            v_res[i] := row(false, 'organization', 'unknown_organization', null, null, null, false);
+            v_res[i] := private.credit_refusal('organization', 'unknown_organization');
         elsif v_keys[i] is not null and exists (
             select from rows from (pg_catalog.unnest(v_keys), pg_catalog.unnest(v_users)) with ordinality as r (k, usr, ix)
             where r.k = v_keys[i] and r.usr = v_users[i] and r.ix < i
@@ -249,10 +250,10 @@ begin
             else
                 v_res[i] := v_r;
             end if;
-        elsif v_seat_status[i] is distinct from 'active' then
-            v_res[i] := row(false, 'organization', 'no_active_seat', null, null, null, false);
+        elsif not private.seat_allows_spending(v_seat_status[i]) then
+            v_res[i] := private.credit_refusal('organization', 'no_active_seat');
         elsif v_bal is null then
-            v_res[i] := row(false, 'organization', 'no_active_subscription', null, null, null, false);
+            v_res[i] := private.credit_refusal('organization', 'no_active_subscription');
         else
             -- held: what holds reserve (H1, 20260114000000_credit_holds); expired
             -- holds in the way are swept once, lazily, under this row lock.
@@ -261,7 +262,7 @@ begin
                 v_held := v_held - private.sweep_expired_holds('organization', v_sub_id);
             end if;
             if v_bal - v_held < v_amounts[i] then
-                v_res[i] := row(false, 'organization', 'insufficient_credits', null, null, v_bal - v_held, false);
+                v_res[i] := private.credit_refusal('organization', 'insufficient_credits', v_bal - v_held);
             else
                 v_bal := v_bal - v_amounts[i];
                 v_id := v_new_ids[i];
@@ -275,6 +276,9 @@ begin
 
     -- 5. One update of the pool row, one insert of every ledger row.
     if pg_catalog.cardinality(w_ids) > 0 then
+        v_org_metadata := private.org_attribution_metadata(
+            p_clerk_org_id, v_org_id, v_org_name, v_stripe_customer_id, v_sub_id, null, null
+        );
         update public.organization_subscriptions as sub
         set credits_balance = v_bal
         where sub.id = v_sub_id;
@@ -288,13 +292,8 @@ begin
             w.id, 'organization', 'deduction', v_user_ids[w.wi], v_org_id, v_sub_id,
             v_seat_ids[w.wi], -v_amounts[w.wi], w.bal, v_descs[w.wi], v_keys[w.wi], v_fps[w.wi],
             v_start, v_end,
-            pg_catalog.jsonb_build_object(
-                'pool', 'organization',
-                'clerk_org_id', p_clerk_org_id,
-                'organization_id', v_org_id,
-                'organization_name', v_org_name,
-                'stripe_customer_id', v_stripe_customer_id,
-                'organization_subscription_id', v_sub_id,
+            -- the org's keys once (v_org_metadata), each row's own keys over them
+            v_org_metadata || pg_catalog.jsonb_build_object(
                 'seat_id', v_seat_ids[w.wi],
                 'seat_role', v_seat_roles[w.wi],
                 'clerk_user_id', v_users[w.wi],

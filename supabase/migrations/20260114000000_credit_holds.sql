@@ -151,11 +151,15 @@ comment on type public.hold_result is
 
 create function private.hold_refusal(p_pool text, p_reason text, p_available numeric default null)
 returns public.hold_result
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-    select row(false, p_pool, p_reason, null, null, p_available, null, false)::public.hold_result
+begin
+    -- plpgsql like private.credit_refusal (a sql function with a SET clause is
+    -- planned again on every call).
+    return row(false, p_pool, p_reason, null, null, p_available, null, false)::public.hold_result;
+end
 $$;
 
 revoke all on function private.hold_refusal(text, text, numeric)
@@ -423,7 +427,7 @@ begin
         end if;
     else
         -- Never personal credits from here on (C2).
-        if v_seat_status is distinct from 'active' then
+        if not private.seat_allows_spending(v_seat_status) then
             return private.hold_refusal('organization', 'no_active_seat');
         elsif v_subscription_id is null
             or not private.subscription_allows_spending(v_subscription_status)
@@ -431,18 +435,11 @@ begin
             return private.hold_refusal('organization', 'no_active_subscription');
         end if;
 
-        v_metadata := pg_catalog.jsonb_build_object(
-            'pool', 'organization',
-            'clerk_org_id', p_clerk_org_id,
-            'organization_id', v_org_id,
-            'organization_name', v_org_name,
-            'stripe_customer_id', v_stripe_customer_id,
-            'organization_subscription_id', v_subscription_id,
-            'seat_id', v_seat_id,
-            'seat_role', v_seat_role,
-            'clerk_user_id', p_clerk_user_id,
-            'context', v_context
-        );
+        -- The same attribution as a deduction's (capture copies it to the ledger).
+        v_metadata := private.org_attribution_metadata(
+            p_clerk_org_id, v_org_id, v_org_name, v_stripe_customer_id, v_subscription_id,
+            v_seat_id, v_seat_role
+        ) || pg_catalog.jsonb_build_object('clerk_user_id', p_clerk_user_id, 'context', v_context);
 
         -- Lock order: hold rows, seat cap, pool row (see the header).
         perform private.give_back_pending_caps(v_seat_id);
@@ -548,9 +545,9 @@ begin
     for update of h;
 
     if v_hold.id is null then
-        return row(false, null, 'hold_not_found', null, null, null, false)::public.credit_result;
+        return private.credit_refusal(null, 'hold_not_found');
     elsif v_hold.clerk_user_id <> p_clerk_user_id then
-        return row(false, v_hold.pool, 'hold_not_yours', null, null, null, false)::public.credit_result;
+        return private.credit_refusal(v_hold.pool, 'hold_not_yours');
     elsif v_hold.state = 'captured' then
         if v_hold.capture_fingerprint = v_fingerprint then
             select t.amount, t.balance_after into v_replay
@@ -561,17 +558,13 @@ begin
                 v_replay.balance_after, true
             )::public.credit_result;
         end if;
-        return row(
-            false, v_hold.pool, 'hold_already_captured', null, null, null, false
-        )::public.credit_result;
+        return private.credit_refusal(v_hold.pool, 'hold_already_captured');
     elsif v_hold.state = 'voided' then
-        return row(false, v_hold.pool, 'hold_voided', null, null, null, false)::public.credit_result;
+        return private.credit_refusal(v_hold.pool, 'hold_voided');
     elsif v_hold.state = 'expired' or v_hold.expires_at <= pg_catalog.now() then
-        return row(false, v_hold.pool, 'hold_expired', null, null, null, false)::public.credit_result;
+        return private.credit_refusal(v_hold.pool, 'hold_expired');
     elsif v_amount > v_hold.amount then
-        return row(
-            false, v_hold.pool, 'amount_exceeds_hold', null, null, null, false
-        )::public.credit_result;
+        return private.credit_refusal(v_hold.pool, 'amount_exceeds_hold');
     end if;
 
     -- A live hold is captured even if the seat was revoked or the subscription
