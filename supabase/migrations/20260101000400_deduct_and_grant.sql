@@ -302,7 +302,6 @@ declare
     v_transaction_id uuid;
     v_new_id uuid := private.uuid_v7();  -- made here, not under the row lock
     v_balance numeric;
-    v_try int;
 begin
     v_amount := private.valid_credit_amount(p_amount);
     v_context := private.valid_credit_context(p_description, p_idempotency_key, p_context);
