@@ -26,6 +26,7 @@ from bench import (
     coalesce,
     deduct,
     experiments,
+    holds,
     http_usage,
     ledger_size,
     pg,
@@ -46,6 +47,7 @@ SCENARIOS: dict[str, Scenario] = {
     "verify": tokens.verify,
     "long-lived": tokens.long_lived,
     "http-usage": http_usage.http_usage,
+    "holds": holds.holds,
     "analytics": analytics.analytics,
 }
 

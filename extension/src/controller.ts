@@ -15,6 +15,7 @@ import {
   usageMessage,
 } from "./messages.js";
 import { ReauthRequired, type Session, type SessionView, SignInFailed } from "./session.js";
+import { type HoldOutcome, type StreamEnd, type StreamRequest, withHold } from "./holds.js";
 import { recordUsage, type UsageOutcome, type UsageRequest } from "./usage.js";
 
 export interface PickItem<T> {
@@ -293,6 +294,36 @@ export class Controller {
     }
     const message = usageMessage(outcome);
     if (message) await this.#handle(message);
+    await this.updateStatus();
+    return outcome;
+  }
+
+  /**
+   * A streamed completion inside a hold (H1): the most it may cost is reserved
+   * first, its real cost captured after, the hold voided when `work` throws.
+   * A refused hold becomes the same message as a refused charge.
+   */
+  async streamCompletion(request: StreamRequest, work: () => Promise<StreamEnd>): Promise<HoldOutcome> {
+    let outcome: HoldOutcome;
+    try {
+      outcome = await withHold(this.session, request, work);
+    } catch (error) {
+      if (error instanceof ReauthRequired) {
+        await this.updateStatus();
+        await this.#handle({
+          severity: "warning",
+          text: "Your Softcodes session ended. Sign in again.",
+          actions: ["Sign in"],
+        });
+      }
+      throw error;
+    }
+    if (outcome.kind === "captured") {
+      this.#lastRemaining = { pool: outcome.pool, remaining: outcome.remaining };
+    } else if (outcome.kind !== "released") {
+      const message = usageMessage(outcome);
+      if (message) await this.#handle(message);
+    }
     await this.updateStatus();
     return outcome;
   }

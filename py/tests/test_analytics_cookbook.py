@@ -61,7 +61,7 @@ EXPECTED: dict[str, Callable[[Rows], None]] = {
     # usage_date, deductions, credits_used, credits_refunded, net_credits_used, active_seats
     "org_usage_by_day": rows_are([(3, D(36), D(5), D(31), 2)], 1, 2, 3, 4, 5),
     "org_usage_by_day_from_ledger": rows_are([(3, D(36))], 1, 2),
-    "all_orgs_last_7_days": rows_are([("Globex", D(45)), ("Acme", D(31))], 1, 2),
+    "all_orgs_last_7_days": rows_are([("Globex", D(45)), ("Acme", D(31)), ("Initech", D(2))], 1, 2),
     "seats_of_an_org": rows_are(
         [("user_alice", "member", 2, D(16)), ("user_bob", "admin", 1, D(15))], 0, 1, 3, 4
     ),
@@ -80,6 +80,8 @@ EXPECTED: dict[str, Callable[[Rows], None]] = {
     "org_pools_running_low": rows_are([("org_globex", "Globex", "active", D(5))]),
     "largest_personal_balances": richest_first,
     "consistency": rows_are([]),
+    "live_holds": rows_are([("org_acme", 1, D(8))]),
+    "holds_captured_for_less": rows_are([("org_initech", D(10), D(2), D(8), "stream")]),
 }
 
 
@@ -113,6 +115,17 @@ def ledger(db_url: str) -> Iterator[str]:
         spend("user_dave", 7, None, "personal chat", model="claude", tokens=700)
         assert agent.transaction_id is not None
         assert credits.refund(c, agent.transaction_id, 5, "partly failed").ok
+
+        # Holds (H1): one live on Acme, one captured for less on Initech.
+        credits.create_org(c, "org_initech", name="Initech", stripe_customer_id="cus_initech")
+        credits.create_subscription(c, "org_initech", pool_credits=1000)
+        credits.create_seat(c, "org_initech", "user_erin")
+        c.execute("select public.authorize_credits('user_alice', 8, 'stream', 'org_acme')")
+        hold = c.execute(
+            "select hold_id from public.authorize_credits('user_erin', 10, 'stream', 'org_initech')"
+        ).fetchone()
+        assert hold is not None
+        c.execute("select public.capture_credits(%s, 'user_erin', 2)", (hold[0],))
     yield db_url
 
 

@@ -69,6 +69,9 @@ def test_issuer_demo_tells_the_story(pg_server: localdb.PostgresServer) -> None:
     # Analytics and consistency.
     assert "usage per seat (seats_of_an_org, public.credit_usage_by_seat)" in out
     assert "credit_consistency_check(): empty" in out
+    assert "Alice's extension holds 10 before the stream starts" in out
+    assert "The stream ends costing 3.5: captured 3.5, 6.5 released" in out
+    assert "A second capture of the same hold → 409 hold_already_captured" in out
     assert "Demo complete" in out
     assert "✗" not in out
     assert "\x1b[" not in out  # piped: plain text, no escape codes or spinner frames

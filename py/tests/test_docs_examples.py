@@ -864,6 +864,7 @@ def test_api_md_lists_every_error_code() -> None:
     import issuer.api.app
     import issuer.rpc
     from issuer.errors import IssuerError
+    from issuer.flows.holds import HOLD_REFUSAL_STATUS
     from issuer.flows.usage import REFUSAL_STATUS
 
     def subclasses(cls: type[IssuerError]) -> Iterator[type[IssuerError]]:
@@ -872,6 +873,7 @@ def test_api_md_lists_every_error_code() -> None:
             yield from subclasses(sub)
 
     codes = {cls.code for cls in subclasses(IssuerError)} | set(REFUSAL_STATUS)
+    codes |= set(HOLD_REFUSAL_STATUS) - {"hold_not_yours"}  # told as hold_not_found
     codes |= {"idempotency_key_reused", "request_too_large", "method_not_allowed", "http_error"}
     codes |= {IssuerError.code}
     assert issuer.rpc.RpcConflict.code == "conflict"

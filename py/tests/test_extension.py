@@ -28,6 +28,7 @@ import subprocess
 import threading
 import zipfile
 from collections.abc import Iterator
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,28 @@ def test_extension_logic_against_issuer_serve(
     assert world.pool_balance(acme) == 8
     assert world.pool_balance(initech) == 50
     assert world.personal_balance(alice) == 3
+    assert world.consistency_problems() == []
+
+
+def test_extension_holds_around_streamed_completions(
+    world: World, served: Served, arrange_url: str
+) -> None:
+    """extension/test/holds.test.ts: hold, capture for less, void on cancel, 402 before work (H1)."""
+    hana = world.user()
+    holds_co = world.org(pool=20, name="Holds Co")
+    world.seat(holds_co, hana)
+    node_test(
+        "holds.test.js",
+        {**_base_env(world, served, arrange_url), "HANA": hana, "HOLDS_CO": holds_co},
+    )
+    # 3.5 captured of a 10 hold; a cancelled 16.5 voided; 0 released; 2 of a 2 hold.
+    assert world.pool_balance(holds_co) == Decimal("14.5")
+    held = world.sql(
+        "select s.held from public.organization_subscriptions as s "
+        "join public.organizations as o on o.id = s.organization_id where o.clerk_org_id = %s",
+        (holds_co,),
+    )
+    assert held == [(Decimal(0),)]
     assert world.consistency_problems() == []
 
 

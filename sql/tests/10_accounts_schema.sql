@@ -11,8 +11,8 @@ select has_table('public', 'credit_transactions', 'credit_transactions exists');
 
 select columns_are(
     'public', 'users',
-    array['id', 'clerk_user_id', 'email', 'credits_balance', 'deleted_at', 'created_at', 'updated_at'],
-    'users has the contract columns (plus balance, deletion mark and timestamps)'
+    array['id', 'clerk_user_id', 'email', 'credits_balance', 'held', 'deleted_at', 'created_at', 'updated_at'],
+    'users has the contract columns (plus balance, held (H1), deletion mark and timestamps)'
 );
 select col_type_is('public', 'users', 'clerk_user_id', 'text', 'Clerk user ids are text, not uuid');
 select col_type_is('public', 'users', 'credits_balance', 'numeric(20,4)', 'personal credits have a fixed scale');

@@ -334,25 +334,32 @@ begin
         v_user_id := v_opening.user_id;
         v_metadata := v_opening.metadata;
 
-        with debited as (
-            update public.users as u
-            set credits_balance = u.credits_balance - v_amount
-            where u.id = v_user_id and u.credits_balance >= v_amount
-            returning u.credits_balance
-        )
+        -- Holds (H1, 20260114000000_credit_holds) reserve held of the balance.
+        for v_try in 1 .. 2 loop
+            with debited as (
+                update public.users as u
+                set credits_balance = u.credits_balance - v_amount
+                where u.id = v_user_id and u.credits_balance - u.held >= v_amount
+                returning u.credits_balance
+            )
 
-        insert into public.credit_transactions (
-            id, pool, kind, user_id, amount, balance_after, description,
-            idempotency_key, request_fingerprint, metadata
-        )
-        select
-            v_new_id, 'personal', 'deduction', v_user_id, -v_amount, d.credits_balance,
-            p_description, p_idempotency_key, v_fingerprint, v_metadata
-        from debited as d
-        returning id, balance_after into v_transaction_id, v_balance;
+            insert into public.credit_transactions (
+                id, pool, kind, user_id, amount, balance_after, description,
+                idempotency_key, request_fingerprint, metadata
+            )
+            select
+                v_new_id, 'personal', 'deduction', v_user_id, -v_amount, d.credits_balance,
+                p_description, p_idempotency_key, v_fingerprint, v_metadata
+            from debited as d
+            returning id, balance_after into v_transaction_id, v_balance;
+            exit when v_transaction_id is not null or v_try = 2;
+            -- Refused: sweep expired holds (lazily, H1) if any hold, and retry once.
+            exit when not exists (select from public.users as u where u.id = v_user_id and u.held > 0);
+            exit when private.sweep_expired_holds('personal', v_user_id) = 0;
+        end loop;
 
         if v_transaction_id is null then
-            select u.credits_balance into v_balance
+            select u.credits_balance - u.held into v_balance
             from public.users as u
             where u.id = v_user_id;
             return private.credit_refusal('personal', 'insufficient_credits', v_balance);
@@ -429,30 +436,40 @@ begin
         v_seat_id, v_seat_role
     ) || pg_catalog.jsonb_build_object('clerk_user_id', p_clerk_user_id, 'context', v_context);
 
-    with debited as (
-        update public.organization_subscriptions as sub
-        set credits_balance = sub.credits_balance - v_amount
-        where sub.id = v_subscription_id and sub.credits_balance >= v_amount
-        returning sub.credits_balance, sub.current_period_start, sub.current_period_end
-    )
+    -- Holds (H1, 20260114000000_credit_holds) reserve held of the balance.
+    for v_try in 1 .. 2 loop
+        with debited as (
+            update public.organization_subscriptions as sub
+            set credits_balance = sub.credits_balance - v_amount
+            where sub.id = v_subscription_id and sub.credits_balance - sub.held >= v_amount
+            returning sub.credits_balance, sub.current_period_start, sub.current_period_end
+        )
 
-    insert into public.credit_transactions (
-        id, pool, kind, user_id, organization_id, organization_subscription_id, seat_id,
-        amount, balance_after, description, idempotency_key, request_fingerprint,
-        subscription_period_start, subscription_period_end, metadata
-    )
-    select
-        v_new_id, 'organization', 'deduction', v_user_id, v_org_id, v_subscription_id, v_seat_id,
-        -v_amount, d.credits_balance, p_description, p_idempotency_key, v_fingerprint,
-        d.current_period_start, d.current_period_end, v_metadata
-    from debited as d
-    returning id, balance_after into v_transaction_id, v_balance;
+        insert into public.credit_transactions (
+            id, pool, kind, user_id, organization_id, organization_subscription_id, seat_id,
+            amount, balance_after, description, idempotency_key, request_fingerprint,
+            subscription_period_start, subscription_period_end, metadata
+        )
+        select
+            v_new_id, 'organization', 'deduction', v_user_id, v_org_id, v_subscription_id, v_seat_id,
+            -v_amount, d.credits_balance, p_description, p_idempotency_key, v_fingerprint,
+            d.current_period_start, d.current_period_end, v_metadata
+        from debited as d
+        returning id, balance_after into v_transaction_id, v_balance;
+        exit when v_transaction_id is not null or v_try = 2;
+        -- Refused: sweep expired holds (lazily, H1) if any hold, and retry once.
+        exit when not exists (
+            select from public.organization_subscriptions as sub
+            where sub.id = v_subscription_id and sub.held > 0
+        );
+        exit when private.sweep_expired_holds('organization', v_subscription_id) = 0;
+    end loop;
 
     if v_transaction_id is null then
         if v_capped then
             perform private.seat_cap_give_back(v_seat_id, v_amount, pg_catalog.now());
         end if;
-        select sub.credits_balance into v_balance
+        select sub.credits_balance - sub.held into v_balance
         from public.organization_subscriptions as sub
         where sub.id = v_subscription_id;
         return private.credit_refusal('organization', 'insufficient_credits', v_balance);
@@ -473,7 +490,8 @@ grant execute on function public.deduct_credits_pooled(text, numeric, text, text
 to service_role;
 
 comment on function public.deduct_credits_pooled(text, numeric, text, text, text, jsonb) is
-'Spend credits. With p_clerk_org_id: from that org''s current subscription pool; requires an '
+'Spend credits (at most the pool''s available balance, credits_balance - held: holds, H1). '
+'With p_clerk_org_id: from that org''s current subscription pool; requires an '
 'active seat at call time and a subscription status that may spend (trialing, active); never '
 'falls back to personal credits. Without: from the user''s personal credits. Refusals are '
 'results (ok = false, reason: insufficient_credits, seat_cap_reached (the seat''s cap, H2), '

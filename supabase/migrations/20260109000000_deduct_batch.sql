@@ -54,6 +54,8 @@ declare
     v_start timestamptz;
     v_end timestamptz;
     v_bal numeric;
+    v_held numeric;
+    v_swept boolean := false;
     v_user_ids uuid[];
     v_seat_ids uuid[];
     v_seat_roles text[];
@@ -257,9 +259,9 @@ begin
         and private.subscription_allows_spending(v_sub_status)
     then
         select
-            sub.credits_balance, sub.current_period_start, sub.current_period_end,
+            sub.credits_balance, sub.held, sub.current_period_start, sub.current_period_end,
             sub.low_balance_thresholds is not null
-        into v_bal, v_start, v_end, v_alerts
+        into v_bal, v_held, v_start, v_end, v_alerts
         from public.organization_subscriptions as sub
         where sub.id = v_sub_id
         for no key update;
@@ -293,18 +295,26 @@ begin
             v_res[i] := private.credit_refusal('organization', 'no_active_seat');
         elsif v_bal is null then
             v_res[i] := private.credit_refusal('organization', 'no_active_subscription');
-        elsif v_bal < v_amounts[i] then
-            if v_took[i] then
-                perform private.seat_cap_give_back(v_seat_ids[i], v_amounts[i], pg_catalog.now());
-            end if;
-            v_res[i] := private.credit_refusal('organization', 'insufficient_credits', v_bal);
         else
-            v_bal := v_bal - v_amounts[i];
-            v_id := v_new_ids[i];
-            v_res[i] := row(true, 'organization', null, v_id, v_amounts[i], v_bal, false);
-            w_ids := w_ids || v_id;
-            w_idx := w_idx || i;
-            w_bal := w_bal || v_bal;
+            -- held: what holds reserve (H1, 20260114000000_credit_holds); expired
+            -- holds in the way are swept once, lazily, under this row lock.
+            if v_bal - v_held < v_amounts[i] and v_held > 0 and not v_swept then
+                v_swept := true;
+                v_held := v_held - private.sweep_expired_holds('organization', v_sub_id);
+            end if;
+            if v_bal - v_held < v_amounts[i] then
+                if v_took[i] then
+                    perform private.seat_cap_give_back(v_seat_ids[i], v_amounts[i], pg_catalog.now());
+                end if;
+                v_res[i] := private.credit_refusal('organization', 'insufficient_credits', v_bal - v_held);
+            else
+                v_bal := v_bal - v_amounts[i];
+                v_id := v_new_ids[i];
+                v_res[i] := row(true, 'organization', null, v_id, v_amounts[i], v_bal, false);
+                w_ids := w_ids || v_id;
+                w_idx := w_idx || i;
+                w_bal := w_bal || v_bal;
+            end if;
         end if;
     end loop;
 
@@ -358,8 +368,8 @@ grant execute on function public.deduct_credits_pooled_batch(text, jsonb) to ser
 comment on function public.deduct_credits_pooled_batch(text, jsonb) is
 'Many deductions from one org pool in one transaction: p_requests is an array of '
 '{clerk_user_id, amount, description, idempotency_key?, context?}; one result row per '
-'element, in order, with deduct_credits_pooled''s rules and reasons for each (seat_cap_reached '
-'for an element past its seat''s cap, H2; replay per '
+element, in order, with deduct_credits_pooled''s rules and reasons for each (seat_cap_reached '
+'for an element past its seat''s cap, H2; held by holds excluded, H1; replay per '
 'key and spender, the same fingerprint as a single call; insufficient_credits for the one '
 'that would overdraw, with the balance at that point). The pool row is locked and updated '
 'once; each success gets its own ledger row whose balance_after is the pool balance right '

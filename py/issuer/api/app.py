@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from issuer import __version__
-from issuer.api import pages, routes_meta, routes_oauth, routes_tokens, routes_usage
+from issuer.api import pages, routes_holds, routes_meta, routes_oauth, routes_tokens, routes_usage
 from issuer.errors import IssuerError, OAuthOrgScopeLost, OrgScopeDenied, OrgScopeLost, SlowDown
 from issuer.service import Issuer
 
@@ -305,7 +305,7 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
         # Sent by Starlette's outermost middleware, outside SecurityHeaders.
         return JSONResponse(error_body("internal_error"), status_code=500, headers=SECURITY_HEADERS)
 
-    for module in (routes_tokens, routes_oauth, routes_usage, routes_meta, pages):
+    for module in (routes_tokens, routes_oauth, routes_usage, routes_holds, routes_meta, pages):
         app.include_router(module.router)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit)  # outermost: its refusals carry the headers themselves

@@ -10,7 +10,9 @@ is dry. Bob's next call gets 402 naming Acme Inc; his personal 25 stay put.
 Acme tops up 20; the admin revokes Bob's seat; Bob's still-valid token gets
 403, Alice spends 5. Final pool: 15 (in the analytics chapter). Then the caps
 chapter (:mod:`.caps`): Acme tops up 30, Bob's seat is back and capped at 25 a
-day; he spends 4, 2 more is 403 seat_cap_reached, Alice spends 10.
+day; he spends 4, 2 more is 403 seat_cap_reached, Alice spends 10. Then the
+holds chapter (:mod:`.holds`): Alice's streamed completion holds 10 and is
+captured for 3.5, the other 6.5 released.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import httpx
 import jwt
 
-from issuer_dev.demo import caps
+from issuer_dev.demo import caps, holds
 from issuer_dev.demo.cast import ACME, ALICE, BOB, CAROL, DAVE, PEOPLE, Person, create_cast
 from issuer_dev.demo.environment import Environment
 from issuer_dev.demo.render import Narrator, fmt
@@ -148,6 +150,7 @@ class Story:
         self.revoke_seat()
         self.analytics()
         caps.seat_caps(self, 5)
+        holds.tell(self, 6)
         return self.report
 
     def stage(self) -> None:
