@@ -74,6 +74,18 @@ export interface ExtensionTokenResult {
   seat_status: string | null;
 }
 
+/** `public.hold_result`. */
+export interface HoldResult {
+  ok: boolean | null;
+  pool: string | null;
+  reason: string | null;
+  hold_id: string | null;
+  amount: string | null;
+  available: string | null;
+  expires_at: string | null;
+  replayed: boolean | null;
+}
+
 /** `public.list_extension_tokens()`. */
 export interface ListExtensionTokensRow {
   id: string | null;
@@ -173,6 +185,25 @@ export interface TokenPurgeResult {
 export interface ApplyClerkEventArgs {
   p_svix_id: string;
   p_event: Json;
+}
+
+/** Arguments of `public.authorize_credits`. */
+export interface AuthorizeCreditsArgs {
+  p_clerk_user_id: string;
+  p_amount: string;
+  p_description: string;
+  p_clerk_org_id?: string | null;
+  p_idempotency_key?: string | null;
+  p_context?: Json | null;
+  p_ttl?: string | null;
+}
+
+/** Arguments of `public.capture_credits`. */
+export interface CaptureCreditsArgs {
+  p_hold_id: string;
+  p_clerk_user_id: string;
+  p_amount: string;
+  p_context?: Json | null;
 }
 
 /** Arguments of `public.check_org_scope`. */
@@ -298,6 +329,11 @@ export interface PollDeviceCodeArgs {
 
 /** Arguments of `public.purge_expired_device_codes`. */
 export interface PurgeExpiredDeviceCodesArgs {
+  p_retention?: string | null;
+}
+
+/** Arguments of `public.purge_expired_holds`. */
+export interface PurgeExpiredHoldsArgs {
   p_retention?: string | null;
 }
 
@@ -438,9 +474,17 @@ export interface ValidateExtensionTokenArgs {
   p_token_hash: string;
 }
 
+/** Arguments of `public.void_hold`. */
+export interface VoidHoldArgs {
+  p_hold_id: string;
+  p_clerk_user_id: string;
+}
+
 /** Every RPC `service_role` may execute: its arguments and its result. */
 export interface Rpcs {
   apply_clerk_event: { args: ApplyClerkEventArgs; result: Json };
+  authorize_credits: { args: AuthorizeCreditsArgs; result: HoldResult };
+  capture_credits: { args: CaptureCreditsArgs; result: CreditResult };
   check_org_scope: { args: CheckOrgScopeArgs; result: OrgScopeResult };
   claim_low_balance_alerts: { args: ClaimLowBalanceAlertsArgs; result: ClaimLowBalanceAlertsRow[] };
   complete_low_balance_alert: {
@@ -467,6 +511,7 @@ export interface Rpcs {
   list_extension_tokens: { args: ListExtensionTokensArgs; result: ListExtensionTokensRow[] };
   poll_device_code: { args: PollDeviceCodeArgs; result: TokenGrantResult };
   purge_expired_device_codes: { args: PurgeExpiredDeviceCodesArgs; result: number | null };
+  purge_expired_holds: { args: PurgeExpiredHoldsArgs; result: number | null };
   purge_expired_tokens: { args: PurgeExpiredTokensArgs; result: TokenPurgeResult };
   refund_credits: { args: RefundCreditsArgs; result: CreditResult };
   resolve_org_attribution: { args: ResolveOrgAttributionArgs; result: Json };
@@ -493,6 +538,7 @@ export interface Rpcs {
   set_seat_cap_as: { args: SetSeatCapAsArgs; result: SeatCapResult };
   set_seat_status: { args: SetSeatStatusArgs; result: OrganizationSeats };
   validate_extension_token: { args: ValidateExtensionTokenArgs; result: ExtensionTokenResult };
+  void_hold: { args: VoidHoldArgs; result: HoldResult };
 }
 
 /** The name of an RPC. */

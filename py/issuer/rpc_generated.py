@@ -30,6 +30,7 @@ __all__ = [
     "DeductCreditsPooledBatchRow",
     "DeviceDecisionResult",
     "ExtensionTokenResult",
+    "HoldResult",
     "ListExtensionTokensRow",
     "LowBalanceAlertDelivery",
     "LowBalanceAlertSettings",
@@ -235,6 +236,38 @@ class ExtensionTokenResult:
             org_scope_reason=_d.as_str(r["org_scope_reason"]),
             seat_role=_d.as_str(r["seat_role"]),
             seat_status=_d.as_str(r["seat_status"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HoldResult:
+    """``public.hold_result``."""
+
+    ok: bool | None
+    pool: str | None
+    reason: str | None
+    hold_id: UUID | None
+    amount: Decimal | None
+    available: Decimal | None
+    expires_at: datetime | None
+    replayed: bool | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> HoldResult:
+        r = _d.row(
+            data,
+            "public.hold_result",
+            ("ok", "pool", "reason", "hold_id", "amount", "available", "expires_at", "replayed"),
+        )
+        return cls(
+            ok=_d.as_bool(r["ok"]),
+            pool=_d.as_str(r["pool"]),
+            reason=_d.as_str(r["reason"]),
+            hold_id=_d.as_uuid(r["hold_id"]),
+            amount=_d.as_decimal(r["amount"]),
+            available=_d.as_decimal(r["available"]),
+            expires_at=_d.as_datetime(r["expires_at"]),
+            replayed=_d.as_bool(r["replayed"]),
         )
 
 
@@ -568,6 +601,55 @@ class RpcMethods:
         params: dict[str, Any] = {"p_svix_id": p_svix_id, "p_event": p_event}
         return _d.as_json(self.invoke("apply_clerk_event", params, shape="scalar", setof=False))
 
+    def authorize_credits(
+        self,
+        *,
+        p_clerk_user_id: str,
+        p_amount: Decimal | int | str,
+        p_description: str,
+        p_clerk_org_id: str | None = None,
+        p_idempotency_key: str | None = None,
+        p_context: JSON | None = None,
+        p_ttl: timedelta | str | None = None,
+    ) -> HoldResult:
+        """``public.authorize_credits(p_clerk_user_id, p_amount, p_description, p_clerk_org_id, p_idempotency_key, p_context, p_ttl)``."""
+        params: dict[str, Any] = {
+            "p_clerk_user_id": p_clerk_user_id,
+            "p_amount": p_amount,
+            "p_description": p_description,
+        }
+        if p_clerk_org_id is not None:
+            params["p_clerk_org_id"] = p_clerk_org_id
+        if p_idempotency_key is not None:
+            params["p_idempotency_key"] = p_idempotency_key
+        if p_context is not None:
+            params["p_context"] = p_context
+        if p_ttl is not None:
+            params["p_ttl"] = p_ttl
+        return HoldResult.from_json(
+            self.invoke("authorize_credits", params, shape="row", setof=False)
+        )
+
+    def capture_credits(
+        self,
+        *,
+        p_hold_id: UUID | str,
+        p_clerk_user_id: str,
+        p_amount: Decimal | int | str,
+        p_context: JSON | None = None,
+    ) -> CreditResult:
+        """``public.capture_credits(p_hold_id, p_clerk_user_id, p_amount, p_context)``."""
+        params: dict[str, Any] = {
+            "p_hold_id": p_hold_id,
+            "p_clerk_user_id": p_clerk_user_id,
+            "p_amount": p_amount,
+        }
+        if p_context is not None:
+            params["p_context"] = p_context
+        return CreditResult.from_json(
+            self.invoke("capture_credits", params, shape="row", setof=False)
+        )
+
     def check_org_scope(self, *, p_clerk_user_id: str, p_clerk_org_id: str) -> OrgScopeResult:
         """``public.check_org_scope(p_clerk_user_id, p_clerk_org_id)``."""
         params: dict[str, Any] = {
@@ -859,6 +941,13 @@ class RpcMethods:
             self.invoke("purge_expired_device_codes", params, shape="scalar", setof=False)
         )
 
+    def purge_expired_holds(self, *, p_retention: timedelta | str | None = None) -> int | None:
+        """``public.purge_expired_holds(p_retention)``."""
+        params: dict[str, Any] = {}
+        if p_retention is not None:
+            params["p_retention"] = p_retention
+        return _d.as_int(self.invoke("purge_expired_holds", params, shape="scalar", setof=False))
+
     def purge_expired_tokens(
         self, *, p_retention: timedelta | str | None = None
     ) -> TokenPurgeResult:
@@ -1135,10 +1224,17 @@ class RpcMethods:
             self.invoke("validate_extension_token", params, shape="row", setof=False)
         )
 
+    def void_hold(self, *, p_hold_id: UUID | str, p_clerk_user_id: str) -> HoldResult:
+        """``public.void_hold(p_hold_id, p_clerk_user_id)``."""
+        params: dict[str, Any] = {"p_hold_id": p_hold_id, "p_clerk_user_id": p_clerk_user_id}
+        return HoldResult.from_json(self.invoke("void_hold", params, shape="row", setof=False))
+
 
 #: Each RPC's result: (shape, setof), for :meth:`issuer.rpc.Rpc.call`.
 RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "apply_clerk_event": ("scalar", False),
+    "authorize_credits": ("row", False),
+    "capture_credits": ("row", False),
     "check_org_scope": ("row", False),
     "claim_low_balance_alerts": ("row", True),
     "complete_low_balance_alert": ("row", False),
@@ -1156,6 +1252,7 @@ RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "list_extension_tokens": ("row", True),
     "poll_device_code": ("row", False),
     "purge_expired_device_codes": ("scalar", False),
+    "purge_expired_holds": ("scalar", False),
     "purge_expired_tokens": ("row", False),
     "refund_credits": ("row", False),
     "resolve_org_attribution": ("scalar", False),
@@ -1176,4 +1273,5 @@ RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "set_seat_cap_as": ("row", False),
     "set_seat_status": ("row", False),
     "validate_extension_token": ("row", False),
+    "void_hold": ("row", False),
 }

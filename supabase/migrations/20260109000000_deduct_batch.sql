@@ -368,7 +368,7 @@ grant execute on function public.deduct_credits_pooled_batch(text, jsonb) to ser
 comment on function public.deduct_credits_pooled_batch(text, jsonb) is
 'Many deductions from one org pool in one transaction: p_requests is an array of '
 '{clerk_user_id, amount, description, idempotency_key?, context?}; one result row per '
-element, in order, with deduct_credits_pooled''s rules and reasons for each (seat_cap_reached '
+'element, in order, with deduct_credits_pooled''s rules and reasons for each (seat_cap_reached '
 'for an element past its seat''s cap, H2; held by holds excluded, H1; replay per '
 'key and spender, the same fingerprint as a single call; insufficient_credits for the one '
 'that would overdraw, with the balance at that point). The pool row is locked and updated '

@@ -158,11 +158,11 @@ async def authorize_usage(
     assert result.expires_at is not None
     out = HoldAuthorized(
         pool=result.pool or claims.pool,
-        hold_id=result.hold_id,
+        hold_id=str(result.hold_id),
         amount=float(result.amount),
         available=None if result.available is None else float(result.available),
         expires_at=result.expires_at,
-        replayed=result.replayed,
+        replayed=bool(result.replayed),
     )
     return Response(out.model_dump_json(), media_type="application/json")
 
@@ -191,8 +191,8 @@ async def capture_usage(request: Request, claims: ClaimsDep, body: CaptureReques
         hold_id=str(body.hold_id),
         amount=float(result.amount or 0),
         remaining=float(result.balance or 0),
-        transaction_id=result.transaction_id,
-        replayed=result.replayed,
+        transaction_id=None if result.transaction_id is None else str(result.transaction_id),
+        replayed=bool(result.replayed),
     )
     return Response(out.model_dump_json(), media_type="application/json")
 
@@ -214,6 +214,6 @@ async def void_usage(request: Request, claims: ClaimsDep, body: VoidRequest) -> 
         hold_id=str(body.hold_id),
         released=float(result.amount or 0),
         available=None if result.available is None else float(result.available),
-        replayed=result.replayed,
+        replayed=bool(result.replayed),
     )
     return Response(out.model_dump_json(), media_type="application/json")

@@ -10,15 +10,14 @@ the one that hold was authorized on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from issuer.claims import TokenClaims
 from issuer.errors import BadRequest
 from issuer.flows.usage import MAX_IDEMPOTENCY_KEY, REFUSAL_STATUS
-from issuer.rpc import CreditResult
+from issuer.rpc_generated import CreditResult, HoldResult
 from issuer.service import Issuer
 
 #: Bounds of a hold's lifetime (the database enforces the same: 22023).
@@ -52,37 +51,6 @@ def public_reason(reason: str) -> str:
     return "hold_not_found" if reason == "hold_not_yours" else reason
 
 
-@dataclass(frozen=True)
-class HoldResult:
-    """``public.hold_result``: the answer of authorize_credits and void_hold."""
-
-    ok: bool
-    pool: str | None
-    reason: str | None
-    hold_id: str | None
-    amount: Decimal | None
-    available: Decimal | None
-    expires_at: datetime | None
-    replayed: bool
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HoldResult:
-        def dec(v: Any) -> Decimal | None:
-            return None if v is None else Decimal(str(v))
-
-        expires = data.get("expires_at")
-        return cls(
-            ok=bool(data.get("ok")),
-            pool=data.get("pool"),
-            reason=data.get("reason"),
-            hold_id=None if data.get("hold_id") is None else str(data["hold_id"]),
-            amount=dec(data.get("amount")),
-            available=dec(data.get("available")),
-            expires_at=datetime.fromisoformat(expires) if isinstance(expires, str) else expires,
-            replayed=bool(data.get("replayed")),
-        )
-
-
 def _check_key(idempotency_key: str | None) -> None:
     if idempotency_key is not None and (
         not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY
@@ -105,17 +73,15 @@ def authorize(
         raise BadRequest(
             f"ttl_seconds must be {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS} (a hold lives at most an hour)"
         )
-    row = issuer.rpc.call(
-        "authorize_credits",
+    return issuer.rpc.authorize_credits(
         p_clerk_user_id=claims.sub,
         p_amount=amount,
         p_description=description,
         p_clerk_org_id=claims.clerk_org_id if claims.is_org_scoped else None,
         p_idempotency_key=idempotency_key,
         p_context=context or {},
-        p_ttl=None if ttl_seconds is None else f"{ttl_seconds} seconds",
+        p_ttl=None if ttl_seconds is None else timedelta(seconds=ttl_seconds),
     )
-    return HoldResult.from_json(row)
 
 
 def capture(
@@ -126,16 +92,13 @@ def capture(
     amount: Decimal,
     context: dict[str, Any] | None = None,
 ) -> CreditResult:
-    row = issuer.rpc.call(
-        "capture_credits",
+    return issuer.rpc.capture_credits(
         p_hold_id=hold_id,
         p_clerk_user_id=claims.sub,
         p_amount=amount,
         p_context=context or {},
     )
-    return CreditResult.from_json(row)
 
 
 def void(issuer: Issuer, claims: TokenClaims, *, hold_id: str) -> HoldResult:
-    row = issuer.rpc.call("void_hold", p_hold_id=hold_id, p_clerk_user_id=claims.sub)
-    return HoldResult.from_json(row)
+    return issuer.rpc.void_hold(p_hold_id=hold_id, p_clerk_user_id=claims.sub)
