@@ -188,22 +188,24 @@ create function public.check_org_scope(p_clerk_user_id text, p_clerk_org_id text
 returns public.org_scope_result
 language sql
 stable
-security invoker
+security definer
 set search_path = ''
 as $$
-    -- Is the org scope a token carries still backed by an active seat (L5)?
+    -- Is the org scope a token carries still backed by a seat that may spend
+    -- (L5)? Security definer only to call private.seat_allows_spending, the
+    -- one seat rule (the service role may not call private helpers).
     -- One index probe per table; no row means lost.
     select
         case
             when p_clerk_org_id is null then null
-            when s.status = 'active' then 'active'
+            when private.seat_allows_spending(s.status) then 'active'
             else 'lost'
         end,
         case
-            when p_clerk_org_id is null or s.status = 'active' then null
+            when p_clerk_org_id is null or private.seat_allows_spending(s.status) then null
             else 'no_active_seat'
         end,
-        case when s.status = 'active' then s.role end,
+        case when private.seat_allows_spending(s.status) then s.role end,
         s.status
     from (values (1)) as one (x)
     left join public.users as u on u.clerk_user_id = p_clerk_user_id
@@ -219,7 +221,8 @@ comment on function public.check_org_scope(text, text) is
 'L5: whether an org-scoped token''s scope still holds, as public.org_scope_result: org_scope '
 'active with seat_role when the user holds an active seat in the org, else lost with '
 'org_scope_reason no_active_seat and seat_status (suspended, revoked, pending; null without a '
-'seat, org or user). Every field null for p_clerk_org_id null. service_role only.';
+'seat, org or user); the seat rule is private.seat_allows_spending. Every field null for '
+'p_clerk_org_id null. service_role only.';
 
 create function public.create_extension_token(
     p_clerk_user_id text,
