@@ -230,6 +230,48 @@ def test_H2_usage_past_the_cap_is_403_seat_cap_reached_and_the_pool_is_not_short
     assert world.pool_balance(org) == Decimal(88)
 
 
+def test_H1_H2_authorize_past_the_cap_is_the_same_403_as_usage(world: World) -> None:
+    """A hold on a capped seat: the hold route answers seat_cap_reached as /usage does."""
+    org = world.org(pool=100)
+    bob = world.user()
+    world.seat(org, bob)
+    world.issuer.rpc.set_seat_cap(
+        p_seat_id=_seat_id(world, org, bob), p_cap=Decimal(5), p_period="month"
+    )
+    token = world.extension_token(bob, org)
+    headers = {"Authorization": f"Bearer {token}"}
+    held = world.client.post(
+        "/api/extension/usage/authorize",
+        json={"amount": 4, "description": "stream"},
+        headers=headers,
+    )
+    assert held.status_code == 200, held.text
+    refused = world.client.post(
+        "/api/extension/usage/authorize",
+        json={"amount": 2, "description": "stream"},
+        headers=headers,
+    )
+    assert (refused.status_code, refused.json()) == (
+        403,
+        {
+            "error": "seat_cap_reached",
+            "pool": "organization",
+            "error_description": SEAT_CAP_MESSAGE,
+        },
+    )
+    void = world.client.post(
+        "/api/extension/usage/void", json={"hold_id": held.json()["hold_id"]}, headers=headers
+    )
+    assert void.status_code == 200, void.text
+    again = world.client.post(
+        "/api/extension/usage/authorize",
+        json={"amount": 5, "description": "stream"},
+        headers=headers,
+    )
+    assert again.status_code == 200, again.text  # the void gave the 4 back to the cap
+    assert world.consistency_problems() == []
+
+
 class _Forms(HTMLParser):
     def __init__(self, html: str) -> None:
         super().__init__()

@@ -117,9 +117,9 @@ async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def _refused(reason: str | None, pool: str | None, claims: TokenClaims) -> JSONResponse:
     reason = reason or "refused"
-    content: dict[str, Any] = {"error": holds.public_reason(reason), "pool": pool or claims.pool}
-    if reason == "insufficient_credits":
-        content["organization_name"] = claims.organization_name
+    content = usage.refusal_body(
+        holds.public_reason(reason), pool or claims.pool, claims.organization_name
+    )
     return JSONResponse(content, status_code=holds.refusal_status(reason))
 
 
@@ -133,7 +133,7 @@ async def authorize_usage(
     request: Request,
     claims: ClaimsDep,
     body: AuthorizeRequest,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=usage.MAX_IDEMPOTENCY_KEY)] = None,
 ) -> Response:
     """Reserve credits on the token's pool before the work; capture or void the hold after."""
     issuer: Issuer = request.app.state.issuer

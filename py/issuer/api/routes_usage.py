@@ -10,7 +10,7 @@ import asyncio
 import contextvars
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
@@ -20,7 +20,7 @@ from issuer.api.models import ErrorBody, UsageCharged, UsageRequest
 from issuer.coalescing import Coalescer
 from issuer.errors import BadRequest
 from issuer.flows import usage
-from issuer.flows.usage import MAX_IDEMPOTENCY_KEY, REFUSAL_STATUS, SEAT_CAP_MESSAGE
+from issuer.flows.usage import MAX_IDEMPOTENCY_KEY, REFUSAL_STATUS
 from issuer.rpc import BatchDeduction
 from issuer.service import Issuer
 
@@ -109,11 +109,7 @@ async def record_usage(
         result = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
     if not result.ok:
         reason = result.reason or "refused"
-        content: dict[str, Any] = {"error": reason, "pool": result.pool or claims.pool}
-        if reason == "insufficient_credits":
-            content["organization_name"] = claims.organization_name
-        elif reason == "seat_cap_reached":
-            content["error_description"] = SEAT_CAP_MESSAGE
+        content = usage.refusal_body(reason, result.pool or claims.pool, claims.organization_name)
         return JSONResponse(content, status_code=REFUSAL_STATUS.get(reason, 403))
     # Built here, not by FastAPI's response_model step (declared above for the
     # OpenAPI document): the model still validates the values.

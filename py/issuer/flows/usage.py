@@ -37,6 +37,18 @@ SEAT_CAP_MESSAGE = (
     "the pool is not short: this seat reached the spending cap its organization set "
     "for the current period"
 )
+
+
+def refusal_body(error: str, pool: str, organization_name: str | None) -> dict[str, Any]:
+    """The JSON body of a refused credit request (``/usage`` and the hold routes alike)."""
+    body: dict[str, Any] = {"error": error, "pool": pool}
+    if error == "insufficient_credits":
+        body["organization_name"] = organization_name
+    elif error == "seat_cap_reached":
+        body["error_description"] = SEAT_CAP_MESSAGE
+    return body
+
+
 #: Plain decimal notation only: no whitespace, no "1_000", no hex; exponents and
 #: NaN/Infinity spellings are refused here or (out of range) by the database.
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?$")
