@@ -498,7 +498,8 @@ comment on function public.deduct_credits_pooled(text, numeric, text, text, text
 'no_active_seat, no_active_subscription, unknown_user, unknown_organization) and write '
 'nothing. Bad input: SQLSTATE 22023 naming the argument. A repeated p_idempotency_key (per '
 'spender and pool: L7) with the same arguments returns the first result with replayed = '
-'true; with other arguments: SQLSTATE 23505. One ledger row per success, attribution in metadata, p_context under metadata.context. Service role only.';
+'true; with other arguments: SQLSTATE 23505. One ledger row per success, attribution in '
+'metadata, p_context under metadata.context. Service role only.';
 
 -- grant_credits --------------------------------------------------------------
 
