@@ -521,6 +521,7 @@ declare
     v_transaction_id uuid;
     v_balance numeric;
     v_replay record;
+    v_alerts boolean;  -- H3: the pool has low-balance thresholds
 begin
     v_amount := private.valid_credit_amount(p_amount);
     v_context := private.valid_credit_context('capture', null, p_context);
@@ -583,7 +584,9 @@ begin
                 credits_balance = sub.credits_balance - v_amount,
                 held = sub.held - v_hold.amount
             where sub.id = v_hold.organization_subscription_id
-            returning sub.credits_balance, sub.current_period_start, sub.current_period_end
+            returning
+                sub.credits_balance, sub.current_period_start, sub.current_period_end,
+                sub.low_balance_thresholds is not null as alerts
         )
 
         insert into public.credit_transactions (
@@ -601,11 +604,15 @@ begin
                 'context', (v_hold.metadata -> 'context') || v_context
             )
         from debited as d
-        returning id, balance_after into v_transaction_id, v_balance;
+        returning id, balance_after, (select d.alerts from debited as d)
+        into v_transaction_id, v_balance, v_alerts;
 
-        perform private.note_pool_debit(
-            v_hold.organization_subscription_id, v_balance + v_amount, v_balance
-        );
+        -- As a deduction: the alert helper only for a pool with thresholds.
+        if v_alerts then
+            perform private.note_pool_debit(
+                v_hold.organization_subscription_id, v_balance + v_amount, v_balance
+            );
+        end if;
     else
         with debited as (
             update public.users as u
