@@ -34,6 +34,7 @@ __all__ = [
     "ListExtensionTokensRow",
     "LowBalanceAlertDelivery",
     "LowBalanceAlertSettings",
+    "OrgAttribution",
     "OrgScopeResult",
     "OrganizationSeats",
     "RpcMethods",
@@ -41,6 +42,7 @@ __all__ = [
     "SeatOverviewRow",
     "TokenGrantResult",
     "TokenPurgeResult",
+    "TokenSubject",
 ]
 
 
@@ -374,6 +376,53 @@ class LowBalanceAlertSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgAttribution:
+    """``public.org_attribution``."""
+
+    pool: str
+    clerk_org_id: str
+    organization_id: UUID
+    organization_name: str
+    stripe_customer_id: str | None
+    organization_subscription_id: UUID | None
+    seat_id: UUID
+    seat_role: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> OrgAttribution:
+        r = _d.row(
+            data,
+            "public.org_attribution",
+            (
+                "pool",
+                "clerk_org_id",
+                "organization_id",
+                "organization_name",
+                "stripe_customer_id",
+                "organization_subscription_id",
+                "seat_id",
+                "seat_role",
+            ),
+        )
+        return cls(
+            pool=_d.required(_d.as_str(r["pool"]), "public.org_attribution.pool"),
+            clerk_org_id=_d.required(
+                _d.as_str(r["clerk_org_id"]), "public.org_attribution.clerk_org_id"
+            ),
+            organization_id=_d.required(
+                _d.as_uuid(r["organization_id"]), "public.org_attribution.organization_id"
+            ),
+            organization_name=_d.required(
+                _d.as_str(r["organization_name"]), "public.org_attribution.organization_name"
+            ),
+            stripe_customer_id=_d.as_str(r["stripe_customer_id"]),
+            organization_subscription_id=_d.as_uuid(r["organization_subscription_id"]),
+            seat_id=_d.required(_d.as_uuid(r["seat_id"]), "public.org_attribution.seat_id"),
+            seat_role=_d.required(_d.as_str(r["seat_role"]), "public.org_attribution.seat_role"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class OrgScopeResult:
     """``public.org_scope_result``."""
 
@@ -579,6 +628,22 @@ class TokenPurgeResult:
             extension_tokens=_d.as_int(r["extension_tokens"]),
             oauth_codes=_d.as_int(r["oauth_codes"]),
             refresh_tokens=_d.as_int(r["refresh_tokens"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSubject:
+    """``public.token_subject``."""
+
+    email: str | None
+    attribution: OrgAttribution | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> TokenSubject:
+        r = _d.row(data, "public.token_subject", ("email", "attribution"))
+        return cls(
+            email=_d.as_str(r["email"]),
+            attribution=_d.nullable_row(r["attribution"], OrgAttribution.from_json),
         )
 
 
@@ -982,24 +1047,29 @@ class RpcMethods:
             self.invoke("refund_credits", params, shape="row", setof=False)
         )
 
-    def resolve_org_attribution(self, *, p_clerk_user_id: str, p_clerk_org_id: str) -> JSON:
+    def resolve_org_attribution(
+        self, *, p_clerk_user_id: str, p_clerk_org_id: str
+    ) -> OrgAttribution | None:
         """``public.resolve_org_attribution(p_clerk_user_id, p_clerk_org_id)``."""
         params: dict[str, Any] = {
             "p_clerk_user_id": p_clerk_user_id,
             "p_clerk_org_id": p_clerk_org_id,
         }
-        return _d.as_json(
-            self.invoke("resolve_org_attribution", params, shape="scalar", setof=False)
+        return _d.nullable_row(
+            self.invoke("resolve_org_attribution", params, shape="row", setof=False),
+            OrgAttribution.from_json,
         )
 
     def resolve_token_subject(
         self, *, p_clerk_user_id: str, p_clerk_org_id: str | None = None
-    ) -> JSON:
+    ) -> TokenSubject:
         """``public.resolve_token_subject(p_clerk_user_id, p_clerk_org_id)``."""
         params: dict[str, Any] = {"p_clerk_user_id": p_clerk_user_id}
         if p_clerk_org_id is not None:
             params["p_clerk_org_id"] = p_clerk_org_id
-        return _d.as_json(self.invoke("resolve_token_subject", params, shape="scalar", setof=False))
+        return TokenSubject.from_json(
+            self.invoke("resolve_token_subject", params, shape="row", setof=False)
+        )
 
     def revoke_extension_token(
         self, *, p_token_id: UUID | str, p_clerk_user_id: str
@@ -1255,8 +1325,8 @@ RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "purge_expired_holds": ("scalar", False),
     "purge_expired_tokens": ("row", False),
     "refund_credits": ("row", False),
-    "resolve_org_attribution": ("scalar", False),
-    "resolve_token_subject": ("scalar", False),
+    "resolve_org_attribution": ("row", False),
+    "resolve_token_subject": ("row", False),
     "revoke_extension_token": ("scalar", False),
     "revoke_refresh_token": ("scalar", False),
     "rotate_extension_token": ("row", False),
