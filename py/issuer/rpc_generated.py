@@ -39,6 +39,7 @@ __all__ = [
     "OrganizationSeats",
     "RpcMethods",
     "SeatCapResult",
+    "SeatCapsOverviewRow",
     "SeatOverviewRow",
     "TokenGrantResult",
     "TokenPurgeResult",
@@ -532,6 +533,77 @@ class SeatCapResult:
             seat_id=_d.as_uuid(r["seat_id"]),
             cap=_d.as_decimal(r["cap"]),
             period=_d.as_str(r["period"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SeatCapsOverviewRow:
+    """``public.seat_caps_overview()``."""
+
+    organization_id: UUID | None
+    clerk_org_id: str | None
+    organization_name: str | None
+    default_cap: Decimal | None
+    default_period: str | None
+    seat_id: UUID | None
+    clerk_user_id: str | None
+    email: str | None
+    seat_role: str | None
+    seat_status: str | None
+    own_cap: Decimal | None
+    own_period: str | None
+    cap: Decimal | None
+    period: str | None
+    cap_source: str | None
+    period_start: datetime | None
+    spent: Decimal | None
+    remaining: Decimal | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> SeatCapsOverviewRow:
+        r = _d.row(
+            data,
+            "public.seat_caps_overview()",
+            (
+                "organization_id",
+                "clerk_org_id",
+                "organization_name",
+                "default_cap",
+                "default_period",
+                "seat_id",
+                "clerk_user_id",
+                "email",
+                "seat_role",
+                "seat_status",
+                "own_cap",
+                "own_period",
+                "cap",
+                "period",
+                "cap_source",
+                "period_start",
+                "spent",
+                "remaining",
+            ),
+        )
+        return cls(
+            organization_id=_d.as_uuid(r["organization_id"]),
+            clerk_org_id=_d.as_str(r["clerk_org_id"]),
+            organization_name=_d.as_str(r["organization_name"]),
+            default_cap=_d.as_decimal(r["default_cap"]),
+            default_period=_d.as_str(r["default_period"]),
+            seat_id=_d.as_uuid(r["seat_id"]),
+            clerk_user_id=_d.as_str(r["clerk_user_id"]),
+            email=_d.as_str(r["email"]),
+            seat_role=_d.as_str(r["seat_role"]),
+            seat_status=_d.as_str(r["seat_status"]),
+            own_cap=_d.as_decimal(r["own_cap"]),
+            own_period=_d.as_str(r["own_period"]),
+            cap=_d.as_decimal(r["cap"]),
+            period=_d.as_str(r["period"]),
+            cap_source=_d.as_str(r["cap_source"]),
+            period_start=_d.as_datetime(r["period_start"]),
+            spent=_d.as_decimal(r["spent"]),
+            remaining=_d.as_decimal(r["remaining"]),
         )
 
 
@@ -1136,10 +1208,16 @@ class RpcMethods:
             self.invoke("rotate_refresh_token", params, shape="row", setof=False)
         )
 
-    def seat_caps_overview(self, *, p_clerk_user_id: str) -> JSON:
+    def seat_caps_overview(self, *, p_clerk_user_id: str) -> list[SeatCapsOverviewRow]:
         """``public.seat_caps_overview(p_clerk_user_id)``."""
         params: dict[str, Any] = {"p_clerk_user_id": p_clerk_user_id}
-        return _d.as_json(self.invoke("seat_caps_overview", params, shape="scalar", setof=False))
+        return [
+            SeatCapsOverviewRow.from_json(r)
+            for r in _d.rows(
+                self.invoke("seat_caps_overview", params, shape="row", setof=True),
+                "seat_caps_overview",
+            )
+        ]
 
     def seat_overview(self, *, p_clerk_user_id: str) -> list[SeatOverviewRow]:
         """``public.seat_overview(p_clerk_user_id)``."""
@@ -1331,7 +1409,7 @@ RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "revoke_refresh_token": ("scalar", False),
     "rotate_extension_token": ("row", False),
     "rotate_refresh_token": ("row", False),
-    "seat_caps_overview": ("scalar", False),
+    "seat_caps_overview": ("row", True),
     "seat_overview": ("row", True),
     "set_low_balance_thresholds": ("row", False),
     "set_low_balance_thresholds_as": ("row", False),

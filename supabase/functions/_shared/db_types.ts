@@ -162,6 +162,28 @@ export interface SeatCapResult {
   period: string | null;
 }
 
+/** `public.seat_caps_overview()`. */
+export interface SeatCapsOverviewRow {
+  organization_id: string | null;
+  clerk_org_id: string | null;
+  organization_name: string | null;
+  default_cap: string | null;
+  default_period: string | null;
+  seat_id: string | null;
+  clerk_user_id: string | null;
+  email: string | null;
+  seat_role: string | null;
+  seat_status: string | null;
+  own_cap: string | null;
+  own_period: string | null;
+  cap: string | null;
+  period: string | null;
+  cap_source: string | null;
+  period_start: string | null;
+  spent: string | null;
+  remaining: string | null;
+}
+
 /** `public.seat_overview()`. */
 export interface SeatOverviewRow {
   clerk_org_id: string | null;
@@ -538,7 +560,7 @@ export interface Rpcs {
   revoke_refresh_token: { args: RevokeRefreshTokenArgs; result: boolean | null };
   rotate_extension_token: { args: RotateExtensionTokenArgs; result: ExtensionTokenResult };
   rotate_refresh_token: { args: RotateRefreshTokenArgs; result: TokenGrantResult };
-  seat_caps_overview: { args: SeatCapsOverviewArgs; result: Json };
+  seat_caps_overview: { args: SeatCapsOverviewArgs; result: SeatCapsOverviewRow[] };
   seat_overview: { args: SeatOverviewArgs; result: SeatOverviewRow[] };
   set_low_balance_thresholds: {
     args: SetLowBalanceThresholdsArgs;
