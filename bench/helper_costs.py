@@ -39,6 +39,16 @@ HELPERS = {
         "v_j := private.org_attribution_metadata(v_s, v_u, v_s, v_s, v_u, v_u, v_s) "
         "|| pg_catalog.jsonb_build_object('clerk_user_id', v_s, 'context', v_j0)"
     ),
+    "private.org_attribution_metadata(...)": (
+        "v_j := private.org_attribution_metadata(v_s, v_u, v_s, v_s, v_u, v_u, v_s)"
+    ),
+    "jsonb_populate_record(org_attribution, metadata)": (
+        "v_a := pg_catalog.jsonb_populate_record(null::public.org_attribution, "
+        "private.org_attribution_metadata(v_s, v_u, v_s, v_s, v_u, v_u, v_s))"
+    ),
+    "inline: row(...)::org_attribution": (
+        "v_a := row('organization', v_s, v_u, v_s, v_s, v_u, v_u, v_s)::public.org_attribution"
+    ),
     "inline: row(false, ...)::credit_result": (
         "v_r := row(false, 'organization', 'insufficient_credits', null, null, v_n, false)"
         "::public.credit_result"
@@ -111,7 +121,7 @@ def helper_costs(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             body = (
                 "do $$ declare i int; v_s text := 'active'; v_b boolean; "
                 "v_u uuid := gen_random_uuid(); v_j jsonb; v_j0 jsonb := '{}'; v_n numeric := 5; "
-                f"v_r public.credit_result; begin for i in 1..{LOOP} loop {expr}; end loop; end $$"
+                f"v_r public.credit_result; v_a public.org_attribution; begin for i in 1..{LOOP} loop {expr}; end loop; end $$"
             )
             conn.execute(body)  # plans cached
             t = cpu_ns(conn)

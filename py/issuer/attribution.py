@@ -16,13 +16,14 @@ reason (or 403 when the caller required org scope).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from issuer.claims import OrgAttribution
 from issuer.clerk import ClerkClient, ClerkSession, Membership
 from issuer.errors import BadRequest, ClerkUnavailable, OrgScopeDenied
+from issuer.rpc_generated import OrgAttribution as AttributionRow
+from issuer.rpc_generated import TokenSubject
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +36,14 @@ CLERK_UNAVAILABLE: DeniedReason = "clerk_unavailable"
 class AttributionRpc(Protocol):
     """The one database call attribution needs (the generated ``Rpc`` provides it).
 
-    Answers the JSON object of ``resolve_org_attribution``, or null when the
-    org is unknown or the user holds no active seat in it.
+    Answers the ``public.org_attribution`` row of ``resolve_org_attribution``,
+    or ``None`` (a null row) when the org is unknown or the user holds no
+    active seat in it.
     """
 
-    def resolve_org_attribution(self, *, p_clerk_user_id: str, p_clerk_org_id: str) -> Any: ...
-
-
-def attribution_row(value: Any) -> Mapping[str, Any] | None:
-    """``resolve_org_attribution``'s answer: the object, or ``None`` (anything else)."""
-    return value if isinstance(value, Mapping) else None
-
-
-def token_subject(value: Any) -> tuple[Mapping[str, Any] | None, str | None]:
-    """``resolve_token_subject``'s answer: (attribution object or ``None``, email or ``None``)."""
-    if not isinstance(value, Mapping):
-        return None, None
-    email = value.get("email")
-    return attribution_row(value.get("attribution")), email if isinstance(email, str) else None
+    def resolve_org_attribution(
+        self, *, p_clerk_user_id: str, p_clerk_org_id: str
+    ) -> AttributionRow | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,18 +128,16 @@ def resolve_org_attribution_claims(
 
     email: str | None = None
     looked_up = False
-    subject = getattr(rpc, "resolve_token_subject", None)
-    if session.email is None and subject is not None:
+    row: AttributionRow | None
+    # The generated Rpc has resolve_token_subject; a stand-in may not.
+    lookup = getattr(rpc, "resolve_token_subject", None)
+    if session.email is None and lookup is not None:
         # L9: the session has no email; the same round trip brings users.email.
-        row, email = token_subject(
-            subject(p_clerk_user_id=session.user_id, p_clerk_org_id=clerk_org_id)
-        )
-        looked_up = True
+        subject: TokenSubject = lookup(p_clerk_user_id=session.user_id, p_clerk_org_id=clerk_org_id)
+        row, email, looked_up = subject.attribution, subject.email, True
     else:
-        row = attribution_row(
-            rpc.resolve_org_attribution(
-                p_clerk_user_id=session.user_id, p_clerk_org_id=clerk_org_id
-            )
+        row = rpc.resolve_org_attribution(
+            p_clerk_user_id=session.user_id, p_clerk_org_id=clerk_org_id
         )
     if row is None:
         return AttributionResult(None, NO_ACTIVE_SEAT, email, looked_up)

@@ -96,13 +96,19 @@ class OrgAttribution:
                 raise ValueError(f"OrgAttribution.{key} must be a string or null")
 
     @classmethod
-    def from_rpc(cls, row: Mapping[str, Any], *, org_role: str | None = None) -> OrgAttribution:
-        """Build from the JSON object returned by ``resolve_org_attribution``.
+    def from_rpc(
+        cls, row: Mapping[str, Any] | object, *, org_role: str | None = None
+    ) -> OrgAttribution:
+        """Build from the row returned by ``resolve_org_attribution``.
 
-        The RPC's keys are the contract: a missing key is a bug on one side and
-        raises ``ValueError`` rather than silently producing a partial token.
-        UUIDs are accepted as ``uuid.UUID`` too (a driver may decode them).
+        ``row`` is the typed client's ``public.org_attribution`` row
+        (:class:`issuer.rpc_generated.OrgAttribution`) or the same as a JSON
+        object. The RPC's keys are the contract: a missing key is a bug on one
+        side and raises ``ValueError`` rather than silently producing a partial
+        token. UUIDs are accepted as ``uuid.UUID`` (the typed client decodes them).
         """
+        if not isinstance(row, Mapping):
+            row = {key: getattr(row, key) for key in _ATTRIBUTION_RPC_KEYS if hasattr(row, key)}
         missing = [key for key in _ATTRIBUTION_RPC_KEYS if key not in row]
         if missing:
             raise ValueError(f"resolve_org_attribution result lacks keys: {', '.join(missing)}")

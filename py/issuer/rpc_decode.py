@@ -30,6 +30,7 @@ __all__ = [
     "as_list",
     "as_str",
     "as_uuid",
+    "nullable_row",
     "required",
     "row",
     "rows",
@@ -59,6 +60,20 @@ def row(data: Any, type_name: str, columns: tuple[str, ...]) -> dict[str, Any]:
         if name not in data:
             raise RpcContractError(f"{type_name}: the answer has no column {name!r}")
     return data
+
+
+def nullable_row(data: Any, decode: Callable[[Any], T]) -> T | None:
+    """A composite value that may be null: ``None`` for a null row, else ``decode(data)``.
+
+    A null row arrives as JSON ``null`` (a nested column, ``to_jsonb(f(...))``)
+    or as an object whose every column is null (``select to_jsonb(r) from f()
+    as r``, and PostgREST, expand a null composite into its columns). Both are
+    null in Postgres too: ``row(null, null) is null`` is true. Anything else
+    must decode as the row type (``decode`` checks it).
+    """
+    if data is None or (isinstance(data, dict) and all(v is None for v in data.values())):
+        return None
+    return decode(data)
 
 
 def rows(data: Any, fn: str) -> list[Any]:

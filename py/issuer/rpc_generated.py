@@ -34,13 +34,16 @@ __all__ = [
     "ListExtensionTokensRow",
     "LowBalanceAlertDelivery",
     "LowBalanceAlertSettings",
+    "OrgAttribution",
     "OrgScopeResult",
     "OrganizationSeats",
     "RpcMethods",
     "SeatCapResult",
+    "SeatCapsOverviewRow",
     "SeatOverviewRow",
     "TokenGrantResult",
     "TokenPurgeResult",
+    "TokenSubject",
 ]
 
 
@@ -374,6 +377,53 @@ class LowBalanceAlertSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgAttribution:
+    """``public.org_attribution``."""
+
+    pool: str
+    clerk_org_id: str
+    organization_id: UUID
+    organization_name: str
+    stripe_customer_id: str | None
+    organization_subscription_id: UUID | None
+    seat_id: UUID
+    seat_role: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> OrgAttribution:
+        r = _d.row(
+            data,
+            "public.org_attribution",
+            (
+                "pool",
+                "clerk_org_id",
+                "organization_id",
+                "organization_name",
+                "stripe_customer_id",
+                "organization_subscription_id",
+                "seat_id",
+                "seat_role",
+            ),
+        )
+        return cls(
+            pool=_d.required(_d.as_str(r["pool"]), "public.org_attribution.pool"),
+            clerk_org_id=_d.required(
+                _d.as_str(r["clerk_org_id"]), "public.org_attribution.clerk_org_id"
+            ),
+            organization_id=_d.required(
+                _d.as_uuid(r["organization_id"]), "public.org_attribution.organization_id"
+            ),
+            organization_name=_d.required(
+                _d.as_str(r["organization_name"]), "public.org_attribution.organization_name"
+            ),
+            stripe_customer_id=_d.as_str(r["stripe_customer_id"]),
+            organization_subscription_id=_d.as_uuid(r["organization_subscription_id"]),
+            seat_id=_d.required(_d.as_uuid(r["seat_id"]), "public.org_attribution.seat_id"),
+            seat_role=_d.required(_d.as_str(r["seat_role"]), "public.org_attribution.seat_role"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class OrgScopeResult:
     """``public.org_scope_result``."""
 
@@ -487,6 +537,77 @@ class SeatCapResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SeatCapsOverviewRow:
+    """``public.seat_caps_overview()``."""
+
+    organization_id: UUID | None
+    clerk_org_id: str | None
+    organization_name: str | None
+    default_cap: Decimal | None
+    default_period: str | None
+    seat_id: UUID | None
+    clerk_user_id: str | None
+    email: str | None
+    seat_role: str | None
+    seat_status: str | None
+    own_cap: Decimal | None
+    own_period: str | None
+    cap: Decimal | None
+    period: str | None
+    cap_source: str | None
+    period_start: datetime | None
+    spent: Decimal | None
+    remaining: Decimal | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> SeatCapsOverviewRow:
+        r = _d.row(
+            data,
+            "public.seat_caps_overview()",
+            (
+                "organization_id",
+                "clerk_org_id",
+                "organization_name",
+                "default_cap",
+                "default_period",
+                "seat_id",
+                "clerk_user_id",
+                "email",
+                "seat_role",
+                "seat_status",
+                "own_cap",
+                "own_period",
+                "cap",
+                "period",
+                "cap_source",
+                "period_start",
+                "spent",
+                "remaining",
+            ),
+        )
+        return cls(
+            organization_id=_d.as_uuid(r["organization_id"]),
+            clerk_org_id=_d.as_str(r["clerk_org_id"]),
+            organization_name=_d.as_str(r["organization_name"]),
+            default_cap=_d.as_decimal(r["default_cap"]),
+            default_period=_d.as_str(r["default_period"]),
+            seat_id=_d.as_uuid(r["seat_id"]),
+            clerk_user_id=_d.as_str(r["clerk_user_id"]),
+            email=_d.as_str(r["email"]),
+            seat_role=_d.as_str(r["seat_role"]),
+            seat_status=_d.as_str(r["seat_status"]),
+            own_cap=_d.as_decimal(r["own_cap"]),
+            own_period=_d.as_str(r["own_period"]),
+            cap=_d.as_decimal(r["cap"]),
+            period=_d.as_str(r["period"]),
+            cap_source=_d.as_str(r["cap_source"]),
+            period_start=_d.as_datetime(r["period_start"]),
+            spent=_d.as_decimal(r["spent"]),
+            remaining=_d.as_decimal(r["remaining"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class SeatOverviewRow:
     """``public.seat_overview()``."""
 
@@ -579,6 +700,22 @@ class TokenPurgeResult:
             extension_tokens=_d.as_int(r["extension_tokens"]),
             oauth_codes=_d.as_int(r["oauth_codes"]),
             refresh_tokens=_d.as_int(r["refresh_tokens"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSubject:
+    """``public.token_subject``."""
+
+    email: str | None
+    attribution: OrgAttribution | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> TokenSubject:
+        r = _d.row(data, "public.token_subject", ("email", "attribution"))
+        return cls(
+            email=_d.as_str(r["email"]),
+            attribution=_d.nullable_row(r["attribution"], OrgAttribution.from_json),
         )
 
 
@@ -982,24 +1119,29 @@ class RpcMethods:
             self.invoke("refund_credits", params, shape="row", setof=False)
         )
 
-    def resolve_org_attribution(self, *, p_clerk_user_id: str, p_clerk_org_id: str) -> JSON:
+    def resolve_org_attribution(
+        self, *, p_clerk_user_id: str, p_clerk_org_id: str
+    ) -> OrgAttribution | None:
         """``public.resolve_org_attribution(p_clerk_user_id, p_clerk_org_id)``."""
         params: dict[str, Any] = {
             "p_clerk_user_id": p_clerk_user_id,
             "p_clerk_org_id": p_clerk_org_id,
         }
-        return _d.as_json(
-            self.invoke("resolve_org_attribution", params, shape="scalar", setof=False)
+        return _d.nullable_row(
+            self.invoke("resolve_org_attribution", params, shape="row", setof=False),
+            OrgAttribution.from_json,
         )
 
     def resolve_token_subject(
         self, *, p_clerk_user_id: str, p_clerk_org_id: str | None = None
-    ) -> JSON:
+    ) -> TokenSubject:
         """``public.resolve_token_subject(p_clerk_user_id, p_clerk_org_id)``."""
         params: dict[str, Any] = {"p_clerk_user_id": p_clerk_user_id}
         if p_clerk_org_id is not None:
             params["p_clerk_org_id"] = p_clerk_org_id
-        return _d.as_json(self.invoke("resolve_token_subject", params, shape="scalar", setof=False))
+        return TokenSubject.from_json(
+            self.invoke("resolve_token_subject", params, shape="row", setof=False)
+        )
 
     def revoke_extension_token(
         self, *, p_token_id: UUID | str, p_clerk_user_id: str
@@ -1066,10 +1208,16 @@ class RpcMethods:
             self.invoke("rotate_refresh_token", params, shape="row", setof=False)
         )
 
-    def seat_caps_overview(self, *, p_clerk_user_id: str) -> JSON:
+    def seat_caps_overview(self, *, p_clerk_user_id: str) -> list[SeatCapsOverviewRow]:
         """``public.seat_caps_overview(p_clerk_user_id)``."""
         params: dict[str, Any] = {"p_clerk_user_id": p_clerk_user_id}
-        return _d.as_json(self.invoke("seat_caps_overview", params, shape="scalar", setof=False))
+        return [
+            SeatCapsOverviewRow.from_json(r)
+            for r in _d.rows(
+                self.invoke("seat_caps_overview", params, shape="row", setof=True),
+                "seat_caps_overview",
+            )
+        ]
 
     def seat_overview(self, *, p_clerk_user_id: str) -> list[SeatOverviewRow]:
         """``public.seat_overview(p_clerk_user_id)``."""
@@ -1255,13 +1403,13 @@ RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "purge_expired_holds": ("scalar", False),
     "purge_expired_tokens": ("row", False),
     "refund_credits": ("row", False),
-    "resolve_org_attribution": ("scalar", False),
-    "resolve_token_subject": ("scalar", False),
+    "resolve_org_attribution": ("row", False),
+    "resolve_token_subject": ("row", False),
     "revoke_extension_token": ("scalar", False),
     "revoke_refresh_token": ("scalar", False),
     "rotate_extension_token": ("row", False),
     "rotate_refresh_token": ("row", False),
-    "seat_caps_overview": ("scalar", False),
+    "seat_caps_overview": ("row", True),
     "seat_overview": ("row", True),
     "set_low_balance_thresholds": ("row", False),
     "set_low_balance_thresholds_as": ("row", False),

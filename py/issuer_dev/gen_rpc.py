@@ -25,6 +25,15 @@ The conventions (docs/database.md, "The typed client"):
   type's ``not null`` column, or a composite attribute whose comment starts
   with ``@not-null`` (``comment on column public.t.c is '@not-null ...'``).
   The decoder checks it (a null there raises ``RpcContractError``).
+* A function's composite result is a row, never null (the decoder refuses
+  null), unless the function's comment starts with ``@nullable``: then the
+  method returns ``Row | None`` (TypeScript ``Row | null``) and a null row is
+  ``None``. A null row is JSON ``null`` or an object whose every column is
+  null (as Postgres's own ``row(...) is null``), which is what both backends
+  make of a null composite (:func:`issuer.rpc_decode.nullable_row`). A
+  composite nested in a row (a column or an array element) is always
+  nullable, by the same rule. ``@nullable`` on anything but a single
+  composite result is refused (a scalar result is nullable already).
 * An argument without a default is required; one with a default is optional
   and ``None`` leaves it out of the call, so the DATABASE's default applies.
 * Overloaded names, unknown types and names that clash with :class:`Rpc`'s
@@ -138,6 +147,18 @@ class Function:
     scalar: PgType | None = None
     row: RowType | None = None
     comment: str | None = None
+    nullable: bool = False  # a single composite result that may be a null row
+
+
+#: The tag at the start of a function's comment that makes its row result nullable.
+NULLABLE_TAG = "@nullable"
+
+
+def _nested(rt: RowType) -> PgType:
+    """A composite inside a row (a column, an array element): nullable by rule."""
+    return PgType(
+        rt.class_name, f"_d.nullable_row({{v}}, {rt.class_name}.from_json)", rt.class_name
+    )
 
 
 @dataclass
@@ -200,11 +221,7 @@ class _Reader:
             elem, elem_row = self.type(int(str(typelem)), where)
             if elem is None:
                 assert elem_row is not None
-                elem = PgType(
-                    elem_row.class_name,
-                    f"{elem_row.class_name}.from_json({{v}})",
-                    elem_row.class_name,
-                )
+                elem = _nested(elem_row)
             item = elem.decode.format(v="x")
             return (
                 PgType(
@@ -240,9 +257,7 @@ class _Reader:
         scalar, nested = self.type(typid, f"{rt.sql_name}.{name}")
         if scalar is None:
             assert nested is not None
-            scalar = PgType(
-                nested.class_name, f"{nested.class_name}.from_json({{v}})", nested.class_name
-            )
+            scalar = _nested(nested)
         tagged = isinstance(comment, str) and comment.lstrip().startswith("@not-null")
         return Column(name, scalar, attnotnull or tagged)
 
@@ -308,6 +323,21 @@ class _Reader:
                 raise GenError(f"public.{name}({arg_name}): composite arguments are not supported")
             args.append(Arg(arg_name, scalar, k >= len(ins) - ndefaults))
         fn = Function(name, args, "void", setof, comment=comment)
+        fn.nullable = bool(comment and comment.lstrip().startswith(NULLABLE_TAG))
+        if fn.nullable:
+            fn = self._result(fn, rettype, outs, names)
+            if fn.row is None or fn.setof or outs:
+                raise GenError(
+                    f"public.{name}: {NULLABLE_TAG} is for a function returning one named "
+                    "composite (a scalar result is nullable already)"
+                )
+            return fn
+        return self._result(fn, rettype, outs, names)
+
+    def _result(
+        self, fn: Function, rettype: int, outs: list[tuple[int, int]], names: list[str]
+    ) -> Function:
+        name, setof = fn.name, fn.setof
         if outs:  # returns table (...) or out parameters: an anonymous row type
             rt = RowType(f"public.{name}()", camel(name) + "Row", [])
             for i, t in outs:
@@ -376,6 +406,8 @@ def _py_method(fn: Function) -> list[str]:
         result = "None"
     elif fn.row is not None:
         result = f"list[{fn.row.class_name}]" if fn.setof else fn.row.class_name
+        if fn.nullable:
+            result += " | None"
     else:
         assert fn.scalar is not None
         one = "JSON" if fn.scalar.py == "JSON" else f"{fn.scalar.py} | None"
@@ -399,6 +431,8 @@ def _py_method(fn: Function) -> list[str]:
         out.append(
             f'        return [{fn.row.class_name}.from_json(r) for r in _d.rows({call}, "{fn.name}")]'
         )
+    elif fn.row is not None and fn.nullable:
+        out.append(f"        return _d.nullable_row({call}, {fn.row.class_name}.from_json)")
     elif fn.row is not None:
         out.append(f"        return {fn.row.class_name}.from_json({call})")
     else:
@@ -508,6 +542,8 @@ def render_ts(cat: Catalog) -> str:
             result = "void"
         elif fn.row is not None:
             result = f"{fn.row.class_name}[]" if fn.setof else fn.row.class_name
+            if fn.nullable:
+                result += " | null"
         else:
             assert fn.scalar is not None
             one = "Json" if fn.scalar.ts == "Json" else f"{fn.scalar.ts} | null"

@@ -8,8 +8,10 @@ decided by Postgres and tested against the real database elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from issuer.attribution import (
 from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
 from issuer.clerk import ClerkClient, ClerkSession, ClerkSessionVerifier
 from issuer.errors import BadRequest, ClerkUnavailable, OrgScopeDenied
+from issuer.rpc_generated import OrgAttribution as AttributionRow
 from issuer.signing import KeyRing
 from issuer_dev.fake_clerk import FakeClerk
 
@@ -38,21 +41,21 @@ class SeatsStandIn:
 
     def resolve_org_attribution(
         self, *, p_clerk_user_id: str, p_clerk_org_id: str
-    ) -> Mapping[str, Any] | None:
+    ) -> AttributionRow | None:
         clerk_user_id, clerk_org_id = p_clerk_user_id, p_clerk_org_id
         self.calls.append((clerk_user_id, clerk_org_id))
         if (clerk_user_id, clerk_org_id) not in self.active:
             return None
-        return {
-            "pool": "organization",
-            "clerk_org_id": clerk_org_id,
-            "organization_id": ORG_ID_UUID,
-            "organization_name": "Acme",
-            "stripe_customer_id": "cus_acme",
-            "organization_subscription_id": None,
-            "seat_id": SEAT_ID_UUID,
-            "seat_role": "member",
-        }
+        return AttributionRow(
+            pool="organization",
+            clerk_org_id=clerk_org_id,
+            organization_id=uuid.UUID(ORG_ID_UUID),
+            organization_name="Acme",
+            stripe_customer_id="cus_acme",
+            organization_subscription_id=None,
+            seat_id=uuid.UUID(SEAT_ID_UUID),
+            seat_role="member",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -275,11 +278,11 @@ def test_rpc_answering_for_another_org_is_a_bug_not_a_token(
     class Confused(SeatsStandIn):
         def resolve_org_attribution(
             self, *, p_clerk_user_id: str, p_clerk_org_id: str
-        ) -> Mapping[str, Any] | None:
+        ) -> AttributionRow | None:
             row = super().resolve_org_attribution(
                 p_clerk_user_id=p_clerk_user_id, p_clerk_org_id="org_acme"
             )
-            return None if row is None else {**row, "clerk_org_id": "org_other"}
+            return None if row is None else dataclasses.replace(row, clerk_org_id="org_other")
 
     alice = session(fake, verifier, "user_alice", org_id="org_acme")
     with pytest.raises(ValueError, match="another organization"):

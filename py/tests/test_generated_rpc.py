@@ -24,12 +24,14 @@ import psycopg
 import pytest
 
 from issuer.rpc import PostgrestRpc, PsycopgRpc, Rpc
-from issuer.rpc_decode import RpcContractError
+from issuer.rpc_decode import RpcContractError, nullable_row
 from issuer.rpc_generated import (
     RPC_SHAPES,
     CreditResult,
     DeductCreditsPooledBatchRow,
     OrganizationSeats,
+    OrgAttribution,
+    TokenSubject,
 )
 from issuer_dev import gen_rpc, localdb, migrations
 from support.postgrest_double import PostgrestDouble, running_postgrest_double
@@ -196,3 +198,73 @@ def test_an_answer_of_the_wrong_shape_is_a_contract_error() -> None:
                 "replayed": None,
             }
         )
+
+
+def test_nullable_composite_is_the_row_or_none(rpc: Rpc, world: World) -> None:
+    """``@nullable`` (issue 19): resolve_org_attribution's null row is ``None`` on both
+    backends, which expand it into an object of nulls; a row is the typed dataclass."""
+    org = world.org(pool=1, name="Nullable Co")
+    member, suspended = world.user(), world.user()
+    world.seat(org, member)
+    world.seat(org, suspended, status="suspended")
+    row = rpc.resolve_org_attribution(p_clerk_user_id=member, p_clerk_org_id=org)
+    assert isinstance(row, OrgAttribution)
+    assert (row.pool, row.clerk_org_id, row.organization_name) == (
+        "organization",
+        org,
+        "Nullable Co",
+    )
+    assert isinstance(row.seat_id, UUID) and row.organization_subscription_id is not None
+    assert rpc.resolve_org_attribution(p_clerk_user_id=suspended, p_clerk_org_id=org) is None
+    assert rpc.resolve_org_attribution(p_clerk_user_id=member, p_clerk_org_id="org_none") is None
+
+
+def test_nested_composite_column_is_the_row_or_none(rpc: Rpc, world: World) -> None:
+    org = world.org(pool=1)
+    member = world.user(email="nested@example.test")
+    world.seat(org, member)
+    subject = rpc.resolve_token_subject(p_clerk_user_id=member, p_clerk_org_id=org)
+    assert isinstance(subject, TokenSubject) and subject.email == "nested@example.test"
+    assert subject.attribution == rpc.resolve_org_attribution(
+        p_clerk_user_id=member, p_clerk_org_id=org
+    )
+    personal = rpc.resolve_token_subject(p_clerk_user_id=member)
+    assert (personal.email, personal.attribution) == ("nested@example.test", None)
+    nobody = rpc.resolve_token_subject(p_clerk_user_id="user_nobody_" + uuid.uuid4().hex)
+    assert (nobody.email, nobody.attribution) == (None, None)
+
+
+def test_nullable_row_decoding() -> None:
+    assert nullable_row(None, OrgAttribution.from_json) is None
+    every_null = {f.name: None for f in dataclasses.fields(OrgAttribution)}
+    assert nullable_row(every_null, OrgAttribution.from_json) is None
+    # A row that is not entirely null must be a whole, valid row.
+    with pytest.raises(RpcContractError, match="not null"):
+        nullable_row({**every_null, "pool": "organization"}, OrgAttribution.from_json)
+    with pytest.raises(RpcContractError, match="expected a row"):
+        nullable_row("(organization,org_x)", OrgAttribution.from_json)
+    # Where null is not allowed (the row itself), a row of nulls is refused.
+    with pytest.raises(RpcContractError, match="not null"):
+        OrgAttribution.from_json(every_null)
+
+
+def test_nullable_tag_on_anything_but_one_composite_is_refused(
+    pg_server: localdb.PostgresServer,
+) -> None:
+    """The generator fails rather than guess: ``@nullable`` on a set or a scalar."""
+    name = f"issuer_gen_{uuid.uuid4().hex[:10]}"
+    url = localdb.create_database(pg_server.url, name)
+    try:
+        migrations.apply_bootstrap(url)
+        migrations.migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("comment on function public.seat_overview(text) is '@nullable a set'")
+        with pytest.raises(gen_rpc.GenError, match="@nullable is for a function returning one"):
+            gen_rpc.read_catalog(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("comment on function public.seat_overview(text) is null")
+            conn.execute("comment on function public.health_check() is '@nullable scalar'")
+        with pytest.raises(gen_rpc.GenError, match="@nullable is for a function returning one"):
+            gen_rpc.read_catalog(url)
+    finally:
+        localdb.drop_database(pg_server.url, name)

@@ -98,7 +98,7 @@ def test_attribution_is_seat_gated(rpc: Rpc, world: World) -> None:
     world.seat(org, member)
     world.seat(org, suspended, status="suspended")
     row = rpc.resolve_org_attribution(p_clerk_user_id=member, p_clerk_org_id=org)
-    assert row is not None and row["organization_name"] == "Gated Co"
+    assert row is not None and row.organization_name == "Gated Co"
     assert rpc.resolve_org_attribution(p_clerk_user_id=suspended, p_clerk_org_id=org) is None
 
 
@@ -172,8 +172,9 @@ def test_statements_are_rendered_once_and_reused(world: World) -> None:
         (encoding, text), *others = rendered["resolve_org_attribution"].items()
         assert others == [] and encoding == "utf-8"
         assert text == (
-            b'select pg_catalog.to_jsonb(public."resolve_org_attribution"('
-            b'"p_clerk_org_id" => %(p_clerk_org_id)s, "p_clerk_user_id" => %(p_clerk_user_id)s))'
+            b'select pg_catalog.to_jsonb(r) from public."resolve_org_attribution"('
+            b'"p_clerk_org_id" => %(p_clerk_org_id)s, "p_clerk_user_id" => %(p_clerk_user_id)s)'
+            b" as r"
         )
         assert rpc.resolve_org_attribution(p_clerk_user_id=user, p_clerk_org_id=org) is not None
         assert backend._sql_cache[next(iter(backend._sql_cache))].rendered[encoding] is text

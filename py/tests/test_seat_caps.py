@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from issuer.api.pages import caps as caps_page
 from issuer.api.pages import csrf_token
 from issuer.clerk import ClerkSession
 from issuer.flows.usage import SEAT_CAP_MESSAGE
@@ -288,6 +289,42 @@ class _Forms(HTMLParser):
 
     def csrf(self) -> str:
         return next(i["value"] for i in self.inputs if i.get("name") == "csrf_token")
+
+
+def test_H2_seat_caps_overview_is_one_row_per_seat_grouped_by_org_on_the_page(
+    world: World,
+) -> None:
+    """``seat_caps_overview`` returns a table (issue 19): rows ordered by org name, then
+    email, the org's columns on every seat; the page groups them back into orgs."""
+    zed, able = world.org(pool=10, name="Zed Org"), world.org(pool=10, name="Able Org")
+    admin = world.user(email="admin@two.test")
+    bea, al = world.user(email="bea@two.test"), world.user(email="al@two.test")
+    world.seat(zed, admin, role="owner")
+    world.seat(able, admin, role="admin")
+    world.seat(zed, bea)
+    world.seat(able, bea)
+    world.seat(able, al, status="suspended")
+    other = world.org(pool=10, name="Aaa Not Mine")
+    world.seat(other, al, role="admin")
+
+    rows = world.issuer.rpc.seat_caps_overview(p_clerk_user_id=admin)
+    assert [(r.organization_name, r.email, r.seat_status) for r in rows] == [
+        ("Able Org", "admin@two.test", "active"),
+        ("Able Org", "al@two.test", "suspended"),
+        ("Able Org", "bea@two.test", "active"),
+        ("Zed Org", "admin@two.test", "active"),
+        ("Zed Org", "bea@two.test", "active"),
+    ]
+    assert {r.clerk_org_id for r in rows[:3]} == {able}
+    assert all(r.seat_id is not None and r.remaining is None for r in rows)  # no caps yet
+    assert world.issuer.rpc.seat_caps_overview(p_clerk_user_id=bea) == []
+
+    grouped = caps_page._orgs(rows)
+    assert [(o["name"], [s["who"] for s in o["seats"]]) for o in grouped] == [
+        ("Able Org", ["admin@two.test", "al@two.test", "bea@two.test"]),
+        ("Zed Org", ["admin@two.test", "bea@two.test"]),
+    ]
+    assert grouped[0]["organization_id"] == str(rows[0].organization_id)
 
 
 def test_H2_caps_page_shows_spend_against_cap_and_admins_set_caps(world: World) -> None:

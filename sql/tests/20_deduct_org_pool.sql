@@ -51,7 +51,7 @@ select is(
 );
 select is(
     (select metadata - 'context' - 'clerk_user_id' from row_),
-    (select public.resolve_org_attribution('user_member', 'org_acme')),
+    (select to_jsonb(public.resolve_org_attribution('user_member', 'org_acme'))),
     'metadata carries the same attribution a token gets'
 );
 select is(

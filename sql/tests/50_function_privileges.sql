@@ -82,8 +82,8 @@ select function_returns(
     'credit_result', 'deduct_credits_pooled returns public.credit_result'
 );
 select function_returns(
-    'public', 'resolve_org_attribution', array['text', 'text'], 'jsonb',
-    'resolve_org_attribution returns jsonb'
+    'public', 'resolve_org_attribution', array['text', 'text'], 'org_attribution',
+    'resolve_org_attribution returns public.org_attribution'
 );
 
 select * from finish();

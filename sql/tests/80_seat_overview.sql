@@ -46,7 +46,7 @@ select is_empty(
     $$select o.clerk_org_id
       from public.seat_overview('user_alice') as o
       where o.selectable
-          is distinct from (public.resolve_org_attribution('user_alice', o.clerk_org_id) is not null)$$,
+          is distinct from not (public.resolve_org_attribution('user_alice', o.clerk_org_id) is null)$$,
     'selectable is true exactly where resolve_org_attribution grants the org'
 );
 

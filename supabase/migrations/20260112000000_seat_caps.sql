@@ -678,65 +678,73 @@ comment on view public.seat_spend_vs_cap is
 -- The caps page ------------------------------------------------------------------
 
 create function public.seat_caps_overview(p_clerk_user_id text)
-returns jsonb
+returns table (
+    organization_id uuid,
+    clerk_org_id text,
+    organization_name text,
+    default_cap numeric,
+    default_period text,
+    seat_id uuid,
+    clerk_user_id text,
+    email text,
+    seat_role text,
+    seat_status text,
+    own_cap numeric,
+    own_period text,
+    cap numeric,
+    period text,
+    cap_source text,
+    period_start timestamptz,
+    spent numeric,
+    remaining numeric
+)
 language sql
 stable
 security definer
 set search_path = ''
 as $$
-    select coalesce(
-        pg_catalog.jsonb_agg(
-            pg_catalog.jsonb_build_object(
-                'organization_id', o.id,
-                'clerk_org_id', o.clerk_org_id,
-                'organization_name', o.name,
-                'default_cap', o.default_seat_cap,
-                'default_period', o.default_seat_cap_period,
-                'seats', (
-                    select coalesce(
-                        pg_catalog.jsonb_agg(
-                            pg_catalog.jsonb_build_object(
-                                'seat_id', v.seat_id,
-                                'clerk_user_id', v.clerk_user_id,
-                                'email', v.email,
-                                'seat_role', v.seat_role,
-                                'seat_status', v.seat_status,
-                                'own_cap', s2.spend_cap,
-                                'own_period', s2.spend_cap_period,
-                                'cap', v.cap,
-                                'period', v.period,
-                                'cap_source', v.cap_source,
-                                'period_start', v.period_start,
-                                'spent', v.spent,
-                                'remaining', v.remaining
-                            )
-                            order by v.email, v.clerk_user_id
-                        ),
-                        '[]'::jsonb
-                    )
-                    from public.seat_spend_vs_cap as v
-                    inner join public.organization_seats as s2 on v.seat_id = s2.id
-                    where v.organization_id = o.id
-                )
-            )
-            order by o.name, o.clerk_org_id
-        ),
-        '[]'::jsonb
-    )
+    -- One row per seat of every org where the caller is an active owner or
+    -- admin, the org's columns repeated on each of its seats (the one result
+    -- convention: rows, not nested jsonb). The page groups them by org.
+    select
+        o.id,
+        o.clerk_org_id,
+        o.name,
+        o.default_seat_cap,
+        o.default_seat_cap_period::text,
+        v.seat_id,
+        v.clerk_user_id,
+        v.email,
+        v.seat_role,
+        v.seat_status::text,
+        s2.spend_cap,
+        s2.spend_cap_period::text,
+        v.cap,
+        v.period,
+        v.cap_source,
+        v.period_start,
+        v.spent,
+        v.remaining
     from public.organizations as o
     inner join public.organization_seats as s on o.id = s.organization_id
     inner join public.users as u on s.user_id = u.id
+    inner join public.seat_spend_vs_cap as v on o.id = v.organization_id
+    inner join public.organization_seats as s2 on v.seat_id = s2.id
     where
         u.clerk_user_id = p_clerk_user_id
         and private.seat_allows_spending(s.status)
         and s.role in ('owner', 'admin')
+    order by o.name, o.clerk_org_id, v.email, v.clerk_user_id, v.seat_id
 $$;
 
 revoke all on function public.seat_caps_overview(text) from public, anon, authenticated, service_role;
 grant execute on function public.seat_caps_overview(text) to service_role;
 
 comment on function public.seat_caps_overview(text) is
-'For the issuer''s /dashboard/caps page: the orgs where p_clerk_user_id is an active '
-'owner/admin, each with its default cap and every seat''s cap, period, spend and remaining '
-'(seat_spend_vs_cap). [] for anyone else. Service role only; security definer: it reads the '
+'For the issuer''s /dashboard/caps page: one row per seat of every org where p_clerk_user_id '
+'is an active owner/admin, with the org''s columns (organization_id, clerk_org_id, '
+'organization_name, default_cap, default_period) and the seat''s (seat_id, clerk_user_id, '
+'email, seat_role, seat_status, own_cap, own_period, cap, period, cap_source, period_start, '
+'spent, remaining: seat_spend_vs_cap), ordered by organization name, then email. No rows for '
+'anyone else. Service role only; security definer: it reads the '
 'spend counters and checks the admin rule itself (H2).';

@@ -21,7 +21,6 @@ import jwt
 import typer
 from rich.table import Table
 
-from issuer.attribution import attribution_row
 from issuer.claims import TOKEN_TYPE_ACCESS, TOKEN_TYPE_EXTENSION, OrgAttribution, build_claims
 from issuer.cli._common import (
     CliError,
@@ -150,9 +149,7 @@ def mint(
     else:
         with open_rpc(database_url) as rpc:
             if org is not None:
-                row = attribution_row(
-                    rpc.resolve_org_attribution(p_clerk_user_id=sub, p_clerk_org_id=org)
-                )
+                row = rpc.resolve_org_attribution(p_clerk_user_id=sub, p_clerk_org_id=org)
                 if row is None:
                     raise CliError(
                         f"no org token: {sub} holds no active seat in {org} "

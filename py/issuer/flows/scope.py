@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from issuer.attribution import resolve_org_attribution_claims, token_subject
+from issuer.attribution import resolve_org_attribution_claims
 from issuer.claims import OrgAttribution
 from issuer.clerk import ClerkSession
 from issuer.errors import BadRequest, OrgScopeDenied, OrgScopeLost
@@ -114,5 +114,4 @@ def token_email(issuer: Issuer, session: ClerkSession, scope: Scope) -> str | No
         return session.email
     if scope.email_looked_up:
         return scope.email
-    _, email = token_subject(issuer.rpc.resolve_token_subject(p_clerk_user_id=session.user_id))
-    return email
+    return issuer.rpc.resolve_token_subject(p_clerk_user_id=session.user_id).email

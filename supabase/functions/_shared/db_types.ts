@@ -117,6 +117,18 @@ export interface LowBalanceAlertSettings {
   webhook_url: string | null;
 }
 
+/** `public.org_attribution`. */
+export interface OrgAttribution {
+  pool: string;
+  clerk_org_id: string;
+  organization_id: string;
+  organization_name: string;
+  stripe_customer_id: string | null;
+  organization_subscription_id: string | null;
+  seat_id: string;
+  seat_role: string;
+}
+
 /** `public.org_scope_result`. */
 export interface OrgScopeResult {
   org_scope: string | null;
@@ -150,6 +162,28 @@ export interface SeatCapResult {
   period: string | null;
 }
 
+/** `public.seat_caps_overview()`. */
+export interface SeatCapsOverviewRow {
+  organization_id: string | null;
+  clerk_org_id: string | null;
+  organization_name: string | null;
+  default_cap: string | null;
+  default_period: string | null;
+  seat_id: string | null;
+  clerk_user_id: string | null;
+  email: string | null;
+  seat_role: string | null;
+  seat_status: string | null;
+  own_cap: string | null;
+  own_period: string | null;
+  cap: string | null;
+  period: string | null;
+  cap_source: string | null;
+  period_start: string | null;
+  spent: string | null;
+  remaining: string | null;
+}
+
 /** `public.seat_overview()`. */
 export interface SeatOverviewRow {
   clerk_org_id: string | null;
@@ -179,6 +213,12 @@ export interface TokenPurgeResult {
   extension_tokens: number | null;
   oauth_codes: number | null;
   refresh_tokens: number | null;
+}
+
+/** `public.token_subject`. */
+export interface TokenSubject {
+  email: string | null;
+  attribution: OrgAttribution | null;
 }
 
 /** Arguments of `public.apply_clerk_event`. */
@@ -514,13 +554,13 @@ export interface Rpcs {
   purge_expired_holds: { args: PurgeExpiredHoldsArgs; result: number | null };
   purge_expired_tokens: { args: PurgeExpiredTokensArgs; result: TokenPurgeResult };
   refund_credits: { args: RefundCreditsArgs; result: CreditResult };
-  resolve_org_attribution: { args: ResolveOrgAttributionArgs; result: Json };
-  resolve_token_subject: { args: ResolveTokenSubjectArgs; result: Json };
+  resolve_org_attribution: { args: ResolveOrgAttributionArgs; result: OrgAttribution | null };
+  resolve_token_subject: { args: ResolveTokenSubjectArgs; result: TokenSubject };
   revoke_extension_token: { args: RevokeExtensionTokenArgs; result: boolean | null };
   revoke_refresh_token: { args: RevokeRefreshTokenArgs; result: boolean | null };
   rotate_extension_token: { args: RotateExtensionTokenArgs; result: ExtensionTokenResult };
   rotate_refresh_token: { args: RotateRefreshTokenArgs; result: TokenGrantResult };
-  seat_caps_overview: { args: SeatCapsOverviewArgs; result: Json };
+  seat_caps_overview: { args: SeatCapsOverviewArgs; result: SeatCapsOverviewRow[] };
   seat_overview: { args: SeatOverviewArgs; result: SeatOverviewRow[] };
   set_low_balance_thresholds: {
     args: SetLowBalanceThresholdsArgs;

@@ -1,7 +1,8 @@
 """``/dashboard/caps``: each seat's spend against its cap; owners and admins set caps (H2).
 
 The page lists the organizations where the signed-in user holds an active
-owner or admin seat (``seat_caps_overview``), each seat's cap, period, spend
+owner or admin seat (``seat_caps_overview``: one row per seat, grouped here
+by org), each seat's cap, period, spend
 in the current period and what remains. Its forms set a seat's cap or the
 org's default through ``set_seat_cap_as`` / ``set_org_default_seat_cap_as``:
 the database checks again that the verified user administers that org, so
@@ -25,7 +26,7 @@ from issuer.api.pages.render import PageRoute, page, redirect
 from issuer.api.pages.session import PageOpening, who
 from issuer.clerk import ClerkSession
 from issuer.rpc import RpcError
-from issuer.rpc_generated import SeatCapResult
+from issuer.rpc_generated import SeatCapResult, SeatCapsOverviewRow
 from issuer.service import Issuer
 
 router = APIRouter(route_class=PageRoute)
@@ -65,45 +66,43 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _orgs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    orgs = []
-    for org in rows:
-        seats = []
-        for seat in org.get("seats") or []:
-            cap = seat.get("cap")
-            spent = Decimal(str(seat.get("spent") or 0))
-            share = None
-            if cap is not None and Decimal(str(cap)) > 0:
-                share = min(100, int(spent * 100 / Decimal(str(cap))))
-            seats.append(
-                {
-                    "seat_id": str(seat.get("seat_id")),
-                    "who": seat.get("email") or seat.get("clerk_user_id"),
-                    "role": seat.get("seat_role"),
-                    "status": seat.get("seat_status"),
-                    "own_cap": _amount(seat.get("own_cap")),
-                    "own_period": seat.get("own_period") or "month",
-                    "cap": _amount(cap),
-                    "period": PERIOD_NAMES.get(str(seat.get("period")), ""),
-                    "source": seat.get("cap_source"),
-                    "spent": _amount(spent),
-                    "remaining": _amount(seat.get("remaining")),
-                    "share": share,
-                    "reached": cap is not None
-                    and seat.get("remaining") is not None
-                    and Decimal(str(seat.get("remaining"))) <= 0,
-                }
-            )
-        orgs.append(
-            {
-                "organization_id": str(org.get("organization_id")),
-                "name": org.get("organization_name"),
-                "default_cap": _amount(org.get("default_cap")),
-                "default_period": org.get("default_period") or "month",
-                "seats": seats,
+def _seat(row: SeatCapsOverviewRow) -> dict[str, Any]:
+    cap, spent, remaining = row.cap, row.spent or Decimal(0), row.remaining
+    share = None
+    if cap is not None and cap > 0:
+        share = min(100, int(spent * 100 / cap))
+    return {
+        "seat_id": str(row.seat_id),
+        "who": row.email or row.clerk_user_id,
+        "role": row.seat_role,
+        "status": row.seat_status,
+        "own_cap": _amount(row.own_cap),
+        "own_period": row.own_period or "month",
+        "cap": _amount(cap),
+        "period": PERIOD_NAMES.get(str(row.period), ""),
+        "source": row.cap_source,
+        "spent": _amount(spent),
+        "remaining": _amount(remaining),
+        "share": share,
+        "reached": cap is not None and remaining is not None and remaining <= 0,
+    }
+
+
+def _orgs(rows: list[SeatCapsOverviewRow]) -> list[dict[str, Any]]:
+    """``seat_caps_overview``'s rows (one per seat, in order) grouped by org, in order."""
+    orgs: dict[uuid.UUID | None, dict[str, Any]] = {}
+    for row in rows:
+        org = orgs.get(row.organization_id)
+        if org is None:
+            org = orgs[row.organization_id] = {
+                "organization_id": str(row.organization_id),
+                "name": row.organization_name,
+                "default_cap": _amount(row.default_cap),
+                "default_period": row.default_period or "month",
+                "seats": [],
             }
-        )
-    return orgs
+        org["seats"].append(_seat(row))
+    return list(orgs.values())
 
 
 def _caps_page(
@@ -115,8 +114,7 @@ def _caps_page(
     error: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    overview = issuer.rpc.seat_caps_overview(p_clerk_user_id=session.user_id)
-    rows = [org for org in overview if isinstance(org, dict)] if isinstance(overview, list) else []
+    rows = issuer.rpc.seat_caps_overview(p_clerk_user_id=session.user_id)
     return page(
         request,
         "caps.html",
