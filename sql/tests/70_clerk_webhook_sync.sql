@@ -554,12 +554,12 @@ select
 from (
     values
     ('clerk_event_subject'::name, array['text', 'jsonb']::name[]),
-    ('clerk_organization_upserted', array['clerk_event_result', 'jsonb', 'timestamp with time zone']),
-    ('clerk_organization_deleted', array['clerk_event_result', 'jsonb', 'timestamp with time zone']),
+    ('clerk_organization_upserted', array['clerk_event_result', 'jsonb']),
+    ('clerk_organization_deleted', array['clerk_event_result', 'timestamp with time zone']),
     ('clerk_membership_upserted', array['clerk_event_result', 'jsonb', 'timestamp with time zone']),
-    ('clerk_membership_deleted', array['clerk_event_result', 'jsonb', 'timestamp with time zone']),
-    ('clerk_user_updated', array['clerk_event_result', 'jsonb', 'timestamp with time zone']),
-    ('clerk_user_deleted', array['clerk_event_result', 'jsonb', 'timestamp with time zone']),
+    ('clerk_membership_deleted', array['clerk_event_result', 'timestamp with time zone']),
+    ('clerk_user_updated', array['clerk_event_result', 'jsonb']),
+    ('clerk_user_deleted', array['clerk_event_result', 'timestamp with time zone']),
     ('seat_status_kept', array['organization_seats', 'timestamp with time zone']),
     ('revoke_user_credentials', array['text'])
 ) as f (name, args)

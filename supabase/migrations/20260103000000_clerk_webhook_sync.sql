@@ -262,12 +262,12 @@ comment on function private.clerk_event_subject(text, jsonb) is
 -- Each is called by apply_clerk_event only, after the delivery was recorded
 -- as applied, under the locks of its subject. p_result arrives filled with
 -- the delivery (applied, svix_id, type, clerk ids); each returns it with
--- what it did.
+-- what it did. Each takes only what it reads: the event's data (p_data)
+-- and/or Clerk's time of the event (p_event_at).
 
 create function private.clerk_organization_upserted(
     p_result public.clerk_event_result,
-    p_data jsonb,
-    p_event_at timestamptz
+    p_data jsonb
 )
 returns public.clerk_event_result
 language plpgsql
@@ -291,16 +291,15 @@ begin
 end
 $$;
 
-revoke all on function private.clerk_organization_upserted(public.clerk_event_result, jsonb, timestamptz)
+revoke all on function private.clerk_organization_upserted(public.clerk_event_result, jsonb)
 from public, anon, authenticated, service_role;
 
-comment on function private.clerk_organization_upserted(public.clerk_event_result, jsonb, timestamptz) is
+comment on function private.clerk_organization_upserted(public.clerk_event_result, jsonb) is
 'organization.created and organization.updated: upsert the organization (data.name; missing: 22023). '
 'Called by apply_clerk_event only.';
 
 create function private.clerk_organization_deleted(
     p_result public.clerk_event_result,
-    p_data jsonb,
     p_event_at timestamptz
 )
 returns public.clerk_event_result
@@ -326,17 +325,16 @@ begin
 end
 $$;
 
-revoke all on function private.clerk_organization_deleted(public.clerk_event_result, jsonb, timestamptz)
+revoke all on function private.clerk_organization_deleted(public.clerk_event_result, timestamptz)
 from public, anon, authenticated, service_role;
 
-comment on function private.clerk_organization_deleted(public.clerk_event_result, jsonb, timestamptz) is
+comment on function private.clerk_organization_deleted(public.clerk_event_result, timestamptz) is
 'organization.deleted: revoke every seat of the organization (seats_revoked). '
 'Called by apply_clerk_event only.';
 
 create function private.clerk_user_updated(
     p_result public.clerk_event_result,
-    p_data jsonb,
-    p_event_at timestamptz
+    p_data jsonb
 )
 returns public.clerk_event_result
 language plpgsql
@@ -357,16 +355,15 @@ begin
 end
 $$;
 
-revoke all on function private.clerk_user_updated(public.clerk_event_result, jsonb, timestamptz)
+revoke all on function private.clerk_user_updated(public.clerk_event_result, jsonb)
 from public, anon, authenticated, service_role;
 
-comment on function private.clerk_user_updated(public.clerk_event_result, jsonb, timestamptz) is
+comment on function private.clerk_user_updated(public.clerk_event_result, jsonb) is
 'user.updated: with banned or locked true, revoke the user''s extension tokens and refresh-token '
 'families (L3); otherwise nothing (0 and 0). Called by apply_clerk_event only.';
 
 create function private.clerk_user_deleted(
     p_result public.clerk_event_result,
-    p_data jsonb,
     p_event_at timestamptz
 )
 returns public.clerk_event_result
@@ -399,10 +396,10 @@ begin
 end
 $$;
 
-revoke all on function private.clerk_user_deleted(public.clerk_event_result, jsonb, timestamptz)
+revoke all on function private.clerk_user_deleted(public.clerk_event_result, timestamptz)
 from public, anon, authenticated, service_role;
 
-comment on function private.clerk_user_deleted(public.clerk_event_result, jsonb, timestamptz) is
+comment on function private.clerk_user_deleted(public.clerk_event_result, timestamptz) is
 'user.deleted: mark the user deleted, revoke every seat of the user (seats_revoked) and, in the same '
 'transaction, every extension token and refresh-token family (L3). Called by apply_clerk_event only.';
 
@@ -522,7 +519,6 @@ comment on function private.clerk_membership_upserted(public.clerk_event_result,
 
 create function private.clerk_membership_deleted(
     p_result public.clerk_event_result,
-    p_data jsonb,
     p_event_at timestamptz
 )
 returns public.clerk_event_result
@@ -550,6 +546,7 @@ begin
         returning s.* into v_seat;
     end if;
     v_result.organization_id := v_seat.organization_id;
+    v_result.user_id := v_seat.user_id;
     v_result.seat_id := v_seat.id;
     v_result.seat_role := v_seat.role;
     v_result.seat_status := v_seat.status;
@@ -557,10 +554,10 @@ begin
 end
 $$;
 
-revoke all on function private.clerk_membership_deleted(public.clerk_event_result, jsonb, timestamptz)
+revoke all on function private.clerk_membership_deleted(public.clerk_event_result, timestamptz)
 from public, anon, authenticated, service_role;
 
-comment on function private.clerk_membership_deleted(public.clerk_event_result, jsonb, timestamptz) is
+comment on function private.clerk_membership_deleted(public.clerk_event_result, timestamptz) is
 'organizationMembership.deleted: revoke the seat unless private.seat_status_kept says why not (a '
 'held seat stays held). Called by apply_clerk_event only.';
 
@@ -694,14 +691,14 @@ begin
 
     -- One function per event type.
     return case v_type
-        when 'organization.created' then private.clerk_organization_upserted(v_result, v_data, v_event_at)
-        when 'organization.updated' then private.clerk_organization_upserted(v_result, v_data, v_event_at)
-        when 'organization.deleted' then private.clerk_organization_deleted(v_result, v_data, v_event_at)
+        when 'organization.created' then private.clerk_organization_upserted(v_result, v_data)
+        when 'organization.updated' then private.clerk_organization_upserted(v_result, v_data)
+        when 'organization.deleted' then private.clerk_organization_deleted(v_result, v_event_at)
         when 'organizationMembership.created' then private.clerk_membership_upserted(v_result, v_data, v_event_at)
         when 'organizationMembership.updated' then private.clerk_membership_upserted(v_result, v_data, v_event_at)
-        when 'organizationMembership.deleted' then private.clerk_membership_deleted(v_result, v_data, v_event_at)
-        when 'user.updated' then private.clerk_user_updated(v_result, v_data, v_event_at)
-        when 'user.deleted' then private.clerk_user_deleted(v_result, v_data, v_event_at)
+        when 'organizationMembership.deleted' then private.clerk_membership_deleted(v_result, v_event_at)
+        when 'user.updated' then private.clerk_user_updated(v_result, v_data)
+        when 'user.deleted' then private.clerk_user_deleted(v_result, v_event_at)
     end;
 end
 $$;

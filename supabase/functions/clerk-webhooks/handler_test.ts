@@ -233,6 +233,8 @@ dbTest(
     );
     assertEquals(result.applied, true);
     assertEquals(result.seat_status, "revoked");
+    assertEquals(result.clerk_user_id, alice);
+    assertEquals(result.user_id, userId);
 
     const refused = await spend();
     assertEquals(refused.ok, false);
