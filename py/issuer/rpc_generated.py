@@ -25,6 +25,7 @@ __all__ = [
     "JSON",
     "RPC_SHAPES",
     "ClaimLowBalanceAlertsRow",
+    "ClerkEventResult",
     "CreditConsistencyCheckRow",
     "CreditResult",
     "DeductCreditsPooledBatchRow",
@@ -72,6 +73,74 @@ class ClaimLowBalanceAlertsRow:
             webhook_url=_d.as_str(r["webhook_url"]),
             attempt=_d.as_int(r["attempt"]),
             payload=_d.as_json(r["payload"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClerkEventResult:
+    """``public.clerk_event_result``."""
+
+    applied: bool | None
+    duplicate: bool | None
+    outcome: str | None
+    reason: str | None
+    svix_id: str | None
+    type: str | None
+    clerk_org_id: str | None
+    clerk_user_id: str | None
+    organization_id: UUID | None
+    user_id: UUID | None
+    seat_id: UUID | None
+    seat_role: str | None
+    seat_status: str | None
+    seat_status_kept: str | None
+    seats_revoked: int | None
+    extension_tokens_revoked: int | None
+    refresh_tokens_revoked: int | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ClerkEventResult:
+        r = _d.row(
+            data,
+            "public.clerk_event_result",
+            (
+                "applied",
+                "duplicate",
+                "outcome",
+                "reason",
+                "svix_id",
+                "type",
+                "clerk_org_id",
+                "clerk_user_id",
+                "organization_id",
+                "user_id",
+                "seat_id",
+                "seat_role",
+                "seat_status",
+                "seat_status_kept",
+                "seats_revoked",
+                "extension_tokens_revoked",
+                "refresh_tokens_revoked",
+            ),
+        )
+        return cls(
+            applied=_d.as_bool(r["applied"]),
+            duplicate=_d.as_bool(r["duplicate"]),
+            outcome=_d.as_str(r["outcome"]),
+            reason=_d.as_str(r["reason"]),
+            svix_id=_d.as_str(r["svix_id"]),
+            type=_d.as_str(r["type"]),
+            clerk_org_id=_d.as_str(r["clerk_org_id"]),
+            clerk_user_id=_d.as_str(r["clerk_user_id"]),
+            organization_id=_d.as_uuid(r["organization_id"]),
+            user_id=_d.as_uuid(r["user_id"]),
+            seat_id=_d.as_uuid(r["seat_id"]),
+            seat_role=_d.as_str(r["seat_role"]),
+            seat_status=_d.as_str(r["seat_status"]),
+            seat_status_kept=_d.as_str(r["seat_status_kept"]),
+            seats_revoked=_d.as_int(r["seats_revoked"]),
+            extension_tokens_revoked=_d.as_int(r["extension_tokens_revoked"]),
+            refresh_tokens_revoked=_d.as_int(r["refresh_tokens_revoked"]),
         )
 
 
@@ -733,10 +802,12 @@ class RpcMethods:
         """Run ``public.<fn>`` with named arguments; the answer as JSON."""
         raise NotImplementedError
 
-    def apply_clerk_event(self, *, p_svix_id: str, p_event: JSON) -> JSON:
+    def apply_clerk_event(self, *, p_svix_id: str, p_event: JSON) -> ClerkEventResult:
         """``public.apply_clerk_event(p_svix_id, p_event)``."""
         params: dict[str, Any] = {"p_svix_id": p_svix_id, "p_event": p_event}
-        return _d.as_json(self.invoke("apply_clerk_event", params, shape="scalar", setof=False))
+        return ClerkEventResult.from_json(
+            self.invoke("apply_clerk_event", params, shape="row", setof=False)
+        )
 
     def authorize_credits(
         self,
@@ -1380,7 +1451,7 @@ class RpcMethods:
 
 #: Each RPC's result: (shape, setof), for :meth:`issuer.rpc.Rpc.call`.
 RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
-    "apply_clerk_event": ("scalar", False),
+    "apply_clerk_event": ("row", False),
     "authorize_credits": ("row", False),
     "capture_credits": ("row", False),
     "check_org_scope": ("row", False),

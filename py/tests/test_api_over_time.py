@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from issuer.errors import InvalidToken as InvalidTokenError
 from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier, install
+from issuer.rpc_generated import ClerkEventResult
 from support.world import CLIENT_ID, REDIRECT_URI, World, pkce_pair, pkce_sign_in
 
 
@@ -167,11 +168,14 @@ def test_L2_session_refresh_token_of_a_lost_org_is_403_org_scope_lost(world: Wor
 # -- L3: credentials die with the account ------------------------------------------------
 
 
-def _clerk_event(world: World, svix_id: str, event: dict[str, Any]) -> dict[str, Any]:
+def _clerk_event(world: World, svix_id: str, event: dict[str, Any]) -> ClerkEventResult:
     """Deliver a Clerk webhook event the way the clerk-webhooks edge function does."""
-    result = world.issuer.rpc.call("apply_clerk_event", p_svix_id=svix_id, p_event=event)
-    assert isinstance(result, dict)
-    return result
+    return world.issuer.rpc.apply_clerk_event(p_svix_id=svix_id, p_event=event)
+
+
+def _revoked(result: ClerkEventResult) -> tuple[int | None, int | None]:
+    """(extension tokens, refresh tokens) the event revoked."""
+    return result.extension_tokens_revoked, result.refresh_tokens_revoked
 
 
 def _user_event(kind: str, user: str, **data: Any) -> dict[str, Any]:
@@ -201,7 +205,7 @@ def test_L3_user_deleted_revokes_long_lived_tokens_and_refresh_families(world: W
     assert _validate(world, long_lived).status_code == 200
 
     result = _clerk_event(world, "msg_del_" + carl, _user_event("user.deleted", carl, deleted=True))
-    assert result["credentials_revoked"] == {"extension_tokens": 2, "refresh_tokens": 1}
+    assert _revoked(result) == (2, 1)
 
     assert _validate(world, long_lived).status_code == 401
     assert _validate(world, personal).status_code == 401
@@ -221,12 +225,12 @@ def test_L3_ban_and_lock_revoke_credentials_other_updates_do_not(world: World) -
         quiet = _clerk_event(
             world, f"msg_upd_{dora}", _user_event("user.updated", dora, first_name="Dora")
         )
-        assert quiet["credentials_revoked"] == {"extension_tokens": 0, "refresh_tokens": 0}
+        assert _revoked(quiet) == (0, 0)
         assert _validate(world, token).status_code == 200
         loud = _clerk_event(
             world, f"msg_{flag}_{dora}", _user_event("user.updated", dora, **{flag: True})
         )
-        assert loud["credentials_revoked"] == {"extension_tokens": 1, "refresh_tokens": 1}, flag
+        assert _revoked(loud) == (1, 1), flag
         assert _validate(world, token).status_code == 401, flag
         assert _refresh(world, grant["refresh_token"]).status_code == 400, flag
 

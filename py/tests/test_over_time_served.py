@@ -27,6 +27,7 @@ import httpx
 import psycopg
 import pytest
 
+from issuer.rpc_generated import ClerkEventResult
 from issuer_dev.fake_clerk import FakeClerk
 from issuer_dev.served import Served, issuer_serve
 from support.pgwire_tap import PgWireTap, pgwire_tap
@@ -145,11 +146,9 @@ def _membership_event(kind: str, user: str, org: str, at_ms: int) -> dict[str, A
     }
 
 
-def _apply_clerk_event(world: World, svix_id: str, event: dict[str, Any]) -> dict[str, Any]:
+def _apply_clerk_event(world: World, svix_id: str, event: dict[str, Any]) -> ClerkEventResult:
     """What the clerk-webhooks edge function does with a verified event."""
-    result = world.issuer.rpc.call("apply_clerk_event", p_svix_id=svix_id, p_event=event)
-    assert isinstance(result, dict)
-    return result
+    return world.issuer.rpc.apply_clerk_event(p_svix_id=svix_id, p_event=event)
 
 
 def _stored_tokens(world: World, user: str) -> tuple[int, int]:
@@ -184,14 +183,14 @@ def test_L1_served_a_suspended_member_who_leaves_and_rejoins_cannot_spend_the_po
         f"msg_leave_{sam}",
         _membership_event("organizationMembership.deleted", sam, org, _now_ms(1)),
     )
-    assert left.get("seat_status_kept") == "held_by_suspended", left
+    assert left.seat_status_kept == "held_by_suspended", left
     world.clerk.add_membership(sam, org)
     rejoined = _apply_clerk_event(
         world,
         f"msg_rejoin_{sam}",
         _membership_event("organizationMembership.created", sam, org, _now_ms(2)),
     )
-    assert rejoined.get("seat_status") == "suspended", rejoined
+    assert rejoined.seat_status == "suspended", rejoined
     # Over real HTTP: the pool stays closed to Sam...
     r = _use(http, token, 1)
     assert r.status_code == 403, r.text
@@ -345,7 +344,7 @@ def test_L3_served_user_deleted_kills_the_long_lived_token_and_the_refresh_famil
             "data": {"id": gil, "object": "user", "deleted": True},
         },
     )
-    assert result["credentials_revoked"] == {"extension_tokens": 1, "refresh_tokens": 1}
+    assert (result.extension_tokens_revoked, result.refresh_tokens_revoked) == (1, 1)
 
     r = _use(http, long_lived, 1)
     assert r.status_code == 401, r.text

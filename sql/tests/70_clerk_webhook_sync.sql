@@ -2,7 +2,7 @@
 -- true, deduplicates by svix-id, ignores stale and unknown events, and a
 -- deleted membership stops the seat from spending (no_active_seat).
 begin;
-select plan(68);
+select plan(110);
 
 -- The story's clock: event time p_ts (milliseconds) is placed so that 4500
 -- is the transaction's now(), the time of the manual seat changes
@@ -68,6 +68,18 @@ as $$
     )
 $$;
 
+create function pg_temp.user_event(p_type text, p_user text, p_ts bigint, p_data jsonb default '{}')
+returns jsonb
+language sql
+as $$
+    select jsonb_build_object(
+        'type', p_type,
+        'object', 'event',
+        'timestamp', pg_temp.clock(p_ts),
+        'data', jsonb_build_object('id', p_user, 'object', 'user') || p_data
+    )
+$$;
+
 create function pg_temp.seat(p_org text, p_user text)
 returns text
 language sql
@@ -84,6 +96,7 @@ $$;
 grant execute on function pg_temp.org_event(text, text, text, bigint, text) to anon, authenticated, service_role;
 grant execute on function pg_temp.member_event(text, text, text, text, bigint, text, text)
 to anon, authenticated, service_role;
+grant execute on function pg_temp.user_event(text, text, bigint, jsonb) to anon, authenticated, service_role;
 grant execute on function pg_temp.seat(text, text) to service_role;
 
 -- Privileges (D2, D3) -----------------------------------------------------------
@@ -169,10 +182,10 @@ select tests.reset_role();
 select tests.act_as_service_role();
 
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_org_1', pg_temp.org_event('organization.created', 'org_acme', 'Acme Inc', 1000, 'user_alice')
-    ) ->> 'applied',
-    'true',
+    )).applied,
+    true,
     'organization.created is applied'
 );
 select is(
@@ -181,10 +194,10 @@ select is(
     'organization.created creates the organization'
 );
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_org_2', pg_temp.org_event('organization.updated', 'org_acme', 'Acme Corp', 2000, 'user_alice')
-    ) ->> 'applied',
-    'true',
+    )).applied,
+    true,
     'organization.updated is applied'
 );
 select is(
@@ -193,9 +206,9 @@ select is(
     'organization.updated renames the organization'
 );
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_org_0', pg_temp.org_event('organization.updated', 'org_acme', 'Acme Old', 1500, 'user_alice')
-    ) ->> 'outcome',
+    )).outcome,
     'stale',
     'an organization.updated older than the applied one is stale'
 );
@@ -208,13 +221,13 @@ select is(
 -- Memberships -> users and seats ----------------------------------------------------------
 
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_m_alice',
         pg_temp.member_event(
             'organizationMembership.created', 'org_acme', 'user_alice', 'org:admin', 3000,
             'alice@example.com', 'user_alice'
         )
-    ) ->> 'seat_status',
+    )).seat_status,
     'active',
     'organizationMembership.created gives an active seat'
 );
@@ -256,19 +269,19 @@ select lives_ok(
     'an operator suspends a seat'
 );
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_m_carol_2',
         pg_temp.member_event('organizationMembership.updated', 'org_acme', 'user_carol', 'org:member', 4000)
-    ) ->> 'seat_role',
+    )).seat_role,
     'member',
     'organizationMembership.updated changes the role'
 );
 select is(pg_temp.seat('org_acme', 'user_carol'), 'member/suspended', 'and keeps the seat''s status');
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_m_alice_2',
         pg_temp.member_event('organizationMembership.updated', 'org_acme', 'user_alice', 'org:admin', 4000)
-    ) ->> 'seat_role',
+    )).seat_role,
     'owner',
     'an owner stays owner while Clerk says admin'
 );
@@ -279,13 +292,16 @@ select lives_ok(
     'bob''s seat is set to pending'
 );
 select is(
-    public.apply_clerk_event(
-        'msg_m_bob',
-        pg_temp.member_event('organizationMembership.created', 'org_acme', 'user_bob', 'org:member', 3000)
+    (
+        select row(r.applied, r.duplicate, r.outcome, r.reason, r.svix_id, r.type, r.seat_status)::text
+        from
+            public.apply_clerk_event(
+                'msg_m_bob',
+                pg_temp.member_event('organizationMembership.created', 'org_acme', 'user_bob', 'org:member', 3000)
+            ) as r
     ),
-    '{"applied": false, "duplicate": true, "outcome": "duplicate", "svix_id": "msg_m_bob",
-      "type": "organizationMembership.created"}'::jsonb,
-    'a repeated svix-id is a duplicate'
+    '(f,t,duplicate,,msg_m_bob,organizationMembership.created,)',
+    'a repeated svix-id is a duplicate: not applied, no reason, nothing about the seat'
 );
 select is(pg_temp.seat('org_acme', 'user_bob'), 'member/pending', 'a duplicate changes nothing');
 select is(
@@ -315,10 +331,10 @@ select is(
     'bob spends from the pool while a member'
 );
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_m_bob_del',
         pg_temp.member_event('organizationMembership.deleted', 'org_acme', 'user_bob', 'org:member', 5000)
-    ) ->> 'seat_status',
+    )).seat_status,
     'revoked',
     'organizationMembership.deleted revokes the seat'
 );
@@ -334,10 +350,10 @@ select is(
     'and the next token issued is personal (no attribution)'
 );
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_m_bob_late',
         pg_temp.member_event('organizationMembership.updated', 'org_acme', 'user_bob', 'org:admin', 4500)
-    ) ->> 'outcome',
+    )).outcome,
     'stale',
     'an update from before the deletion, delivered after it, is stale'
 );
@@ -355,7 +371,7 @@ select is(
         'msg_u_phone_del',
         '{"type": "user.deleted", "object": "event", "timestamp": 7000,
           "data": {"id": "user_phone", "object": "user", "deleted": true}}'
-    ) ->> 'seats_revoked')::int,
+    )).seats_revoked,
     1,
     'user.deleted revokes the user''s seats'
 );
@@ -365,7 +381,7 @@ select is(pg_temp.seat('org_acme', 'user_phone'), 'admin/revoked', 'the deleted 
 select is(
     (public.apply_clerk_event(
         'msg_org_del', pg_temp.org_event('organization.deleted', 'org_acme', null, 8000)
-    ) ->> 'seats_revoked')::int,
+    )).seats_revoked,
     3,
     'organization.deleted revokes every remaining seat'
 );
@@ -380,10 +396,10 @@ select is(
     'no seat of the deleted organization is left unrevoked'
 );
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_m_dave',
         pg_temp.member_event('organizationMembership.created', 'org_acme', 'user_dave', 'org:member', 9000)
-    ) ->> 'reason',
+    )).reason,
     'organization_deleted',
     'a membership event for a deleted organization is ignored'
 );
@@ -397,10 +413,10 @@ select is(
 -- Memberships before the organization event; unknown types ---------------------------------
 
 select is(
-    public.apply_clerk_event(
+    (public.apply_clerk_event(
         'msg_m_new', pg_temp.member_event('organizationMembership.created', 'org_new', 'user_erin', 'org:member', 100)
-    ) ->> 'applied',
-    'true',
+    )).applied,
+    true,
     'a membership of an organization not seen yet is applied'
 );
 select is(
@@ -409,10 +425,169 @@ select is(
     'the organization is created from the membership''s payload'
 );
 select is(
-    public.apply_clerk_event('msg_session', '{"type": "session.created", "data": {"id": "sess_1"}}') ->> 'outcome',
+    (public.apply_clerk_event('msg_session', '{"type": "session.created", "data": {"id": "sess_1"}}')).outcome,
     'ignored',
     'an unhandled event type is recorded as ignored'
 );
+
+-- The dispatcher: one private function per event type --------------------------------------
+-- Routing is observed, not inferred: with track_functions on, the transaction's
+-- own counters (pg_stat_xact_user_functions) say which private.clerk_* function
+-- each delivery called.
+
+select tests.reset_role();
+set local track_functions = 'pl';
+
+create function pg_temp.routed_to(p_svix_id text, p_event jsonb)
+returns text
+language plpgsql
+as $$
+declare
+    v_before jsonb;
+    v_routed text;
+begin
+    select coalesce(jsonb_object_agg(f.funcname, f.calls), '{}'::jsonb) into v_before
+    from pg_stat_xact_user_functions as f
+    where f.schemaname = 'private' and f.funcname like 'clerk\_%' and f.funcname <> 'clerk_event_subject';
+    perform public.apply_clerk_event(p_svix_id, p_event);
+    select string_agg(f.funcname, ',' order by f.funcname) into v_routed
+    from pg_stat_xact_user_functions as f
+    where
+        f.schemaname = 'private' and f.funcname like 'clerk\_%' and f.funcname <> 'clerk_event_subject'
+        and f.calls > coalesce((v_before ->> f.funcname)::bigint, 0);
+    return coalesce(v_routed, 'none');
+end
+$$;
+
+select is(
+    pg_temp.routed_to('route_1', pg_temp.org_event('organization.created', 'org_route', 'Route Inc', 20001)),
+    'clerk_organization_upserted',
+    'organization.created goes to private.clerk_organization_upserted'
+);
+select is(
+    pg_temp.routed_to('route_2', pg_temp.org_event('organization.updated', 'org_route', 'Route Corp', 20002)),
+    'clerk_organization_upserted',
+    'organization.updated goes to private.clerk_organization_upserted'
+);
+select is(
+    pg_temp.routed_to(
+        'route_3',
+        pg_temp.member_event('organizationMembership.created', 'org_route', 'user_route', 'org:member', 20003)
+    ),
+    'clerk_membership_upserted',
+    'organizationMembership.created goes to private.clerk_membership_upserted'
+);
+select is(
+    pg_temp.routed_to(
+        'route_4',
+        pg_temp.member_event('organizationMembership.updated', 'org_route', 'user_route', 'org:admin', 20004)
+    ),
+    'clerk_membership_upserted',
+    'organizationMembership.updated goes to private.clerk_membership_upserted'
+);
+select is(
+    pg_temp.routed_to(
+        'route_5',
+        pg_temp.member_event('organizationMembership.deleted', 'org_route', 'user_route', 'org:admin', 20005)
+    ),
+    'clerk_membership_deleted',
+    'organizationMembership.deleted goes to private.clerk_membership_deleted'
+);
+select is(
+    pg_temp.routed_to(
+        'route_6', pg_temp.user_event('user.updated', 'user_route', 20006, '{"first_name": "Rou"}')
+    ),
+    'clerk_user_updated',
+    'user.updated goes to private.clerk_user_updated'
+);
+select is(
+    pg_temp.routed_to('route_7', pg_temp.user_event('user.deleted', 'user_route', 20007, '{"deleted": true}')),
+    'clerk_user_deleted',
+    'user.deleted goes to private.clerk_user_deleted'
+);
+select is(
+    pg_temp.routed_to('route_8', pg_temp.org_event('organization.deleted', 'org_route', null, 20008)),
+    'clerk_organization_deleted',
+    'organization.deleted goes to private.clerk_organization_deleted'
+);
+select is(
+    pg_temp.routed_to('route_9', '{"type": "email.created", "data": {"id": "ema_1"}}'),
+    'none',
+    'an unhandled type calls no event function, and raises nothing'
+);
+select is(
+    (
+        select row(r.applied, r.duplicate, r.outcome, r.reason, r.clerk_org_id, r.clerk_user_id)::text
+        from public.apply_clerk_event('route_10', '{"type": "waitlistEntry.created", "data": {}}') as r
+    ),
+    '(f,f,ignored,unhandled_type,,)',
+    'an unhandled type is a value: not applied, outcome ignored, reason unhandled_type'
+);
+select is(
+    pg_temp.routed_to(
+        'route_3',
+        pg_temp.member_event('organizationMembership.created', 'org_route', 'user_route', 'org:member', 20003)
+    ),
+    'none',
+    'a duplicate delivery calls no event function'
+);
+select is(
+    pg_temp.routed_to(
+        'route_11',
+        pg_temp.member_event('organizationMembership.updated', 'org_route', 'user_route', 'org:admin', 20000)
+    ),
+    'none',
+    'a stale delivery calls no event function'
+);
+
+select function_returns(
+    'public', 'apply_clerk_event', array['text', 'jsonb'], 'clerk_event_result',
+    'apply_clerk_event returns public.clerk_event_result'
+);
+
+-- The private functions: nobody but apply_clerk_event (their owner) calls them.
+select
+    function_privs_are(
+        'private', f.name, f.args, r.role_name, array[]::text[],
+        pg_catalog.format('%s may not execute private.%s', r.role_name, f.name)
+    )
+from (
+    values
+    ('clerk_event_subject'::name, array['text', 'jsonb']::name[]),
+    ('clerk_organization_upserted', array['clerk_event_result', 'jsonb']),
+    ('clerk_organization_deleted', array['clerk_event_result', 'timestamp with time zone']),
+    ('clerk_membership_upserted', array['clerk_event_result', 'jsonb', 'timestamp with time zone']),
+    ('clerk_membership_deleted', array['clerk_event_result', 'timestamp with time zone']),
+    ('clerk_user_updated', array['clerk_event_result', 'jsonb']),
+    ('clerk_user_deleted', array['clerk_event_result', 'timestamp with time zone']),
+    ('seat_status_kept', array['organization_seats', 'timestamp with time zone']),
+    ('revoke_user_credentials', array['text'])
+) as f (name, args)
+cross join (values ('anon'::name), ('authenticated'), ('service_role')) as r (role_name)
+order by f.name, r.role_name;
+select is(
+    (
+        select string_agg(p.proname, ', ' order by p.proname)
+        from pg_proc as p
+        where
+            p.pronamespace = 'private'::regnamespace
+            and (p.proname like 'clerk\_%' or p.proname in ('seat_status_kept', 'revoke_user_credentials'))
+            and (p.prosecdef or p.proconfig is distinct from array['search_path=""'] or p.proacl is null)
+    ),
+    null,
+    'every private Clerk function runs as invoker with an empty search_path and explicit grants'
+);
+select is(
+    (
+        select count(*)::int
+        from pg_proc as p
+        where p.pronamespace = 'private'::regnamespace and p.proname like 'clerk\_%'
+    ),
+    7,
+    'the subject function and one function per Clerk event (created and updated share one)'
+);
+
+select tests.act_as_service_role();
 
 -- Malformed events: SQLSTATE 22023 -----------------------------------------------------------
 

@@ -61,8 +61,9 @@ select is((public.grant_credits(100, 'pool', p_clerk_org_id => 'org_sm')).ok, tr
 
 -- (none) -> active: Clerk membership.created --------------------------------------
 select is(
-    public.apply_clerk_event('sm_1', pg_temp.member('organizationMembership.created', 'user_sue', -100))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_1', pg_temp.member('organizationMembership.created', 'user_sue', -100))
+    ).seat_status,
     'active',
     'L1: (none) -> active by organizationMembership.created'
 );
@@ -82,15 +83,17 @@ select is(
 
 -- The hold: leave -> rejoin after a suspension -------------------------------------
 select is(
-    public.apply_clerk_event('sm_2', pg_temp.member('organizationMembership.deleted', 'user_sue', -40))
-    ->> 'seat_status_kept',
+    (
+        public.apply_clerk_event('sm_2', pg_temp.member('organizationMembership.deleted', 'user_sue', -40))
+    ).seat_status_kept,
     'held_by_suspended',
     'L1: suspended (manual) stays suspended when the member leaves in Clerk'
 );
 select is(pg_temp.status('user_sue'), 'suspended/manual', 'L1: the hold is still manual after the leave');
 select is(
-    public.apply_clerk_event('sm_3', pg_temp.member('organizationMembership.created', 'user_sue', -30))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_3', pg_temp.member('organizationMembership.created', 'user_sue', -30))
+    ).seat_status,
     'suspended',
     'L1: leave -> rejoin (re-invited or auto-joined) does not lift a suspension'
 );
@@ -105,8 +108,9 @@ select is(
     'L1: and gets no org attribution'
 );
 select is(
-    public.apply_clerk_event('sm_4', pg_temp.member('organizationMembership.updated', 'user_sue', -20))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_4', pg_temp.member('organizationMembership.updated', 'user_sue', -20))
+    ).seat_status,
     'suspended',
     'L1: organizationMembership.updated never changes a status'
 );
@@ -129,8 +133,9 @@ select lives_ok(
     'L1: the admin suspends again'
 );
 select is(
-    public.apply_clerk_event('sm_5', pg_temp.member('organizationMembership.created', 'user_sue', -5))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_5', pg_temp.member('organizationMembership.created', 'user_sue', -5))
+    ).seat_status,
     'suspended',
     'L1: a membership.created sent before the suspension and delivered after it does not undo it'
 );
@@ -139,8 +144,9 @@ select lives_ok(
     'L1: the admin reinstates'
 );
 select is(
-    public.apply_clerk_event('sm_6', pg_temp.member('organizationMembership.deleted', 'user_sue', -4))
-    ->> 'seat_status_kept',
+    (
+        public.apply_clerk_event('sm_6', pg_temp.member('organizationMembership.deleted', 'user_sue', -4))
+    ).seat_status_kept,
     'older_than_seat_change',
     'L1: a membership.deleted older than the reinstatement does not revoke it'
 );
@@ -157,28 +163,33 @@ from public.organizations as o, public.users as u
 where o.clerk_org_id = 'org_sm' and u.clerk_user_id = 'user_pat';
 select is(pg_temp.status('user_pat'), 'pending/manual', 'L1: (none) -> pending by the service (an invitation), manual');
 select is(
-    public.apply_clerk_event('sm_7', pg_temp.member('organizationMembership.created', 'user_pat', -5))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_7', pg_temp.member('organizationMembership.created', 'user_pat', -5))
+    ).seat_status,
     'pending',
     'L1: a membership.created older than the invitation leaves the seat pending'
 );
 select is(
-    public.apply_clerk_event('sm_8', pg_temp.member('organizationMembership.created', 'user_pat', 5)) ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_8', pg_temp.member('organizationMembership.created', 'user_pat', 5))
+    ).seat_status,
     'active',
     'L1: pending -> active by a newer organizationMembership.created (the invitation accepted)'
 );
 
 -- active -> revoked by Clerk (left), and back -----------------------------------------
 select is(
-    public.apply_clerk_event('sm_9', pg_temp.member('organizationMembership.deleted', 'user_pat', 10))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_9', pg_temp.member('organizationMembership.deleted', 'user_pat', 10))
+    ).seat_status,
     'revoked',
     'L1: active -> revoked by organizationMembership.deleted'
 );
 select is(pg_temp.status('user_pat'), 'revoked/clerk', 'L1: a Clerk revocation is not a hold');
 select is(
-    public.apply_clerk_event('sm_10', pg_temp.member('organizationMembership.created', 'user_pat', 20))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_10', pg_temp.member('organizationMembership.created', 'user_pat', 20))
+    ).seat_status,
     'active',
     'L1: revoked (by Clerk) -> active when the member rejoins'
 );
@@ -190,14 +201,16 @@ select is(
     'L1: active -> revoked by set_seat_status'
 );
 select is(
-    public.apply_clerk_event('sm_11', pg_temp.member('organizationMembership.deleted', 'user_pat', 30))
-    ->> 'seat_status_kept',
+    (
+        public.apply_clerk_event('sm_11', pg_temp.member('organizationMembership.deleted', 'user_pat', 30))
+    ).seat_status_kept,
     'held_by_revoked',
     'L1: a manual revocation survives the member leaving'
 );
 select is(
-    public.apply_clerk_event('sm_12', pg_temp.member('organizationMembership.created', 'user_pat', 40))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_12', pg_temp.member('organizationMembership.created', 'user_pat', 40))
+    ).seat_status,
     'revoked',
     'L1: revoked (manual) stays revoked when the member rejoins'
 );
@@ -212,8 +225,9 @@ select is(
     'L1: revoked -> pending by set_seat_status lifts the hold (re-invite)'
 );
 select is(
-    public.apply_clerk_event('sm_13', pg_temp.member('organizationMembership.created', 'user_pat', 50))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_13', pg_temp.member('organizationMembership.created', 'user_pat', 50))
+    ).seat_status,
     'active',
     'L1: and the next membership.created seats the member'
 );
@@ -234,8 +248,9 @@ select is(
     'L1: revoked (Clerk) -> revoked (manual): an admin confirms the revocation, now a hold'
 );
 select is(
-    public.apply_clerk_event('sm_16', pg_temp.member('organizationMembership.created', 'user_rex', 10))
-    ->> 'seat_status',
+    (
+        public.apply_clerk_event('sm_16', pg_temp.member('organizationMembership.created', 'user_rex', 10))
+    ).seat_status,
     'revoked',
     'L1: and a rejoin does not bring it back'
 );
@@ -262,12 +277,14 @@ select is(
             'type', 'user.deleted', 'timestamp', pg_temp.at(60),
             'data', jsonb_build_object('id', 'user_sue', 'object', 'user', 'deleted', true)
         )
-    ) ->> 'seats_revoked')::int,
+    )).seats_revoked,
     1,
     'L1: any -> revoked by user.deleted (Clerk)'
 );
 select is(
-    public.apply_clerk_event('sm_18', pg_temp.member('organizationMembership.created', 'user_sue', 70)) ->> 'reason',
+    (
+        public.apply_clerk_event('sm_18', pg_temp.member('organizationMembership.created', 'user_sue', 70))
+    ).reason,
     'user_deleted',
     'L1: a deleted user''s seat never comes back'
 );

@@ -17,6 +17,27 @@ export interface ClaimLowBalanceAlertsRow {
   payload: Json | null;
 }
 
+/** `public.clerk_event_result`. */
+export interface ClerkEventResult {
+  applied: boolean | null;
+  duplicate: boolean | null;
+  outcome: string | null;
+  reason: string | null;
+  svix_id: string | null;
+  type: string | null;
+  clerk_org_id: string | null;
+  clerk_user_id: string | null;
+  organization_id: string | null;
+  user_id: string | null;
+  seat_id: string | null;
+  seat_role: string | null;
+  seat_status: string | null;
+  seat_status_kept: string | null;
+  seats_revoked: number | null;
+  extension_tokens_revoked: number | null;
+  refresh_tokens_revoked: number | null;
+}
+
 /** `public.credit_consistency_check()`. */
 export interface CreditConsistencyCheckRow {
   pool: string | null;
@@ -522,7 +543,7 @@ export interface VoidHoldArgs {
 
 /** Every RPC `service_role` may execute: its arguments and its result. */
 export interface Rpcs {
-  apply_clerk_event: { args: ApplyClerkEventArgs; result: Json };
+  apply_clerk_event: { args: ApplyClerkEventArgs; result: ClerkEventResult };
   authorize_credits: { args: AuthorizeCreditsArgs; result: HoldResult };
   capture_credits: { args: CaptureCreditsArgs; result: CreditResult };
   check_org_scope: { args: CheckOrgScopeArgs; result: OrgScopeResult };

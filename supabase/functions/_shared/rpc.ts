@@ -17,6 +17,7 @@
 
 import postgres from "postgres";
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
+import type { ClerkEventResult } from "./db_types.ts";
 
 /** `public.credit_result`. Numeric values arrive as strings (exact decimals). */
 export interface CreditResult {
@@ -58,12 +59,11 @@ function liveToken(row: ExtensionTokenRow | null | undefined): ExtensionTokenRow
   return row && row.ok === true ? row : null;
 }
 
-/** What `apply_clerk_event` returns (at least these keys). */
-export interface ClerkEventResult {
-  applied: boolean;
-  duplicate: boolean;
-  [key: string]: unknown;
-}
+/**
+ * `public.clerk_event_result`, what `apply_clerk_event` returns: generated
+ * from the catalog (`make gen`), re-exported for the functions.
+ */
+export type { ClerkEventResult };
 
 export interface CreditsRpc {
   /** `public.deduct_credits_pooled`. */
@@ -170,11 +170,14 @@ export class PostgresRpc implements CreditsRpc {
   applyClerkEvent(svixId: string, rawEvent: string): Promise<ClerkEventResult> {
     const sql = this.#sql;
     return this.#run("apply_clerk_event", async () => {
+      // As JSON, so both backends hand over the same shape (PostgREST sends
+      // a composite as one object).
       const rows = await sql<{ result: ClerkEventResult }[]>`
-        select public.apply_clerk_event(
+        select pg_catalog.to_jsonb(r) as result
+        from public.apply_clerk_event(
           p_svix_id => ${svixId},
           p_event => ${rawEvent}::text::jsonb
-        ) as result`;
+        ) as r`;
       return rows[0].result;
     });
   }

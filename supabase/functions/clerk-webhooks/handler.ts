@@ -9,7 +9,8 @@
  *    unknown events and upserts organizations, users and seats. The rules
  *    (role mapping, what a deletion does) live there, not here.
  *
- * Answers: 200 `{applied, duplicate, ...}` (Svix stops retrying); 401
+ * Answers: 200 with the RPC's `public.clerk_event_result` as JSON (`applied`,
+ * `duplicate`, `outcome`, `reason`, ...; Svix stops retrying); 401
  * `{error: "invalid_signature", error_description: <reason>}`; 400 for a
  * verified body that is not a Clerk event; 413 over 1 MiB; 503 when the
  * database is away (Svix retries with backoff, and dedup makes retries safe).

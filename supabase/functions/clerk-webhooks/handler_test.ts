@@ -18,6 +18,7 @@ import {
   unique,
   withDb,
 } from "../_shared/test_support.ts";
+import type { ClerkEventResult } from "../_shared/db_types.ts";
 import { handleClerkWebhook, type WebhookDeps } from "./handler.ts";
 import { importSigningSecret } from "./svix.ts";
 
@@ -72,6 +73,27 @@ async function eventRows(ctx: DbContext, svixId: string): Promise<number> {
   return row.n;
 }
 
+/** The columns of `public.clerk_event_result` (db_types.ts `ClerkEventResult`). */
+const CLERK_EVENT_RESULT_KEYS: readonly (keyof ClerkEventResult)[] = [
+  "applied",
+  "duplicate",
+  "outcome",
+  "reason",
+  "svix_id",
+  "type",
+  "clerk_org_id",
+  "clerk_user_id",
+  "organization_id",
+  "user_id",
+  "seat_id",
+  "seat_role",
+  "seat_status",
+  "seat_status_kept",
+  "seats_revoked",
+  "extension_tokens_revoked",
+  "refresh_tokens_revoked",
+];
+
 const dbTest = (name: string, fn: (ctx: DbContext) => Promise<void>) =>
   Deno.test({ name, ignore: NO_DB, fn: () => withDb(fn) });
 
@@ -80,6 +102,11 @@ dbTest("organization.created then organization.updated upsert the organization",
   const created = await deliver(ctx, organizationEvent("organization.created", org, "Acme Inc"));
   assertEquals(created.applied, true);
   assertEquals(created.duplicate, false);
+  assertEquals(created.outcome, "applied");
+  assertEquals(created.clerk_org_id, org);
+  assertEquals(created.seats_revoked, null);
+  // The answer is public.clerk_event_result: every column, always.
+  assertEquals(Object.keys(created).sort(), [...CLERK_EVENT_RESULT_KEYS].sort());
   assertEquals(await orgName(ctx, org), "Acme Inc");
 
   const updated = await deliver(ctx, organizationEvent("organization.updated", org, "Acme Corp"));
@@ -206,6 +233,8 @@ dbTest(
     );
     assertEquals(result.applied, true);
     assertEquals(result.seat_status, "revoked");
+    assertEquals(result.clerk_user_id, alice);
+    assertEquals(result.user_id, userId);
 
     const refused = await spend();
     assertEquals(refused.ok, false);
@@ -313,8 +342,31 @@ dbTest("an unhandled event type is acknowledged and recorded as ignored", async 
     id,
   });
   assertEquals(result.applied, false);
+  assertEquals(result.duplicate, false);
   assertEquals(result.outcome, "ignored");
+  assertEquals(result.reason, "unhandled_type");
   assertEquals(await eventRows(ctx, id), 1);
+});
+
+dbTest("user events answer what they revoked, as numbers", async (ctx) => {
+  const user = unique("user");
+  const userEvent = (type: string, data: Record<string, unknown>) => ({
+    type,
+    object: "event",
+    timestamp: Date.now(),
+    data: { id: user, object: "user", ...data },
+  });
+  const banned = await deliver(ctx, userEvent("user.updated", { banned: true }));
+  assertEquals(banned.applied, true);
+  assertEquals(banned.clerk_user_id, user);
+  assertEquals(banned.extension_tokens_revoked, 0);
+  assertEquals(banned.refresh_tokens_revoked, 0);
+  assertEquals(banned.seats_revoked, null);
+  const deleted = await deliver(ctx, userEvent("user.deleted", { deleted: true }));
+  assertEquals(deleted.applied, true);
+  assertEquals(deleted.seats_revoked, 0);
+  assertEquals(deleted.extension_tokens_revoked, 0);
+  assert(typeof deleted.user_id === "string");
 });
 
 dbTest("bad signatures are refused with 401 and nothing is written", async (ctx) => {
