@@ -24,8 +24,9 @@
 -- A sweep runs under a pool row lock, so it takes hold rows with
 -- "for update skip locked" (it never waits for a hold) and leaves the seat
 -- cap of what it swept to later (cap_pending): the next authorize by that
--- seat, or purge_expired_holds, gives it back. Until then the seat's cap
--- counts the expired hold as spent: late, never short (fail closed).
+-- seat while it has a cap, or purge_expired_holds, gives it back. Until then
+-- the seat's cap counts the expired hold as spent: late, never short (fail
+-- closed).
 
 -- held on the pool rows ------------------------------------------------------
 
@@ -50,7 +51,9 @@ comment on column public.organization_subscriptions.held is
 -- credit_holds ---------------------------------------------------------------
 
 create table public.credit_holds (
-    id uuid primary key default private.uuid_v7(),
+    -- Random, not time-ordered (uuid_v7, the ledger's): the table stays small
+    -- (purge_expired_holds), so index locality buys nothing and v7 costs a call.
+    id uuid primary key default pg_catalog.gen_random_uuid(),
     created_at timestamptz not null default now(),
     pool public.credit_pool not null,
     user_id uuid not null references public.users (id),
@@ -121,7 +124,7 @@ comment on column public.credit_holds.available_after is
 comment on column public.credit_holds.expires_at is
 'After this instant the hold can no longer be captured; it still counts in held until swept.';
 comment on column public.credit_holds.cap_pending is
-'Swept under a pool lock; its seat cap is given back by the seat''s next authorize or by '
+'Swept under a pool lock; its seat cap is given back by the seat''s next capped authorize or by '
 'purge_expired_holds.';
 comment on column public.credit_holds.transaction_id is
 'The capture''s ledger row (credit_transactions.id), set when state = captured.';
@@ -313,11 +316,11 @@ declare
     v_seat_status text;
     v_subscription_id uuid;
     v_subscription_status text;
+    v_cap numeric;  -- H2: the seat's cap (own or org default); null = none
     v_existing record;
     v_available numeric;
-    v_held numeric;
     v_metadata jsonb;
-    v_hold_id uuid := private.uuid_v7();
+    v_hold_id uuid := pg_catalog.gen_random_uuid();
     v_expires_at timestamptz;
 begin
     v_amount := private.valid_credit_amount(p_amount);
@@ -340,17 +343,17 @@ begin
 
     select
         u.id, o.id, o.name, o.stripe_customer_id, s.id, s.role, s.status,
-        sub.id, sub.status
+        sub.id, sub.status, coalesce(s.spend_cap, o.default_seat_cap)
     into
         v_user_id, v_org_id, v_org_name, v_stripe_customer_id, v_seat_id, v_seat_role,
-        v_seat_status, v_subscription_id, v_subscription_status
+        v_seat_status, v_subscription_id, v_subscription_status, v_cap
     from (values (1)) as one (x)
     left join public.users as u
         on u.clerk_user_id = p_clerk_user_id
     left join public.organizations as o
         on o.clerk_org_id = p_clerk_org_id
     left join lateral (
-        select s.id, s.role, s.status
+        select s.id, s.role, s.status, s.spend_cap
         from public.organization_seats as s
         where s.organization_id = o.id and s.user_id = u.id
         limit 1
@@ -409,22 +412,6 @@ begin
             'clerk_user_id', p_clerk_user_id,
             'context', v_context
         );
-        for i in 1 .. 2 loop
-            update public.users as u
-            set held = u.held + v_amount
-            where u.id = v_user_id and u.credits_balance - u.held >= v_amount
-            returning u.credits_balance - u.held into v_available;
-            exit when v_available is not null or i = 2;
-            select u.held into v_held from public.users as u where u.id = v_user_id;
-            exit when v_held = 0;
-            exit when private.sweep_expired_holds('personal', v_user_id) = 0;
-        end loop;
-        if v_available is null then
-            select u.credits_balance - u.held into v_available
-            from public.users as u
-            where u.id = v_user_id;
-            return private.hold_refusal('personal', 'insufficient_credits', v_available);
-        end if;
     else
         -- Never personal credits from here on (C2).
         if not private.seat_allows_spending(v_seat_status) then
@@ -441,42 +428,89 @@ begin
             v_seat_id, v_seat_role
         ) || pg_catalog.jsonb_build_object('clerk_user_id', p_clerk_user_id, 'context', v_context);
 
-        -- Lock order: hold rows, seat cap, pool row (see the header).
-        perform private.give_back_pending_caps(v_seat_id);
-        if not private.seat_cap_take(v_seat_id, v_amount) then
-            return private.hold_refusal('organization', 'seat_cap_reached');
-        end if;
-
-        for i in 1 .. 2 loop
-            update public.organization_subscriptions as sub
-            set held = sub.held + v_amount
-            where sub.id = v_subscription_id and sub.credits_balance - sub.held >= v_amount
-            returning sub.credits_balance - sub.held into v_available;
-            exit when v_available is not null or i = 2;
-            select sub.held into v_held
-            from public.organization_subscriptions as sub
-            where sub.id = v_subscription_id;
-            exit when v_held = 0;
-            exit when private.sweep_expired_holds('organization', v_subscription_id) = 0;
-        end loop;
-        if v_available is null then
-            perform private.seat_cap_give_back(v_seat_id, v_amount, pg_catalog.now());
-            select sub.credits_balance - sub.held into v_available
-            from public.organization_subscriptions as sub
-            where sub.id = v_subscription_id;
-            return private.hold_refusal('organization', 'insufficient_credits', v_available);
+        -- Lock order: hold rows, seat cap, pool row (see the header). As a
+        -- deduction, an uncapped seat pays for none of it (the cap came with
+        -- the read above); its swept holds' pending caps wait for purge or
+        -- for a cap (giving back to no cap is nothing).
+        if v_cap is not null then
+            perform private.give_back_pending_caps(v_seat_id);
+            if not private.seat_cap_take(v_seat_id, v_amount) then
+                return private.hold_refusal('organization', 'seat_cap_reached');
+            end if;
         end if;
     end if;
 
-    insert into public.credit_holds (
-        id, pool, user_id, organization_id, organization_subscription_id, seat_id, amount,
-        available_after, expires_at, description, idempotency_key, request_fingerprint, metadata
-    )
-    values (
-        v_hold_id, v_pool::public.credit_pool, v_user_id, v_org_id, v_subscription_id, v_seat_id,
-        v_amount, v_available, v_expires_at, p_description, p_idempotency_key, v_fingerprint,
-        v_metadata
-    );
+    -- Reserve and record in one statement: the pool the request names gets
+    -- held + amount when its available balance covers it, and the hold row is
+    -- written from what that update returns (the pool row's lock, taken here
+    -- and held to commit, covers nothing more). No row: the pool is short;
+    -- if it has holds, its expired ones are swept and this is tried once more.
+    for i in 1 .. 2 loop
+        with reserved_org as (
+            update public.organization_subscriptions as sub
+            set held = sub.held + v_amount
+            where
+                v_pool = 'organization' and sub.id = v_subscription_id
+                and sub.credits_balance - sub.held >= v_amount
+            returning sub.credits_balance - sub.held as available
+        ),
+
+        reserved_personal as (
+            update public.users as u
+            set held = u.held + v_amount
+            where
+                v_pool = 'personal' and u.id = v_user_id
+                and u.credits_balance - u.held >= v_amount
+            returning u.credits_balance - u.held as available
+        )
+
+        insert into public.credit_holds (
+            id, pool, user_id, organization_id, organization_subscription_id, seat_id, amount,
+            available_after, expires_at, description, idempotency_key, request_fingerprint,
+            metadata
+        )
+        select
+            v_hold_id, v_pool::public.credit_pool, v_user_id, v_org_id, v_subscription_id,
+            v_seat_id, v_amount, r.available, v_expires_at, p_description, p_idempotency_key,
+            v_fingerprint, v_metadata
+        from (
+            select ro.available from reserved_org as ro
+            union all
+            select rp.available from reserved_personal as rp
+        ) as r
+        returning available_after into v_available;
+        exit when v_available is not null or i = 2;
+        exit when not exists (
+            select from public.organization_subscriptions as sub
+            where v_pool = 'organization' and sub.id = v_subscription_id and sub.held > 0
+            union all
+            select from public.users as u
+            where v_pool = 'personal' and u.id = v_user_id and u.held > 0
+        );
+        exit when private.sweep_expired_holds(
+            v_pool::public.credit_pool,
+            case when v_pool = 'organization' then v_subscription_id else v_user_id end
+        ) = 0;
+    end loop;
+
+    if v_available is null then
+        if v_cap is not null then
+            perform private.seat_cap_give_back(v_seat_id, v_amount, pg_catalog.now());
+        end if;
+        select coalesce(
+            (
+                select sub.credits_balance - sub.held
+                from public.organization_subscriptions as sub
+                where v_pool = 'organization' and sub.id = v_subscription_id
+            ),
+            (
+                select u.credits_balance - u.held
+                from public.users as u
+                where v_pool = 'personal' and u.id = v_user_id
+            )
+        ) into v_available;
+        return private.hold_refusal(v_pool, 'insufficient_credits', v_available);
+    end if;
 
     return row(
         true, v_pool, null, v_hold_id, v_amount, v_available, v_expires_at, false
@@ -534,16 +568,20 @@ begin
         pg_catalog.jsonb_build_array('capture', p_clerk_user_id, v_amount, v_context)
     );
 
-    -- The hold row first (lock order: hold, seat cap, pool).
+    -- The hold row first (lock order: hold, seat cap, pool), by its primary
+    -- key only: a condition on state here would let the planner pick the
+    -- partial index of live holds and scan it, and a join to users a merge
+    -- join that walks users' primary key (measured: docs/performance.md,
+    -- holds); the owner's clerk id is a subquery, one probe.
     select
         h.id, h.pool::text as pool, h.user_id, h.organization_id, h.organization_subscription_id, h.seat_id,
         h.amount, h.expires_at, h.state, h.created_at, h.transaction_id, h.capture_fingerprint,
-        h.description, h.metadata, u.clerk_user_id
+        h.description, h.metadata,
+        (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id
     into v_hold
     from public.credit_holds as h
-    inner join public.users as u on h.user_id = u.id
     where h.id = p_hold_id
-    for update of h;
+    for update;
 
     if v_hold.id is null then
         return private.credit_refusal(null, 'hold_not_found');
@@ -570,7 +608,18 @@ begin
 
     -- A live hold is captured even if the seat was revoked or the subscription
     -- changed since authorize: the work was authorized and done; the hold is
-    -- the promise. It debits the subscription it was taken from.
+    -- the promise. It debits the subscription it was taken from. The hold row
+    -- (locked above) is marked first, so the pool row's lock, taken next and
+    -- held to commit, covers only the debit and its ledger row.
+    update public.credit_holds as h
+    set
+        state = 'captured',
+        released_at = pg_catalog.now(),
+        captured_amount = v_amount,
+        transaction_id = v_new_id,
+        capture_fingerprint = v_fingerprint
+    where h.id = v_hold.id;
+
     if v_hold.pool = 'organization' then
         if v_hold.amount > v_amount then
             perform private.seat_cap_give_back(
@@ -638,15 +687,6 @@ begin
         returning id, balance_after into v_transaction_id, v_balance;
     end if;
 
-    update public.credit_holds as h
-    set
-        state = 'captured',
-        released_at = pg_catalog.now(),
-        captured_amount = v_amount,
-        transaction_id = v_transaction_id,
-        capture_fingerprint = v_fingerprint
-    where h.id = v_hold.id;
-
     return row(
         true, v_hold.pool, null, v_transaction_id, v_amount, v_balance, false
     )::public.credit_result;
@@ -687,12 +727,12 @@ begin
 
     select
         h.id, h.pool::text as pool, h.user_id, h.organization_subscription_id, h.seat_id, h.amount,
-        h.expires_at, h.state, h.created_at, u.clerk_user_id
+        h.expires_at, h.state, h.created_at,
+        (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id
     into v_hold
     from public.credit_holds as h
-    inner join public.users as u on h.user_id = u.id
     where h.id = p_hold_id
-    for update of h;
+    for update;
 
     if v_hold.id is null then
         return private.hold_refusal(null, 'hold_not_found');
