@@ -8,7 +8,8 @@ next to the inline expression it replaced (a plpgsql loop of 20,000, best of
 the migrations in DIR (e.g. ``git archive <rev> supabase | tar -x -C /tmp/x``,
 then ``/tmp/x/supabase/migrations``) against this checkout's: one cluster, two
 databases, each case run over M distinct orgs in one rolled-back transaction,
-the two databases interleaved, best of R rounds.
+the two databases interleaved, best of R rounds. "authorize + capture" needs
+migrations that have holds (issue 20) on both sides.
 
 Backend CPU comes from ``/proc/<backend pid>/schedstat`` (time on CPU, in ns),
 so time spent waiting for a core on a busy machine does not count. Linux only;
@@ -72,6 +73,10 @@ RPCS = {
     "grant org": "perform public.grant_credits(1, 'g', null, 'o' || i)",
     "refusal no_active_seat": "perform public.deduct_credits_pooled('r' || i, 1, 'd', 'o' || i)",
     "resolve_org_attribution": "perform public.resolve_org_attribution('u' || i, 'o' || i)",
+    "authorize + capture org (the pair)": (
+        "perform public.capture_credits("
+        "(public.authorize_credits('u' || i, 1, 'd', 'o' || i)).hold_id, 'u' || i, 1)"
+    ),
     "batch of 16 (per element)": (
         "perform count(*) from public.deduct_credits_pooled_batch('o' || i, (select "
         "jsonb_agg(jsonb_build_object('clerk_user_id', 'u' || i, 'amount', 1, "
@@ -96,6 +101,20 @@ join public.users as u on u.clerk_user_id = 'u' || substr(o.clerk_org_id, 2);
 insert into public.organization_seats (organization_id, user_id, role, status)
 select o.id, u.id, 'member', 'revoked' from public.organizations as o
 join public.users as u on u.clerk_user_id = 'r' || substr(o.clerk_org_id, 2);
+-- A deployed credit_holds keeps a day of finished holds (bench/holds.py, steady state).
+do $steady$ begin
+    if pg_catalog.to_regclass('public.credit_holds') is not null then
+        insert into public.credit_holds (
+            pool, user_id, organization_id, organization_subscription_id, seat_id, amount,
+            available_after, expires_at, state, released_at, description
+        )
+        select 'organization', s.user_id, s.organization_id, sub.id, s.id, 1, 0,
+            now() - interval '1 minute', 'voided', now() - interval '1 minute', 'steady state'
+        from public.organization_seats as s
+        join public.organization_subscriptions as sub on sub.organization_id = s.organization_id
+        cross join generate_series(1, 10) as g;
+    end if;
+end $steady$;
 analyze;
 """
 
