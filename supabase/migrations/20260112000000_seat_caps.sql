@@ -116,7 +116,7 @@ comment on function private.seat_cap_period_start(text, uuid, timestamptz) is
 'Start of the cap period containing p_at: the UTC day or month, or the current subscription''s '
 'current_period_start (subscription).';
 
-create function private.seat_cap_take(p_seat_id uuid, p_amount numeric)
+create function private.seat_cap_take(p_seat_id uuid, p_amount numeric, p_force boolean default false)
 returns boolean
 language plpgsql
 volatile
@@ -140,7 +140,7 @@ begin
 
     if v_cap is null then
         return true;  -- no cap applies
-    elsif p_amount > v_cap then
+    elsif p_amount > v_cap and not p_force then
         return false;
     end if;
 
@@ -168,21 +168,22 @@ begin
         updated_at = pg_catalog.now()
     where
         sp.seat_id = p_seat_id and sp.period = v_period and sp.period_start = v_start
-        and sp.spent + p_amount <= v_cap
+        and (p_force or sp.spent + p_amount <= v_cap)
     returning true into v_taken;
     return coalesce(v_taken, false);
 end
 $$;
 
-revoke all on function private.seat_cap_take(uuid, numeric)
+revoke all on function private.seat_cap_take(uuid, numeric, boolean)
 from public, anon, authenticated, service_role;
 
-comment on function private.seat_cap_take(uuid, numeric) is
+comment on function private.seat_cap_take(uuid, numeric, boolean) is
 'true: p_amount was counted against the seat''s spend in its current cap period (or no cap '
 'applies: the seat''s own cap, else the org default); false: it would pass the cap (refuse with '
 'seat_cap_reached). Exact under concurrency: a conditional update of the seat''s period row, '
 'locked until commit. Call before locking the pool row; give the amount back '
-'(seat_cap_give_back) if the debit then fails.';
+'(seat_cap_give_back) if the debit then fails. p_force: count it even past the cap (a capture '
+'of a hold that was authorized before the seat had a cap; always true then).';
 
 create function private.seat_cap_give_back(
     p_seat_id uuid,

@@ -66,6 +66,7 @@ create table public.credit_holds (
     state text not null default 'held'
     check (state in ('held', 'captured', 'voided', 'expired')),
     released_at timestamptz,
+    cap_taken boolean not null default false,
     cap_pending boolean not null default false,
     captured_amount numeric(20, 4),
     transaction_id uuid,
@@ -123,6 +124,10 @@ comment on column public.credit_holds.available_after is
 'The pool''s available balance (credits_balance - held) right after the authorization.';
 comment on column public.credit_holds.expires_at is
 'After this instant the hold can no longer be captured; it still counts in held until swept.';
+comment on column public.credit_holds.cap_taken is
+'The authorize counted amount against the seat''s cap (the seat had one then). Only such a hold '
+'gives back to the cap (capture for less, void, expiry); a hold taken while the seat had no cap '
+'counts its capture against a cap set since.';
 comment on column public.credit_holds.cap_pending is
 'Swept under a pool lock; its seat cap is given back by the seat''s next capped authorize or by '
 'purge_expired_holds.';
@@ -192,7 +197,7 @@ begin
 
         with gone as (
             update public.credit_holds as h
-            set state = 'expired', released_at = pg_catalog.now(), cap_pending = h.seat_id is not null
+            set state = 'expired', released_at = pg_catalog.now(), cap_pending = h.cap_taken
             where h.id in (
                 select x.id
                 from public.credit_holds as x
@@ -467,12 +472,12 @@ begin
         insert into public.credit_holds (
             id, pool, user_id, organization_id, organization_subscription_id, seat_id, amount,
             available_after, expires_at, description, idempotency_key, request_fingerprint,
-            metadata
+            metadata, cap_taken
         )
         select
             v_hold_id, v_pool::public.credit_pool, v_user_id, v_org_id, v_subscription_id,
             v_seat_id, v_amount, r.available, v_expires_at, p_description, p_idempotency_key,
-            v_fingerprint, v_metadata
+            v_fingerprint, v_metadata, v_cap is not null
         from (
             select ro.available from reserved_org as ro
             union all
@@ -576,8 +581,17 @@ begin
     select
         h.id, h.pool::text as pool, h.user_id, h.organization_id, h.organization_subscription_id, h.seat_id,
         h.amount, h.expires_at, h.state, h.created_at, h.transaction_id, h.capture_fingerprint,
-        h.description, h.metadata,
-        (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id
+        h.description, h.metadata, h.cap_taken,
+        (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id,
+        -- whether the seat has a cap now (own, else the org default): probes only
+        (
+            select coalesce(
+                s.spend_cap,
+                (select o.default_seat_cap from public.organizations as o where o.id = s.organization_id)
+            )
+            from public.organization_seats as s
+            where s.id = h.seat_id
+        ) as cap_now
     into v_hold
     from public.credit_holds as h
     where h.id = p_hold_id
@@ -621,10 +635,19 @@ begin
     where h.id = v_hold.id;
 
     if v_hold.pool = 'organization' then
-        if v_hold.amount > v_amount then
-            perform private.seat_cap_give_back(
-                v_hold.seat_id, v_hold.amount - v_amount, v_hold.created_at
-            );
+        -- H2: a hold that took from the seat's cap gives back what it does not
+        -- capture; one authorized while the seat had no cap took nothing, so
+        -- it gives nothing back, and if the seat has a cap now its capture
+        -- counts against it (forced: the work was authorized and done, as
+        -- for a revoked seat; later requests see the spend).
+        if v_hold.cap_taken then
+            if v_hold.amount > v_amount then
+                perform private.seat_cap_give_back(
+                    v_hold.seat_id, v_hold.amount - v_amount, v_hold.created_at
+                );
+            end if;
+        elsif v_hold.cap_now is not null then
+            perform private.seat_cap_take(v_hold.seat_id, v_amount, true);
         end if;
 
         with debited as (
@@ -727,7 +750,7 @@ begin
 
     select
         h.id, h.pool::text as pool, h.user_id, h.organization_subscription_id, h.seat_id, h.amount,
-        h.expires_at, h.state, h.created_at,
+        h.expires_at, h.state, h.created_at, h.cap_taken,
         (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id
     into v_hold
     from public.credit_holds as h
@@ -750,7 +773,9 @@ begin
 
     -- Held (live or expired and not swept yet): release it all.
     if v_hold.pool = 'organization' then
-        perform private.seat_cap_give_back(v_hold.seat_id, v_hold.amount, v_hold.created_at);
+        if v_hold.cap_taken then
+            perform private.seat_cap_give_back(v_hold.seat_id, v_hold.amount, v_hold.created_at);
+        end if;
         update public.organization_subscriptions as sub
         set held = sub.held - v_hold.amount
         where sub.id = v_hold.organization_subscription_id
