@@ -221,4 +221,17 @@ as $$
     where o.clerk_org_id = p_clerk_org_id and u.clerk_user_id = p_clerk_user_id
 $$;
 
+-- What a seat's cap counts as spent, over all its periods (H2).
+create or replace function tests.seat_spent(p_clerk_org_id text, p_clerk_user_id text)
+returns numeric
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+    select coalesce(sum(c.spent), 0)
+    from public.seat_cap_spend as c
+    where c.seat_id = tests.seat_id(p_clerk_org_id, p_clerk_user_id)
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;

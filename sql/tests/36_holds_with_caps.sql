@@ -14,20 +14,14 @@ select tests.act_as_service_role();
 select public.set_seat_cap(tests.seat_id('org_acme', 'user_bob'), 10, 'day');
 select tests.reset_role();
 
-create function pg_temp.bob_spent()
-returns numeric
-language sql
-as $$
-    select coalesce(sum(c.spent), 0)
-    from public.seat_cap_spend as c
-    where c.seat_id = tests.seat_id('org_acme', 'user_bob')
-$$;
-
 create temp table h on commit drop as
 select * from public.authorize_credits('user_bob', 6, 'stream 1', 'org_acme');
 
 select is((select ok from h), true, 'H1 x H2: a hold of 6 under a cap of 10 is granted');
-select is(pg_temp.bob_spent(), 6::numeric, 'H2: the hold counts against the cap from the authorize');
+select is(
+    tests.seat_spent('org_acme', 'user_bob'), 6::numeric,
+    'H2: the hold counts against the cap from the authorize'
+);
 select results_eq(
     $$ select ok, reason from public.authorize_credits('user_bob', 5, 'stream 2', 'org_acme') $$,
     $$ values (false, 'seat_cap_reached') $$,
@@ -52,7 +46,7 @@ select results_eq(
     $$ values (true, 2::numeric) $$,
     'H1: the stream cost 2: captured 2'
 );
-select is(pg_temp.bob_spent(), 2::numeric, 'H2: the 4 not captured went back to the cap');
+select is(tests.seat_spent('org_acme', 'user_bob'), 2::numeric, 'H2: the 4 not captured went back to the cap');
 select results_eq(
     $$ select ok, reason from public.deduct_credits_pooled('user_bob', 8.0001, 'too much', 'org_acme') $$,
     $$ values (false, 'seat_cap_reached') $$,
@@ -66,7 +60,7 @@ select is(
     (select ok from public.void_hold((select hold_id from v), 'user_bob')), true,
     'H1: voided'
 );
-select is(pg_temp.bob_spent(), 2::numeric, 'H2: a void gives its whole amount back to the cap');
+select is(tests.seat_spent('org_acme', 'user_bob'), 2::numeric, 'H2: a void gives its whole amount back to the cap');
 
 -- An expired hold: its share of the cap comes back late, never early. The
 -- purge sweeps it (pool lock) and leaves its cap to cap_pending, because
@@ -76,7 +70,7 @@ create temp table x on commit drop as
 select * from public.authorize_credits('user_bob', 8, 'stream 4', 'org_acme', p_ttl => '1 second');
 update public.credit_holds set expires_at = now() - interval '1 second'
 where id = (select hold_id from x);
-select is(pg_temp.bob_spent(), 10::numeric, 'H2: an expired hold not yet swept still counts');
+select is(tests.seat_spent('org_acme', 'user_bob'), 10::numeric, 'H2: an expired hold not yet swept still counts');
 select lives_ok($$ select public.purge_expired_holds() $$, 'H1: the purge sweeps the expired hold');
 select results_eq(
     $$ select state, cap_pending from public.credit_holds where id = (select hold_id from x) $$,
@@ -89,7 +83,7 @@ select results_eq(
     'H2: until then the cap counts it: late, never short (fail closed)'
 );
 select lives_ok($$ select public.purge_expired_holds() $$, 'H1: the next purge ...');
-select is(pg_temp.bob_spent(), 2::numeric, 'H2: ... gives its 8 back to the cap');
+select is(tests.seat_spent('org_acme', 'user_bob'), 2::numeric, 'H2: ... gives its 8 back to the cap');
 select results_eq(
     $$ select ok, balance from public.deduct_credits_pooled('user_bob', 8, 'the rest', 'org_acme') $$,
     $$ values (true, 90::numeric) $$,

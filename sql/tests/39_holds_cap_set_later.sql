@@ -12,15 +12,6 @@ select tests.create_org('org_acme', 'Acme', 'cus_acme');
 select tests.create_subscription('org_acme', 'active', 1000);
 select tests.create_seat('org_acme', 'user_carol', 'member', 'active');
 
-create function pg_temp.carol_spent()
-returns numeric
-language sql
-as $$
-    select coalesce(sum(c.spent), 0)
-    from public.seat_cap_spend as c
-    where c.seat_id = tests.seat_id('org_acme', 'user_carol')
-$$;
-
 -- Three holds while Carol has no cap.
 create temp table h on commit drop as
 select
@@ -40,14 +31,14 @@ select is(
     (select ok from public.deduct_credits_pooled('user_carol', 25, 'direct', 'org_acme')), true,
     'H2: a deduction of 25 under the new cap of 30'
 );
-select is(pg_temp.carol_spent(), 25::numeric, 'H2: the cap counts 25');
+select is(tests.seat_spent('org_acme', 'user_carol'), 25::numeric, 'H2: the cap counts 25');
 
 select is(
     (select ok from public.capture_credits((select a from h), 'user_carol', 10)), true,
     'H1: the hold of 40 from before the cap is captured for 10 (not refused: it was authorized)'
 );
 select is(
-    pg_temp.carol_spent(), 35::numeric,
+    tests.seat_spent('org_acme', 'user_carol'), 35::numeric,
     'H2: its 10 count against the cap, and the 30 not captured give nothing back (never taken)'
 );
 
@@ -55,7 +46,7 @@ select is(
     (select ok from public.void_hold((select b from h), 'user_carol')), true,
     'H1: the hold of 20 from before the cap is voided'
 );
-select is(pg_temp.carol_spent(), 35::numeric, 'H2: the void gives nothing back either');
+select is(tests.seat_spent('org_acme', 'user_carol'), 35::numeric, 'H2: the void gives nothing back either');
 
 update public.credit_holds set expires_at = now() - interval '1 second'
 where id = (select c from h);
@@ -65,7 +56,7 @@ select results_eq(
     $$ values ('expired', false) $$,
     'H2: an expired hold that took no cap leaves no cap to give back (cap_pending false)'
 );
-select is(pg_temp.carol_spent(), 35::numeric, 'H2: the expiry gives nothing back');
+select is(tests.seat_spent('org_acme', 'user_carol'), 35::numeric, 'H2: the expiry gives nothing back');
 
 select results_eq(
     $$ select ok, reason from public.deduct_credits_pooled('user_carol', 1, 'more', 'org_acme') $$,
