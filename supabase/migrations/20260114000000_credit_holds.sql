@@ -582,16 +582,7 @@ begin
         h.id, h.pool::text as pool, h.user_id, h.organization_id, h.organization_subscription_id, h.seat_id,
         h.amount, h.expires_at, h.state, h.created_at, h.transaction_id, h.capture_fingerprint,
         h.description, h.metadata, h.cap_taken,
-        (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id,
-        -- whether the seat has a cap now (own, else the org default): probes only
-        (
-            select coalesce(
-                s.spend_cap,
-                (select o.default_seat_cap from public.organizations as o where o.id = s.organization_id)
-            )
-            from public.organization_seats as s
-            where s.id = h.seat_id
-        ) as cap_now
+        (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id
     into v_hold
     from public.credit_holds as h
     where h.id = p_hold_id
@@ -639,14 +630,15 @@ begin
         -- capture; one authorized while the seat had no cap took nothing, so
         -- it gives nothing back, and if the seat has a cap now its capture
         -- counts against it (forced: the work was authorized and done, as
-        -- for a revoked seat; later requests see the spend).
+        -- for a revoked seat; later requests see the spend). seat_cap_take
+        -- decides whether a cap applies now (no cap: it counts nothing).
         if v_hold.cap_taken then
             if v_hold.amount > v_amount then
                 perform private.seat_cap_give_back(
                     v_hold.seat_id, v_hold.amount - v_amount, v_hold.created_at
                 );
             end if;
-        elsif v_hold.cap_now is not null then
+        else
             perform private.seat_cap_take(v_hold.seat_id, v_amount, true);
         end if;
 
