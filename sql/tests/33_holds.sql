@@ -5,7 +5,7 @@
 -- releases the rest; void_hold releases it all; an expired hold is swept by
 -- the next authorize or deduction that needs it. Refusals write nothing.
 begin;
-select plan(87);
+select plan(89);
 
 select tests.create_org('org_acme', 'Acme', 'cus_acme');
 select tests.create_subscription('org_acme', 'active', 100);
@@ -134,6 +134,17 @@ select results_eq(
     $$ select ok, reason from public.capture_credits((select h1.hold_id from h1), 'user_alice', 5) $$,
     $$ values (false, 'hold_already_captured') $$,
     'H1: capture twice with another amount: hold_already_captured'
+);
+select results_eq(
+    $$ select ok, reason
+       from public.capture_credits((select h1.hold_id from h1), 'user_alice', 12.5, '{"tokens": 9}') $$,
+    $$ values (false, 'hold_already_captured') $$,
+    'H1: capture twice with the same amount and another context: hold_already_captured'
+);
+select throws_ok(
+    $$ update public.credit_holds set released_at = null where id = (select h1.hold_id from h1) $$,
+    '23514', null,
+    'a finished hold keeps its released_at: "released_at is null" is state held (credit_holds_released)'
 );
 select results_eq(
     $$ select ok, reason from public.void_hold((select h1.hold_id from h1), 'user_alice') $$,

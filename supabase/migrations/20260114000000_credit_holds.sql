@@ -70,7 +70,6 @@ create table public.credit_holds (
     cap_pending boolean not null default false,
     captured_amount numeric(20, 4),
     transaction_id uuid,
-    capture_fingerprint text,
     description text not null,
     idempotency_key text,
     request_fingerprint text,
@@ -82,7 +81,11 @@ create table public.credit_holds (
     constraint credit_holds_pool_owner
     check ((pool = 'organization') = (organization_subscription_id is not null)),
     constraint credit_holds_captured
-    check ((state = 'captured') = (transaction_id is not null))
+    check ((state = 'captured') = (transaction_id is not null)),
+    -- Every way out of held sets released_at: capture's first try finds a
+    -- live hold by "released_at is null" and its primary key.
+    constraint credit_holds_released
+    check ((state = 'held') = (released_at is null))
 );
 
 -- The sweep's lookups: a pool's holds still counted in held, past expiry.
@@ -554,13 +557,15 @@ as $$
 declare
     v_amount numeric(20, 4);
     v_context jsonb;
-    v_fingerprint text;
     v_hold record;
     v_new_id uuid := private.uuid_v7();
     v_transaction_id uuid;
     v_balance numeric;
     v_replay record;
     v_alerts boolean;  -- H3: the pool has low-balance thresholds
+    v_checked boolean := false;  -- the hold was read, locked and checked (second try)
+    v_pool text;
+    v_subscription_id uuid;
 begin
     v_amount := private.valid_credit_amount(p_amount);
     v_context := private.valid_credit_context('capture', null, p_context);
@@ -569,88 +574,90 @@ begin
     elsif p_clerk_user_id is null then
         raise exception 'p_clerk_user_id must not be null' using errcode = '22023';
     end if;
-    v_fingerprint := private.credit_request_fingerprint(
-        pg_catalog.jsonb_build_array('capture', p_clerk_user_id, v_amount, v_context)
-    );
+    -- One statement marks the hold, debits its pool and writes the ledger row.
+    -- First try: only a hold that needs no seat cap work (it took none and the
+    -- seat has no cap now, the common case) and that is live, the caller's
+    -- and big enough; its conditions are the hold update's WHERE, so a
+    -- concurrent void or sweep is seen under the row lock. Anything else (a
+    -- refusal, a replay, a cap to settle) is read, locked and checked below
+    -- and the statement runs a second time with its checks done (v_checked).
+    -- Lock order, as everywhere (see the header): the hold row (marked, an
+    -- init plan of the pool update, so it runs first), the seat cap (second
+    -- try only), the pool row, held to commit for the debit and its ledger row.
+    for v_try in 1 .. 2 loop
+        with marked as (
+            update public.credit_holds as h
+            set
+                state = 'captured',
+                released_at = pg_catalog.now(),
+                captured_amount = v_amount,
+                transaction_id = v_new_id
+            where
+                -- By its primary key only: "released_at is null" is state =
+                -- 'held' (credit_holds_released); a test of state would let the
+                -- planner scan the partial index of live holds instead
+                -- (sql/tests/38_holds_lookups.sql, docs/performance.md).
+                h.id = p_hold_id
+                and h.released_at is null
+                and (
+                    v_checked
+                    or (
+                        h.expires_at > pg_catalog.now()
+                        and h.amount >= v_amount
+                        and h.user_id = (
+                            select u.id from public.users as u
+                            where u.clerk_user_id = p_clerk_user_id
+                        )
+                        -- H2: no cap work. The seat's cap now is its own or
+                        -- the org's default, as the deduction's lookup reads it.
+                        and not h.cap_taken
+                        and coalesce(
+                            (
+                                select s.spend_cap from public.organization_seats as s
+                                where s.id = h.seat_id
+                            ),
+                            (
+                                select o.default_seat_cap from public.organizations as o
+                                where o.id = h.organization_id
+                            )
+                        ) is null
+                    )
+                )
+            returning
+                h.id, h.pool, h.user_id, h.organization_id, h.organization_subscription_id,
+                h.seat_id, h.amount, h.description, h.metadata
+        ),
 
-    -- The hold row first (lock order: hold, seat cap, pool), by its primary
-    -- key only: a condition on state here would let the planner pick the
-    -- partial index of live holds and scan it, and a join to users a merge
-    -- join that walks users' primary key (measured: docs/performance.md,
-    -- holds); the owner's clerk id is a subquery, one probe.
-    select
-        h.id, h.pool::text as pool, h.user_id, h.organization_id, h.organization_subscription_id, h.seat_id,
-        h.amount, h.expires_at, h.state, h.created_at, h.transaction_id, h.capture_fingerprint,
-        h.description, h.metadata, h.cap_taken,
-        (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id
-    into v_hold
-    from public.credit_holds as h
-    where h.id = p_hold_id
-    for update;
-
-    if v_hold.id is null then
-        return private.credit_refusal(null, 'hold_not_found');
-    elsif v_hold.clerk_user_id <> p_clerk_user_id then
-        return private.credit_refusal(v_hold.pool, 'hold_not_yours');
-    elsif v_hold.state = 'captured' then
-        if v_hold.capture_fingerprint = v_fingerprint then
-            select t.amount, t.balance_after into v_replay
-            from public.credit_transactions as t
-            where t.id = v_hold.transaction_id;
-            return row(
-                true, v_hold.pool, null, v_hold.transaction_id, -v_replay.amount,
-                v_replay.balance_after, true
-            )::public.credit_result;
-        end if;
-        return private.credit_refusal(v_hold.pool, 'hold_already_captured');
-    elsif v_hold.state = 'voided' then
-        return private.credit_refusal(v_hold.pool, 'hold_voided');
-    elsif v_hold.state = 'expired' or v_hold.expires_at <= pg_catalog.now() then
-        return private.credit_refusal(v_hold.pool, 'hold_expired');
-    elsif v_amount > v_hold.amount then
-        return private.credit_refusal(v_hold.pool, 'amount_exceeds_hold');
-    end if;
-
-    -- A live hold is captured even if the seat was revoked or the subscription
-    -- changed since authorize: the work was authorized and done; the hold is
-    -- the promise. It debits the subscription it was taken from. The hold row
-    -- (locked above) is marked first, so the pool row's lock, taken next and
-    -- held to commit, covers only the debit and its ledger row.
-    update public.credit_holds as h
-    set
-        state = 'captured',
-        released_at = pg_catalog.now(),
-        captured_amount = v_amount,
-        transaction_id = v_new_id,
-        capture_fingerprint = v_fingerprint
-    where h.id = v_hold.id;
-
-    if v_hold.pool = 'organization' then
-        -- H2: a hold that took from the seat's cap gives back what it does not
-        -- capture; one authorized while the seat had no cap took nothing, so
-        -- it gives nothing back, and if the seat has a cap now its capture
-        -- counts against it (forced: the work was authorized and done, as
-        -- for a revoked seat; later requests see the spend). seat_cap_take
-        -- decides whether a cap applies now (no cap: it counts nothing).
-        if v_hold.cap_taken then
-            if v_hold.amount > v_amount then
-                perform private.seat_cap_give_back(
-                    v_hold.seat_id, v_hold.amount - v_amount, v_hold.created_at
-                );
-            end if;
-        else
-            perform private.seat_cap_take(v_hold.seat_id, v_amount, true);
-        end if;
-
-        with debited as (
+        debited_org as (
             update public.organization_subscriptions as sub
             set
                 credits_balance = sub.credits_balance - v_amount,
-                held = sub.held - v_hold.amount
-            where sub.id = v_hold.organization_subscription_id
+                held = sub.held - (select m.amount from marked as m)
+            where sub.id = (
+                select m.organization_subscription_id from marked as m
+                where m.pool = 'organization'
+            )
             returning
                 sub.credits_balance, sub.current_period_start, sub.current_period_end,
                 sub.low_balance_thresholds is not null as alerts
+        ),
+
+        debited_personal as (
+            update public.users as u
+            set
+                credits_balance = u.credits_balance - v_amount,
+                held = u.held - (select m.amount from marked as m)
+            where u.id = (select m.user_id from marked as m where m.pool = 'personal')
+            returning u.credits_balance
+        ),
+
+        debited as (
+            select
+                d.credits_balance, d.current_period_start, d.current_period_end, d.alerts
+            from debited_org as d
+            union all
+            select d.credits_balance, null, null, false
+            from debited_personal as d
         )
 
         insert into public.credit_transactions (
@@ -659,51 +666,101 @@ begin
             subscription_period_end, metadata
         )
         select
-            v_new_id, 'organization', 'deduction', v_hold.user_id, v_hold.organization_id,
-            v_hold.organization_subscription_id, v_hold.seat_id, -v_amount, d.credits_balance,
-            v_hold.description, d.current_period_start, d.current_period_end,
-            v_hold.metadata
+            v_new_id, m.pool, 'deduction', m.user_id, m.organization_id,
+            m.organization_subscription_id, m.seat_id, -v_amount, d.credits_balance,
+            m.description, d.current_period_start, d.current_period_end,
+            m.metadata
             || pg_catalog.jsonb_build_object(
-                'hold_id', v_hold.id,
-                'context', (v_hold.metadata -> 'context') || v_context
+                'hold_id', m.id,
+                'context', (m.metadata -> 'context') || v_context
             )
-        from debited as d
-        returning id, balance_after, (select d.alerts from debited as d)
-        into v_transaction_id, v_balance, v_alerts;
+        from marked as m
+        cross join debited as d
+        returning
+            id, balance_after, pool::text, organization_subscription_id,
+            (select d.alerts from debited as d)
+        into v_transaction_id, v_balance, v_pool, v_subscription_id, v_alerts;
 
-        -- As a deduction: the alert helper only for a pool with thresholds.
-        if v_alerts then
-            perform private.note_pool_debit(
-                v_hold.organization_subscription_id, v_balance + v_amount, v_balance
-            );
+        exit when v_transaction_id is not null;
+        if v_checked then
+            -- Locked and checked: the statement cannot miss it. Fail closed.
+            raise exception 'capture_credits: hold % was not captured after its checks', p_hold_id
+                using errcode = 'XX000';
         end if;
-    else
-        with debited as (
-            update public.users as u
-            set
-                credits_balance = u.credits_balance - v_amount,
-                held = u.held - v_hold.amount
-            where u.id = v_hold.user_id
-            returning u.credits_balance
-        )
 
-        insert into public.credit_transactions (
-            id, pool, kind, user_id, amount, balance_after, description, metadata
-        )
+        -- The hold row, locked (lock order: hold, seat cap, pool), by its
+        -- primary key only; the owner's clerk id is a subquery, one probe (a
+        -- join to users can be planned as a walk of users' primary key:
+        -- docs/performance.md, holds).
         select
-            v_new_id, 'personal', 'deduction', v_hold.user_id, -v_amount, d.credits_balance,
-            v_hold.description,
-            v_hold.metadata
-            || pg_catalog.jsonb_build_object(
-                'hold_id', v_hold.id,
-                'context', (v_hold.metadata -> 'context') || v_context
-            )
-        from debited as d
-        returning id, balance_after into v_transaction_id, v_balance;
+            h.id, h.pool::text as pool, h.amount, h.expires_at, h.state, h.created_at,
+            h.transaction_id, h.metadata, h.seat_id, h.cap_taken,
+            (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id
+        into v_hold
+        from public.credit_holds as h
+        where h.id = p_hold_id
+        for update;
+
+        if v_hold.id is null then
+            return private.credit_refusal(null, 'hold_not_found');
+        elsif v_hold.clerk_user_id <> p_clerk_user_id then
+            return private.credit_refusal(v_hold.pool, 'hold_not_yours');
+        elsif v_hold.state = 'captured' then
+            -- The same capture again (same user, amount and context: its
+            -- ledger row says what they were) replays it; no fingerprint is
+            -- stored, so a capture writes no more than it must.
+            select t.amount, t.balance_after, t.metadata -> 'context' as context into v_replay
+            from public.credit_transactions as t
+            where t.id = v_hold.transaction_id;
+            if -v_replay.amount = v_amount
+                and v_replay.context = (v_hold.metadata -> 'context') || v_context
+            then
+                return row(
+                    true, v_hold.pool, null, v_hold.transaction_id, -v_replay.amount,
+                    v_replay.balance_after, true
+                )::public.credit_result;
+            end if;
+            return private.credit_refusal(v_hold.pool, 'hold_already_captured');
+        elsif v_hold.state = 'voided' then
+            return private.credit_refusal(v_hold.pool, 'hold_voided');
+        elsif v_hold.state = 'expired' or v_hold.expires_at <= pg_catalog.now() then
+            return private.credit_refusal(v_hold.pool, 'hold_expired');
+        elsif v_amount > v_hold.amount then
+            return private.credit_refusal(v_hold.pool, 'amount_exceeds_hold');
+        end if;
+
+        -- A live hold is captured even if the seat was revoked or the
+        -- subscription changed since authorize: the work was authorized and
+        -- done; the hold is the promise. It debits the subscription it was
+        -- taken from.
+        if v_hold.pool = 'organization' then
+            -- H2: a hold that took from the seat's cap gives back what it does
+            -- not capture; one authorized while the seat had no cap took
+            -- nothing, so it gives nothing back, and if the seat has a cap now
+            -- its capture counts against it (forced: the work was authorized
+            -- and done, as for a revoked seat; later requests see the spend).
+            -- seat_cap_take decides whether a cap applies now (no cap: it
+            -- counts nothing).
+            if v_hold.cap_taken then
+                if v_hold.amount > v_amount then
+                    perform private.seat_cap_give_back(
+                        v_hold.seat_id, v_hold.amount - v_amount, v_hold.created_at
+                    );
+                end if;
+            else
+                perform private.seat_cap_take(v_hold.seat_id, v_amount, true);
+            end if;
+        end if;
+        v_checked := true;
+    end loop;
+
+    -- As a deduction: the alert helper only for a pool with thresholds.
+    if v_alerts then
+        perform private.note_pool_debit(v_subscription_id, v_balance + v_amount, v_balance);
     end if;
 
     return row(
-        true, v_hold.pool, null, v_transaction_id, v_amount, v_balance, false
+        true, v_pool, null, v_transaction_id, v_amount, v_balance, false
     )::public.credit_result;
 end
 $$;
