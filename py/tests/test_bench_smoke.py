@@ -79,3 +79,19 @@ def test_P4_ledger_size_scenario_runs_at_two_small_sizes(tmp_path: Path) -> None
         assert f"| {size}: cookbook consistency | 1 |" in written
         assert f"| {size}: VACUUM (FREEZE) again after a load | 1 |" in written
     assert "MISMATCH" not in written
+
+
+def test_holds_profile_prints_statement_times_and_wal_per_call() -> None:
+    """`python -m bench.holds_profile` can be rerun (issue 20): the figures of docs/performance.md."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.holds_profile", "--seconds", "1"],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    printed = proc.stdout
+    assert "deduction: tps =" in printed and "authorize + capture: tps =" in printed
+    assert "public.capture_credits" in printed and "public.authorize_credits" in printed
+    assert printed.count("WAL bytes per call: deduction") == 2
