@@ -292,6 +292,57 @@ comment on function private.give_back_pending_caps(uuid) is
 'Returns to the seat''s cap the amounts of its swept holds (cap_pending). Takes hold rows, then '
 'the seat cap: never called under a pool row lock.';
 
+-- lock_hold ------------------------------------------------------------------
+
+create type private.locked_hold as (
+    id uuid,
+    pool text,
+    user_id uuid,
+    organization_subscription_id uuid,
+    seat_id uuid,
+    amount numeric,
+    expires_at timestamptz,
+    state text,
+    created_at timestamptz,
+    transaction_id uuid,
+    cap_taken boolean,
+    metadata jsonb,
+    clerk_user_id text
+);
+
+create function private.lock_hold(p_hold_id uuid)
+returns private.locked_hold
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    v_hold private.locked_hold;
+begin
+    -- By its primary key only, and the owner's clerk id as a subquery (one
+    -- probe): a join to users can be cached as a generic plan that walks
+    -- users' primary key on every call (docs/performance.md, holds;
+    -- sql/tests/38_holds_lookups.sql). plpgsql, as hold_refusal: a sql
+    -- function with a SET clause is planned again on every call.
+    select
+        h.id, h.pool::text, h.user_id, h.organization_subscription_id, h.seat_id, h.amount,
+        h.expires_at, h.state, h.created_at, h.transaction_id, h.cap_taken, h.metadata,
+        (select u.clerk_user_id from public.users as u where u.id = h.user_id)
+    into v_hold
+    from public.credit_holds as h
+    where h.id = p_hold_id
+    for update;
+    return v_hold;
+end
+$$;
+
+revoke all on function private.lock_hold(uuid)
+from public, anon, authenticated, service_role;
+
+comment on function private.lock_hold(uuid) is
+'The hold p_hold_id locked for update (lock order: hold, seat cap, pool), with its owner''s '
+'clerk user id; all fields null when there is no such hold. For capture_credits and void_hold.';
+
 -- authorize_credits ----------------------------------------------------------
 
 create function public.authorize_credits(
@@ -557,7 +608,7 @@ as $$
 declare
     v_amount numeric(20, 4);
     v_context jsonb;
-    v_hold record;
+    v_hold private.locked_hold;
     v_new_id uuid := private.uuid_v7();
     v_transaction_id uuid;
     v_balance numeric;
@@ -688,18 +739,8 @@ begin
                 using errcode = 'XX000';
         end if;
 
-        -- The hold row, locked (lock order: hold, seat cap, pool), by its
-        -- primary key only; the owner's clerk id is a subquery, one probe (a
-        -- join to users can be planned as a walk of users' primary key:
-        -- docs/performance.md, holds).
-        select
-            h.id, h.pool::text as pool, h.amount, h.expires_at, h.state, h.created_at,
-            h.transaction_id, h.metadata, h.seat_id, h.cap_taken,
-            (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id
-        into v_hold
-        from public.credit_holds as h
-        where h.id = p_hold_id
-        for update;
+        -- The hold row, locked (lock order: hold, seat cap, pool).
+        v_hold := private.lock_hold(p_hold_id);
 
         if v_hold.id is null then
             return private.credit_refusal(null, 'hold_not_found');
@@ -788,7 +829,7 @@ security definer
 set search_path = ''
 as $$
 declare
-    v_hold record;
+    v_hold private.locked_hold;
     v_available numeric;
 begin
     if p_hold_id is null then
@@ -797,14 +838,7 @@ begin
         raise exception 'p_clerk_user_id must not be null' using errcode = '22023';
     end if;
 
-    select
-        h.id, h.pool::text as pool, h.user_id, h.organization_subscription_id, h.seat_id, h.amount,
-        h.expires_at, h.state, h.created_at, h.cap_taken,
-        (select u.clerk_user_id from public.users as u where u.id = h.user_id) as clerk_user_id
-    into v_hold
-    from public.credit_holds as h
-    where h.id = p_hold_id
-    for update;
+    v_hold := private.lock_hold(p_hold_id);
 
     if v_hold.id is null then
         return private.hold_refusal(null, 'hold_not_found');
