@@ -660,7 +660,9 @@ begin
                             where u.clerk_user_id = p_clerk_user_id
                         )
                         -- H2: no cap work. The seat's cap now is its own or
-                        -- the org's default, as the deduction's lookup reads it.
+                        -- the org's default, as the deduction's lookup reads it
+                        -- (unlocked, as there: a cap set while this runs
+                        -- applies from the seat's next request).
                         and not h.cap_taken
                         and coalesce(
                             (
