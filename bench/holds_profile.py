@@ -4,7 +4,7 @@
 
 For the migrations of this checkout (and, with ``--before DIR``, those in DIR,
 e.g. ``git archive <rev> supabase | tar -x -C /tmp/x`` then
-``/tmp/x/supabase/migrations``), on a throwaway local cluster:
+``/tmp/x/supabase/migrations``), on the benchmark cluster (``bench.pg.server``):
 
 1. **statements**: the bench seed with the holds' steady state
    (``bench.holds.STEADY_SQL``), then pgbench, 1 client, S seconds each, of one
@@ -22,14 +22,10 @@ Figures from it are in docs/performance.md (holds).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import tempfile
 from pathlib import Path
 
-import psycopg
-
-from bench import deduct, holds, seed
+from bench import deduct, holds, pg, seed
 from bench.helper_costs import database
 from bench.helper_costs import seed as pools_seed
 from issuer_dev import localdb, migrations
@@ -37,45 +33,26 @@ from issuer_dev import localdb, migrations
 WAL_POOLS = 1000
 
 
-def statements(server_url: str, name: str, folder: Path, seconds: int) -> None:
-    url = localdb.create_database(server_url, name)
+def statements(srv: pg.Server, name: str, folder: Path, seconds: int, workdir: Path) -> None:
+    url = localdb.create_database(srv.url, name)
     migrations.apply_bootstrap(url)
     migrations.migrate(url, folder)
     seed.seed(url)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with pg.connect(url) as conn:
         conn.execute(holds.STEADY_SQL)
         conn.execute("analyze")
         conn.execute("create extension if not exists pg_stat_statements")
-    bindir = localdb.find_postgres_bindir()
-    assert bindir is not None
-    env = dict(os.environ, PGOPTIONS="-c role=service_role -c synchronous_commit=off")
+        # The RPCs and the statements inside them; fsync out of the times.
+        conn.execute(f"alter database {name} set pg_stat_statements.track = 'all'")
+        conn.execute(f"alter database {name} set synchronous_commit = off")
     for label, script in (("deduction", deduct.ORG_HOT), ("authorize + capture", holds.HOLD_HOT)):
-        with tempfile.NamedTemporaryFile("w", suffix=".sql") as f:
-            f.write(script)
-            f.flush()
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("select pg_stat_statements_reset()")
-            out = subprocess.run(
-                [
-                    str(bindir / "pgbench"),
-                    "-M",
-                    "prepared",
-                    "-n",
-                    "-c1",
-                    "-T",
-                    str(seconds),
-                    "-f",
-                    f.name,
-                    url,
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=True,
-            )
-        tps = next(line for line in out.stdout.splitlines() if line.startswith("tps"))
-        print(f"  {label}: {tps.split('(')[0].strip()}")
-        with psycopg.connect(url, autocommit=True) as conn:
+        with pg.connect(url) as conn:
+            conn.execute("select pg_stat_statements_reset()")
+        res = pg.pgbench(
+            srv, name, script, clients=1, seconds=seconds, role="service_role", workdir=workdir
+        )
+        print(f"  {label}: tps = {res.tps:.1f}")
+        with pg.connect(url) as conn:
             rows = conn.execute(
                 "select calls, total_exec_time / calls * 1000, "
                 "left(regexp_replace(query, '\\s+', ' ', 'g'), 90) "
@@ -135,14 +112,10 @@ def main() -> None:
     folders = {"this checkout": migrations.migrations_dir()}
     if args.before:
         folders = {"before": args.before, **folders}
-    settings = dict(localdb.DURABLE_SETTINGS)
-    settings.update(
-        {"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}
-    )
-    with localdb.postgres(use_env=False, settings=settings) as srv:
+    with pg.server() as srv, tempfile.TemporaryDirectory() as tmp:
         for n, (label, folder) in enumerate(folders.items()):
             print(f"{label} ({folder})")
-            statements(srv.url, f"profile_{n}", folder, args.seconds)
+            statements(srv, f"profile_{n}", folder, args.seconds, Path(tmp))
             wal(srv.url, f"wal_{n}", folder)
 
 
