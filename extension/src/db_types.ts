@@ -353,6 +353,13 @@ export interface DeductCreditsPooledBatchArgs {
   p_requests: Json;
 }
 
+/** Arguments of `public.finish_low_balance_alert`. */
+export interface FinishLowBalanceAlertArgs {
+  p_alert_id: string;
+  p_attempt: number;
+  p_outcome: string;
+}
+
 /** Arguments of `public.grant_credits`. */
 export interface GrantCreditsArgs {
   p_amount: string;
@@ -566,6 +573,7 @@ export interface Rpcs {
     args: DeductCreditsPooledBatchArgs;
     result: DeductCreditsPooledBatchRow[];
   };
+  finish_low_balance_alert: { args: FinishLowBalanceAlertArgs; result: LowBalanceAlertDelivery };
   grant_credits: { args: GrantCreditsArgs; result: CreditResult };
   health_check: { args: HealthCheckArgs; result: boolean | null };
   issue_refresh_token: { args: IssueRefreshTokenArgs; result: string | null };

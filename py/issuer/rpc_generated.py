@@ -1062,6 +1062,19 @@ class RpcMethods:
             )
         ]
 
+    def finish_low_balance_alert(
+        self, *, p_alert_id: UUID | str, p_attempt: int, p_outcome: str
+    ) -> LowBalanceAlertDelivery:
+        """``public.finish_low_balance_alert(p_alert_id, p_attempt, p_outcome)``."""
+        params: dict[str, Any] = {
+            "p_alert_id": p_alert_id,
+            "p_attempt": p_attempt,
+            "p_outcome": p_outcome,
+        }
+        return LowBalanceAlertDelivery.from_json(
+            self.invoke("finish_low_balance_alert", params, shape="row", setof=False)
+        )
+
     def grant_credits(
         self,
         *,
@@ -1465,6 +1478,7 @@ RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "decide_device_code": ("row", False),
     "deduct_credits_pooled": ("row", False),
     "deduct_credits_pooled_batch": ("row", True),
+    "finish_low_balance_alert": ("row", False),
     "grant_credits": ("row", False),
     "health_check": ("scalar", False),
     "issue_refresh_token": ("scalar", False),

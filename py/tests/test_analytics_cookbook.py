@@ -4,7 +4,9 @@ Each block starts with ``-- name: <id>``; ``EXPECTED`` below says what its
 rows must be on the data :func:`ledger` arranges (Acme with two seats and a
 refund, Globex nearly empty, one personal spender). A block without a name,
 or a name without an expectation, fails the suite: no query is added to the
-cookbook unrun. The blocks of docs/database.md are run the same way.
+cookbook unrun. The blocks of docs/database.md are run the same way. The
+ledger uses the demo's ids where the page names them (``org_2acme``,
+``user_2alice``); test_analytics_on_demo.py runs the page on the demo itself.
 """
 
 from __future__ import annotations
@@ -63,11 +65,11 @@ EXPECTED: dict[str, Callable[[Rows], None]] = {
     "org_usage_by_day_from_ledger": rows_are([(3, D(36))], 1, 2),
     "all_orgs_last_7_days": rows_are([("Globex", D(45)), ("Acme", D(31)), ("Initech", D(2))], 1, 2),
     "seats_of_an_org": rows_are(
-        [("user_alice", "member", 2, D(16)), ("user_bob", "admin", 1, D(15))], 0, 1, 3, 4
+        [("user_2alice", "member", 2, D(16)), ("user_bob", "admin", 1, D(15))], 0, 1, 3, 4
     ),
-    "seats_this_period": rows_are([("user_alice", "member", D(16)), ("user_bob", "admin", D(15))]),
+    "seats_this_period": rows_are([("user_2alice", "member", D(16)), ("user_bob", "admin", D(15))]),
     "seats_against_their_cap": rows_are(
-        [("user_bob", None, None, D(20), None), ("user_alice", None, None, D(16), None)]
+        [("user_bob", None, None, D(20), None), ("user_2alice", None, None, D(16), None)]
     ),
     "seats_near_their_cap": rows_are([]),
     "recent_low_balance_alerts": rows_are([]),
@@ -75,12 +77,12 @@ EXPECTED: dict[str, Callable[[Rows], None]] = {
     "by_stripe_customer_from_metadata": rows_are([("cus_acme", 3, D(31))]),
     "subscription_periods": rows_are([("sub_acme", D(500), D(36), D(5), D(31))], 0, 3, 4, 5, 6),
     "usage_by_model": rows_are([("gpt-4o", 2, D(30), 4000), ("claude", 1, D(6), 500)]),
-    "one_user_activity": rows_are([("organization", "deduction", "org_acme")] * 2, 1, 2, 5),
-    "refunds_with_originals": rows_are([(D(5), D(20), "agent run", "org_acme")], 1, 2, 3, 4),
+    "one_user_activity": rows_are([("organization", "deduction", "org_2acme")] * 2, 1, 2, 5),
+    "refunds_with_originals": rows_are([(D(5), D(20), "agent run", "org_2acme")], 1, 2, 3, 4),
     "org_pools_running_low": rows_are([("org_globex", "Globex", "active", D(5))]),
     "largest_personal_balances": richest_first,
     "consistency": rows_are([]),
-    "live_holds": rows_are([("org_acme", 1, D(8))]),
+    "live_holds": rows_are([("org_2acme", 1, D(8))]),
     "holds_captured_for_less": rows_are([("org_initech", D(10), D(2), D(8), "stream")]),
 }
 
@@ -88,12 +90,12 @@ EXPECTED: dict[str, Callable[[Rows], None]] = {
 @pytest.fixture(scope="module")
 def ledger(db_url: str) -> Iterator[str]:
     with credits.connect_service_role(db_url) as c:
-        credits.create_org(c, "org_acme", name="Acme", stripe_customer_id="cus_acme")
+        credits.create_org(c, "org_2acme", name="Acme", stripe_customer_id="cus_acme")
         credits.create_subscription(
-            c, "org_acme", pool_credits=500, stripe_subscription_id="sub_acme"
+            c, "org_2acme", pool_credits=500, stripe_subscription_id="sub_acme"
         )
-        credits.create_seat(c, "org_acme", "user_alice", role="member")
-        credits.create_seat(c, "org_acme", "user_bob", role="admin")
+        credits.create_seat(c, "org_2acme", "user_2alice", role="member")
+        credits.create_seat(c, "org_2acme", "user_bob", role="admin")
         credits.create_org(c, "org_globex", name="Globex", stripe_customer_id="cus_globex")
         credits.create_subscription(
             c, "org_globex", pool_credits=50, stripe_subscription_id="sub_globex"
@@ -108,9 +110,9 @@ def ledger(db_url: str) -> Iterator[str]:
             assert r.ok, r
             return r
 
-        spend("user_alice", 10, "org_acme", "chat", model="gpt-4o", tokens=1000)
-        spend("user_alice", 6, "org_acme", "chat", model="claude", tokens=500)
-        agent = spend("user_bob", 20, "org_acme", "agent run", model="gpt-4o", tokens=3000)
+        spend("user_2alice", 10, "org_2acme", "chat", model="gpt-4o", tokens=1000)
+        spend("user_2alice", 6, "org_2acme", "chat", model="claude", tokens=500)
+        agent = spend("user_bob", 20, "org_2acme", "agent run", model="gpt-4o", tokens=3000)
         spend("user_carol", 45, "org_globex", "batch", model="gpt-4o", tokens=9000)
         spend("user_dave", 7, None, "personal chat", model="claude", tokens=700)
         assert agent.transaction_id is not None
@@ -120,7 +122,7 @@ def ledger(db_url: str) -> Iterator[str]:
         credits.create_org(c, "org_initech", name="Initech", stripe_customer_id="cus_initech")
         credits.create_subscription(c, "org_initech", pool_credits=1000)
         credits.create_seat(c, "org_initech", "user_erin")
-        c.execute("select public.authorize_credits('user_alice', 8, 'stream', 'org_acme')")
+        c.execute("select public.authorize_credits('user_2alice', 8, 'stream', 'org_2acme')")
         hold = c.execute(
             "select hold_id from public.authorize_credits('user_erin', 10, 'stream', 'org_initech')"
         ).fetchone()

@@ -43,7 +43,7 @@ select is(
 );
 select throws_ok(
     $$ select public.set_low_balance_webhook(tests.org_id_35('org_acme'), 'file:///etc/passwd') $$,
-    '22023', 'p_url must be an http(s) URL of at most 2000 characters', 'H3: only http(s) URLs'
+    '22023', 'p_url must be an https URL of a public host (refused: not_https)', 'H3: only https URLs (H6)'
 );
 select throws_ok(
     $$ select public.set_low_balance_thresholds(tests.org_id_35('org_acme'), null, array[101]) $$,
@@ -152,8 +152,8 @@ select is(
 select results_eq(
     $$ select attempts, last_error, next_attempt_at > now() from public.low_balance_alerts
        order by created_at, id limit 1 $$,
-    $$ values (1, 'HTTP 500'::text, true) $$,
-    'H3: keeps the error and backs off'
+    $$ values (1, 'http_5xx'::text, true) $$,
+    'H3: keeps the error (as its H6 category) and backs off'
 );
 select tests.reset_role();
 update public.low_balance_alerts set next_attempt_at = now() - interval '1 second'

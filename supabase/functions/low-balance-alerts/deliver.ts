@@ -5,8 +5,18 @@
  * skip locked, leased: two runs never get the same alert), POSTs each to its
  * org's webhook URL and reports the outcome with `complete_low_balance_alert`:
  * a 2xx marks it delivered (it is never claimed again); anything else keeps
- * the error and retries later with backoff (5 s doubling, at most 1 h, given
- * up after 10 attempts). Every POST carries `Idempotency-Key: <alert id>` and
+ * the outcome and retries later with backoff (5 s doubling, at most 1 h,
+ * given up after 10 attempts).
+ *
+ * H6 (the deliverer is not a way into the network): before each POST the URL
+ * is checked and its name resolved (address_policy.ts: https, no userinfo,
+ * every resolved address public); a redirect is never followed (a 3xx is an
+ * outcome); deliveries run in parallel, each bounded by `timeoutMs` (5 s) and
+ * by the lease (a POST never outlives its claim, so no other run can claim and
+ * post it meanwhile); the outcome stored, which admins read, is a category
+ * (`delivered`, `unreachable`, `refused_address`, `http_3xx`, `http_4xx`,
+ * `http_5xx`, `timeout`), never the remote's text, reported with
+ * `finish_low_balance_alert` bound to the attempt. Every POST carries `Idempotency-Key: <alert id>` and
  * `X-Alert-Id`, the same on every attempt, so a receiver that saw an attempt
  * whose answer was lost drops the repeat.
  *
@@ -17,6 +27,7 @@
  */
 
 import postgres from "postgres";
+import { type AddressPolicy, checkWebhookUrl, STRICT_POLICY } from "./address_policy.ts";
 
 /** One claimed alert, as `claim_low_balance_alerts` returns it. */
 export interface ClaimedAlert {
@@ -28,10 +39,20 @@ export interface ClaimedAlert {
   payload: Record<string, unknown>;
 }
 
+/** What an attempt came to; what admins read in `low_balance_alerts.last_outcome`. */
+export type AlertOutcome =
+  | "delivered"
+  | "unreachable"
+  | "refused_address"
+  | "http_3xx"
+  | "http_4xx"
+  | "http_5xx"
+  | "timeout";
+
 /** The outbox as the deliverer sees it. */
 export interface AlertOutbox {
   claim(limit: number, leaseSeconds: number): Promise<ClaimedAlert[]>;
-  complete(alertId: string, error: string | null): Promise<void>;
+  finish(alertId: string, attempt: number, outcome: AlertOutcome): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -41,7 +62,7 @@ export class PostgresAlertOutbox implements AlertOutbox {
 
   constructor(url: string) {
     this.#sql = postgres(url, {
-      max: 1,
+      max: 4,
       prepare: false,
       connect_timeout: 5,
       idle_timeout: 20,
@@ -57,8 +78,9 @@ export class PostgresAlertOutbox implements AlertOutbox {
     return [...rows];
   }
 
-  async complete(alertId: string, error: string | null): Promise<void> {
-    await this.#sql`select public.complete_low_balance_alert(${alertId}::uuid, ${error})`;
+  async finish(alertId: string, attempt: number, outcome: AlertOutcome): Promise<void> {
+    await this.#sql`
+      select public.finish_low_balance_alert(${alertId}::uuid, ${attempt}, ${outcome})`;
   }
 
   async close(): Promise<void> {
@@ -67,12 +89,19 @@ export class PostgresAlertOutbox implements AlertOutbox {
 }
 
 export interface DeliverOptions {
-  /** At most this many alerts per run; default 20. */
+  /** At most this many alerts per run (posted in parallel); default 20. */
   limit?: number;
-  /** Lease of a claimed alert in seconds (longer than a POST may take); default 60. */
+  /** Lease of a claimed alert in seconds; default 60. Must exceed `leaseMarginMs`. */
   leaseSeconds?: number;
-  /** Per POST; default 10 s. */
+  /** Per delivery (resolve + POST); default 5 s, and never past the lease. */
   timeoutMs?: number;
+  /** How long before the lease ends a delivery is cut off; default 2 s. */
+  leaseMarginMs?: number;
+  /**
+   * Where POSTs may go; default `STRICT_POLICY` (https, public addresses only).
+   * Tests with a receiver on 127.0.0.1 pass their own.
+   */
+  addressPolicy?: AddressPolicy;
   fetch?: typeof fetch;
 }
 
@@ -82,39 +111,80 @@ export interface DeliveryReport {
   failed: number;
 }
 
-/** One run: claim, POST, report. Never throws for a receiver's failure. */
+/** The category of a response status (redirects are never followed). */
+export function outcomeOfStatus(response: Response): AlertOutcome {
+  const status = response.status;
+  if (response.type === "opaqueredirect" || (status >= 300 && status <= 399)) return "http_3xx";
+  if (status >= 200 && status <= 299) return "delivered";
+  if (status >= 400 && status <= 499) return "http_4xx";
+  if (status >= 500 && status <= 599) return "http_5xx";
+  return "unreachable";
+}
+
+async function deliverOne(
+  alert: ClaimedAlert,
+  policy: AddressPolicy,
+  doFetch: typeof fetch,
+  timeoutMs: number,
+): Promise<AlertOutcome> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    const refusal = await checkWebhookUrl(alert.webhook_url, policy, signal);
+    if (refusal !== null) return refusal;
+    const response = await doFetch(alert.webhook_url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "idempotency-key": alert.alert_id,
+        "x-alert-id": alert.alert_id,
+        "x-alert-attempt": String(alert.attempt),
+      },
+      body: JSON.stringify(alert.payload),
+      redirect: "manual",
+      signal,
+    });
+    await response.body?.cancel().catch(() => {});
+    return outcomeOfStatus(response);
+  } catch {
+    return signal.aborted ? "timeout" : "unreachable";
+  }
+}
+
+/**
+ * One run: claim, then every alert at once (one org's slow webhook never holds
+ * another's back), each bounded by `timeoutMs` and by its lease, then report.
+ * Never throws for a receiver's failure.
+ */
 export async function deliverDueAlerts(
   outbox: AlertOutbox,
   options: DeliverOptions = {},
 ): Promise<DeliveryReport> {
-  const doFetch = options.fetch ?? fetch;
-  const alerts = await outbox.claim(options.limit ?? 20, options.leaseSeconds ?? 60);
-  const report: DeliveryReport = { claimed: alerts.length, delivered: 0, failed: 0 };
-  for (const alert of alerts) {
-    let error: string | null = null;
-    try {
-      const response = await doFetch(alert.webhook_url, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "idempotency-key": alert.alert_id,
-          "x-alert-id": alert.alert_id,
-          "x-alert-attempt": String(alert.attempt),
-        },
-        body: JSON.stringify(alert.payload),
-        redirect: "manual",
-        signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-      });
-      await response.body?.cancel();
-      if (response.status < 200 || response.status > 299) {
-        error = `HTTP ${response.status}`;
-      }
-    } catch (err) {
-      error = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-    }
-    await outbox.complete(alert.alert_id, error);
-    if (error === null) report.delivered += 1;
-    else report.failed += 1;
+  const leaseMs = (options.leaseSeconds ?? 60) * 1000;
+  const marginMs = options.leaseMarginMs ?? 2000;
+  if (!(leaseMs > marginMs)) {
+    throw new RangeError("leaseSeconds must exceed leaseMarginMs");
   }
+  const policy = options.addressPolicy ?? STRICT_POLICY;
+  const doFetch = options.fetch ?? fetch;
+  // Measured before the claim: the lease the database grants ends later than this.
+  const leaseEnds = Date.now() + leaseMs - marginMs;
+  const alerts = await outbox.claim(options.limit ?? 20, leaseMs / 1000);
+  const bound = Math.min(options.timeoutMs ?? 5000, leaseEnds - Date.now());
+  const report: DeliveryReport = { claimed: alerts.length, delivered: 0, failed: 0 };
+  if (bound <= 0) {
+    // The claim itself took the lease: post nothing; the next run claims them again.
+    return report;
+  }
+  await Promise.all(alerts.map(async (alert) => {
+    const outcome = await deliverOne(alert, policy, doFetch, bound);
+    await outbox.finish(alert.alert_id, alert.attempt, outcome);
+    if (outcome === "delivered") report.delivered += 1;
+    else {
+      report.failed += 1;
+      console.warn(
+        `low-balance-alerts: alert ${alert.alert_id} attempt ${alert.attempt}: ${outcome}`,
+      );
+    }
+  }));
   return report;
 }

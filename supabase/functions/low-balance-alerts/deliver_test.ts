@@ -5,15 +5,9 @@
  */
 
 import { assert, assertEquals } from "../_shared/assert.ts";
-import {
-  adminSql,
-  createOrg,
-  createSeat,
-  createUser,
-  NO_DB,
-  unique,
-} from "../_shared/test_support.ts";
+import { adminSql, NO_DB } from "../_shared/test_support.ts";
 import { deliverDueAlerts, PostgresAlertOutbox } from "./deliver.ts";
+import { alertingOrg, LOCAL_RECEIVERS } from "./test_receivers.ts";
 
 Deno.test({
   name: "H3: a failed POST is retried with the same alert id and delivered exactly once",
@@ -32,32 +26,25 @@ Deno.test({
     const sql = adminSql();
     const outbox = new PostgresAlertOutbox(Deno.env.get("DATABASE_URL")!);
     try {
-      const org = await createOrg(sql, "Alerted Inc", 100);
-      const user = unique("user");
-      await createSeat(sql, org, await createUser(sql, user));
-      await sql`select public.set_low_balance_thresholds_as(null,
-        ${org.organizationId}::uuid, array[50]::numeric[], null)`;
-      await sql`select public.set_low_balance_webhook_as(null,
-        ${org.organizationId}::uuid, ${`http://127.0.0.1:${receiver.addr.port}/hook`})`;
-      await sql`select public.deduct_credits_pooled(
-        p_clerk_user_id => ${user}, p_amount => 60, p_description => 'big completion',
-        p_clerk_org_id => ${org.clerkOrgId})`;
+      const org = await alertingOrg(sql, `http://127.0.0.1:${receiver.addr.port}/hook`);
+      // A receiver on 127.0.0.1 counts as public only under the test policy (H6).
+      const options = { limit: 100, addressPolicy: LOCAL_RECEIVERS };
 
-      const first = await deliverDueAlerts(outbox, { limit: 100 });
+      const first = await deliverDueAlerts(outbox, options);
       assert(first.failed >= 1, JSON.stringify(first));
       const [row] = await sql<{ id: string; attempts: number; last_error: string }[]>`
         select id::text, attempts, last_error from public.low_balance_alerts
         where organization_id = ${org.organizationId}`;
-      assertEquals([row.attempts, row.last_error], [1, "HTTP 503"]);
+      assertEquals([row.attempts, row.last_error], [1, "http_5xx"]);
 
       // Not due yet (backoff): nothing is sent.
-      await deliverDueAlerts(outbox, { limit: 100 });
+      await deliverDueAlerts(outbox, options);
       assertEquals(seen.length, 1);
 
       // Time passes: due again, delivered.
       await sql`update public.low_balance_alerts set next_attempt_at = now()
         where id = ${row.id}::uuid`;
-      const second = await deliverDueAlerts(outbox, { limit: 100 });
+      const second = await deliverDueAlerts(outbox, options);
       assert(second.delivered >= 1, JSON.stringify(second));
       const ours = seen.filter((s) => s.key === row.id);
       assertEquals(ours.map((s) => s.attempt), ["1", "2"]);
@@ -68,7 +55,7 @@ Deno.test({
       // Delivered: never sent again, even when it looks due.
       await sql`update public.low_balance_alerts set next_attempt_at = now()
         where id = ${row.id}::uuid`;
-      await deliverDueAlerts(outbox, { limit: 100 });
+      await deliverDueAlerts(outbox, options);
       assertEquals(seen.filter((s) => s.key === row.id).length, 2);
       const [done] = await sql<{ delivered: boolean }[]>`
         select delivered_at is not null as delivered from public.low_balance_alerts
