@@ -365,10 +365,10 @@ def test_credits_input_mistakes_are_one_line(cli: Callable[..., Run], world: Wor
     assert "exactly one of --user and --org" in one_line_error(
         cli("credits", "grant", "--amount", "1", *db)
     )
-    assert "not a number" in one_line_error(
+    assert "is not a decimal number" in one_line_error(
         cli("credits", "grant", "--user", user, "--amount", "ten", *db)
     )
-    assert "finite" in one_line_error(
+    assert "is not a decimal number" in one_line_error(
         cli("credits", "grant", "--user", user, "--amount", "NaN", *db)
     )
     too_precise = cli("credits", "grant", "--user", user, "--amount", "0.00001", *db)
@@ -462,3 +462,64 @@ def test_operations_doc_lists_every_setting() -> None:
     doc = (repo_root() / "docs" / "operations.md").read_text(encoding="utf-8")
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in doc]
     assert missing == []
+
+
+# -- F5: bad input at the real CLI ---------------------------------------------------
+
+
+def real_cli(*args: str, env: dict[str, str] | None = None) -> Run:
+    """The installed ``issuer`` executable (its own process: no test harness around it)."""
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "JWT_"))}
+    done = subprocess.run(
+        [ISSUER, *args], capture_output=True, text=True, timeout=60, env={**base, **(env or {})}
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["credits", "balance", "--user", "u"],
+        ["credits", "grant", "--user", "u", "--amount", "1"],
+        ["credits", "deduct", "--user", "u", "--amount", "1"],
+        ["credits", "usage", "--org", "org_x"],
+        ["token", "mint", "--sub", "u", "--type", "extension_long_lived"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_F5_a_database_url_that_is_not_a_url_is_one_line(argv: list[str]) -> None:
+    run = real_cli(*argv, env={"DATABASE_URL": "notaurl", "JWT_SECRET": JWT_SECRET})
+    assert "URL" in one_line_error(run), run.err
+
+
+def test_F5_token_mint_with_an_empty_sub_is_one_line() -> None:
+    run = real_cli("token", "mint", "--sub", "", env={"JWT_SECRET": JWT_SECRET})
+    assert "--sub" in one_line_error(run)
+    assert run.out == "", "no token printed"
+
+
+@pytest.mark.parametrize(
+    "amount", ["1e3", "1E3", "\u0663", "\uff11", "1_000", " 1", "0x10", "1.5e1"]
+)
+def test_F5_amounts_are_ascii_decimals_without_exponent(amount: str, world: World) -> None:
+    """'1e3' was taken as 1000 and the Arabic-Indic '٣' as 3; both are refused now."""
+    user = world.user(personal=10)
+    db = {"DATABASE_URL": world.db_url}
+    for verb in ("grant", "deduct"):
+        run = real_cli("credits", verb, "--user", user, "--amount", amount, env=db)
+        assert "--amount" in one_line_error(run), run.err
+    assert world.personal_balance(user) == Decimal(10), "nothing moved"
+
+
+def test_F5_usage_of_an_unknown_org_exits_1_as_balance_does(world: World) -> None:
+    db = {"DATABASE_URL": world.db_url}
+    for argv in (["balance"], ["usage"], ["usage", "--by", "seat"]):
+        run = real_cli("credits", *argv, "--org", "org_nope", env=db)
+        assert run.code == 1, (argv, run)
+        assert "org_nope" in one_line_error(run)
+    org = world.org(pool=5)
+    known = real_cli("credits", "usage", "--org", org, env=db)
+    assert known.code == 0, known.err
+    assert "Traceback" not in known.err

@@ -258,6 +258,9 @@ def test_H1_backend_killed_between_authorize_and_capture(
     db_url = new_db()
     org, (alice, bob) = _org(db_url, Decimal("10"), 2)
     admin = psycopg.connect(db_url, autocommit=True)
+    # Bob's hold of 5 is more than half the pool of 7 two seats share: H4's
+    # bound (its test: test_H4_parallel_...) is lifted for this fault test.
+    admin.execute("update private.hold_limits set max_held_share = 1")
     try:
         # 1. Authorized, then the backend dies: the hold stays and is captured later.
         victim = credits.connect_service_role(db_url)
@@ -302,3 +305,46 @@ def test_H1_backend_killed_between_authorize_and_capture(
             assert credits.consistency_problems(conn) == []
     finally:
         admin.close()
+
+
+def test_H4_parallel_authorizes_of_one_seat_never_pass_the_live_hold_bound(
+    new_db: Callable[[], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """24 connections of one seat (and 24 of one personal user) authorize at once:
+    exactly max_live_holds (8) are held, the rest refused with too_many_holds."""
+    db_url = new_db()
+    clients = 24
+    org, (alice, _bob) = _org(db_url, Decimal("1000"), 2)
+    solo = credits.unique("user_solo")
+    with credits.connect_service_role(db_url) as conn:
+        credits.create_user(conn, solo, personal_credits=Decimal("1000"))
+    answers: list[tuple[str, bool, str | None]] = []
+    lock = threading.Lock()
+
+    def work(conn: psycopg.Connection[Any], i: int) -> None:
+        user, pool = (alice, org) if i % 2 == 0 else (solo, None)
+        ok, reason, _hold, _held, _available = _authorize(conn, user, Decimal("1"), pool)
+        with lock:
+            answers.append((user, ok, reason))
+
+    elapsed = _run(db_url, clients * 2, work)
+    with credits.connect_service_role(db_url) as conn:
+        live = dict(
+            conn.execute(
+                "select u.clerk_user_id, count(*) from public.credit_holds as h "
+                "join public.users as u on u.id = h.user_id where h.state = 'held' group by 1"
+            ).fetchall()
+        )
+        problems = credits.consistency_problems(conn)
+    for user in (alice, solo):
+        mine = [(ok, reason) for who, ok, reason in answers if who == user]
+        assert len(mine) == clients
+        assert sum(ok for ok, _ in mine) == 8, mine
+        assert {reason for ok, reason in mine if not ok} == {"too_many_holds"}
+        assert live[user] == 8
+    assert problems == []
+    _report(
+        capsys,
+        "H4: parallel authorizes of one seat and one personal user",
+        [f"{clients} + {clients} at once: 8 + 8 held, the rest too_many_holds, {elapsed:.2f} s"],
+    )

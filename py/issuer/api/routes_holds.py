@@ -15,6 +15,7 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
@@ -48,7 +49,8 @@ class AuthorizeRequest(BaseModel):
     context: dict[str, Any] | None = None
     ttl_seconds: StrictInt | None = Field(
         default=None,
-        description="How long the hold may be captured: 1 to 3600 s, default 300",
+        description="How long the hold may be captured: 1 to 3600 s, default 300; "
+        "above the deployment's bound (default 900): hold_ttl_too_long",
     )
 
 
@@ -106,7 +108,12 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
         "description": "hold_already_captured / hold_voided / hold_expired / "
         "idempotency_key_reused",
     },
-    422: {"model": ErrorBody, "description": "amount_exceeds_hold"},
+    422: {
+        "model": ErrorBody,
+        "description": "amount_exceeds_hold / hold_too_large (available: the largest hold "
+        "allowed now) / hold_ttl_too_long",
+    },
+    429: {"model": ErrorBody, "description": "too_many_holds (live holds of this seat or user)"},
 }
 
 
@@ -115,11 +122,17 @@ async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
 
 
-def _refused(reason: str | None, pool: str | None, claims: TokenClaims) -> JSONResponse:
+def _refused(
+    reason: str | None, pool: str | None, claims: TokenClaims, available: Decimal | None = None
+) -> JSONResponse:
     reason = reason or "refused"
     content = usage.refusal_body(
         holds.public_reason(reason), pool or claims.pool, claims.organization_name
     )
+    if reason in holds.HOLD_BOUND_MESSAGE:  # H4
+        content["error_description"] = holds.HOLD_BOUND_MESSAGE[reason]
+        if reason == "hold_too_large" and available is not None:
+            content["available"] = float(available)
     return JSONResponse(content, status_code=holds.refusal_status(reason))
 
 
@@ -153,7 +166,7 @@ async def authorize_usage(
         ttl_seconds=body.ttl_seconds,
     )
     if not result.ok:
-        return _refused(result.reason, result.pool, claims)
+        return _refused(result.reason, result.pool, claims, result.available)
     assert result.hold_id is not None and result.amount is not None
     assert result.expires_at is not None
     out = HoldAuthorized(

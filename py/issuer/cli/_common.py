@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import click
 import psycopg
 import typer
+from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 from rich.markup import escape
 
@@ -50,6 +51,14 @@ def resolve_database_url(explicit: str | None) -> str:
     url = explicit or os.environ.get("DATABASE_URL") or project_local_url()
     if not url:
         raise CliError("no database: pass --database-url, set DATABASE_URL, or run `issuer db up`")
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        source = "--database-url" if explicit else "DATABASE_URL"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(
+            f"{source} is not a database URL such as postgresql://user@host:5432/db ({reason})"
+        ) from None
     return url
 
 
@@ -119,3 +128,12 @@ def run_app(app: typer.Typer) -> None:
         raise SystemExit(1) from None
     except _usage_error_types() as exc:
         raise SystemExit(_usage_error(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - F5: never a traceback, even for a bug
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err_console.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}"
+            f"{': ' + escape(reason) if reason else ''} (a bug: please report it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(1) from None

@@ -11,13 +11,14 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 import psycopg
 import typer
 from psycopg.rows import dict_row
 
+from issuer.amounts import AMOUNT_HINT, InvalidAmount, parse_decimal
 from issuer.cli._common import (
     CliError,
     DbUrlOption,
@@ -126,13 +127,11 @@ def open_rpc(database_url: str | None) -> Iterator[Rpc]:
 
 
 def parse_amount(value: str) -> Decimal:
+    """The one rule of a valid amount (issuer.amounts, F5), as the HTTP routes apply it."""
     try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise CliError(f"--amount: {value!r} is not a number") from None
-    if not amount.is_finite():
-        raise CliError("--amount must be a finite number")
-    return amount
+        return parse_decimal(value)
+    except InvalidAmount:
+        raise CliError(f"--amount: {value!r} is not {AMOUNT_HINT}") from None
 
 
 def parse_context(value: str | None) -> dict[str, Any]:
@@ -318,6 +317,9 @@ order by net_credits_used desc
 }
 
 
+_KNOWN_ORG_SQL = "select 1 as known from public.organizations where clerk_org_id = %(org)s"
+
+
 @app.command()
 def usage(
     org: Annotated[
@@ -354,6 +356,9 @@ def usage(
     try:
         config = ReadConfig.from_env(resolve_database_url(database_url), env)
         result = read(config, _USAGE_SQL[by], {"org": org, "days": days})
+        # F5: an org that does not exist is an error (exit 1), as for `balance`;
+        # an org without usage is not.
+        known = result.rows or read(config, _KNOWN_ORG_SQL, {"org": org}).rows
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     except DatabaseUnavailable as exc:
@@ -364,6 +369,8 @@ def usage(
         ) from None
     except psycopg.Error as exc:
         raise CliError(f"database error: {_first_line(exc)}") from None
+    if not known:
+        raise CliError(f"no organization {org}")
     if json_out:
         emit_json({**result.summary(), "rows": result.rows})
         return

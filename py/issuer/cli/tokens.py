@@ -132,6 +132,8 @@ def mint(
     json_out: JsonOption = False,
 ) -> None:
     """Sign a token with the configured keys; prints only the token (or JSON)."""
+    if not sub.strip():
+        raise CliError("--sub must be a Clerk user id such as user_2abc (not empty)")
     settings = _settings()
     keys = _keys(settings)
     kind = token_type.value

@@ -20,7 +20,10 @@ from issuer.flows.usage import MAX_IDEMPOTENCY_KEY, REFUSAL_STATUS
 from issuer.rpc_generated import CreditResult, HoldResult
 from issuer.service import Issuer
 
-#: Bounds of a hold's lifetime (the database enforces the same: 22023).
+#: The argument's hard range of a hold's lifetime (the database: 22023 outside
+#: it). The longest lifetime a hold may have is a bound of the database,
+#: ``private.hold_limits.max_ttl`` (default 15 minutes; refused with
+#: ``hold_ttl_too_long``, H4), so every client is bounded, not only this route.
 MIN_TTL_SECONDS = 1
 MAX_TTL_SECONDS = 3600
 DEFAULT_TTL_SECONDS = 300
@@ -30,14 +33,27 @@ DEFAULT_TTL_SECONDS = 300
 #: not the caller's is answered as one that does not exist (404: nothing is
 #: learned about other users' holds); a hold that can no longer be captured
 #: or voided is a conflict with its state (409); a capture above the held
-#: amount is unprocessable (422).
+#: amount is unprocessable (422). H4's bounds (``private.hold_limits``): too
+#: many live holds of this seat is 429 (retry once one is captured, voided or
+#: expired); a hold too large or too long is 422 (ask for less).
 HOLD_REFUSAL_STATUS = {
+    "too_many_holds": 429,
+    "hold_too_large": 422,
+    "hold_ttl_too_long": 422,
     "hold_not_found": 404,
     "hold_not_yours": 404,
     "hold_already_captured": 409,
     "hold_voided": 409,
     "hold_expired": 409,
     "amount_exceeds_hold": 422,
+}
+
+#: What the caller is told for H4's refusals (error_description).
+HOLD_BOUND_MESSAGE = {
+    "too_many_holds": "this seat already has as many live holds as allowed: "
+    "capture or void one, or wait for one to expire",
+    "hold_too_large": "larger than one hold may be here now; available says the most allowed",
+    "hold_ttl_too_long": "longer than a hold may live here (ask for a shorter ttl_seconds)",
 }
 
 

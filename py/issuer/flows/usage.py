@@ -8,10 +8,10 @@ body can name an org.
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from issuer.amounts import InvalidAmount, parse_decimal
 from issuer.claims import TokenClaims
 from issuer.errors import BadRequest
 from issuer.rpc import CreditResult
@@ -49,27 +49,18 @@ def refusal_body(error: str, pool: str, organization_name: str | None) -> dict[s
     return body
 
 
-#: Plain decimal notation only: no whitespace, no "1_000", no hex; exponents and
-#: NaN/Infinity spellings are refused here or (out of range) by the database.
-_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?$")
-
-
 def parse_amount(value: Any) -> Decimal:
-    """Accept a JSON number or a decimal string; the database validates the rest."""
+    """Accept a JSON number or a decimal string (issuer.amounts, F5); the database validates the rest."""
     if isinstance(value, bool) or value is None:
         raise BadRequest("amount must be a number")
     if isinstance(value, float):
+        # repr: the shortest round-trip text; 1e-05 or 1e+16 spell an exponent
+        # and are refused (more than 4 decimals, or past the bound, anyway).
         value = repr(value)
-    text = str(value)
-    if not _DECIMAL.match(text):
-        raise BadRequest("amount must be a decimal number such as 2.5")
     try:
-        amount = Decimal(text)
-    except (InvalidOperation, ValueError) as exc:
-        raise BadRequest("amount must be a number") from exc
-    if not amount.is_finite():
-        raise BadRequest("amount must be a finite number")
-    return amount
+        return parse_decimal(str(value))
+    except InvalidAmount as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def check_idempotency_key(idempotency_key: str | None) -> None:

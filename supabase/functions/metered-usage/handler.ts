@@ -46,7 +46,10 @@ const FORBIDDEN_REASONS = new Set([
   "unknown_organization",
 ]);
 
-const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+// F5: a valid amount, as the issuer's (py/issuer/amounts.py): ASCII digits,
+// an optional sign and fraction; no exponent ("1e3" is not 1000), no other
+// digits, no whitespace (not trimmed). The database checks the rest.
+const DECIMAL = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/;
 
 export interface UsageDeps {
   rpc: CreditsRpc;
@@ -90,8 +93,8 @@ function parseBody(raw: Uint8Array): UsageBody | string {
   let amount: string;
   if (typeof b.amount === "number" && Number.isFinite(b.amount)) {
     amount = String(b.amount);
-  } else if (typeof b.amount === "string" && DECIMAL.test(b.amount.trim())) {
-    amount = b.amount.trim();
+  } else if (typeof b.amount === "string" && DECIMAL.test(b.amount)) {
+    amount = b.amount;
   } else {
     return "amount must be a number";
   }

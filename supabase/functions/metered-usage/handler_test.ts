@@ -280,7 +280,8 @@ dbTest("400: bad amounts and bodies; the RPC's 22023 message is passed on", asyn
       String(json.error_description),
     );
   }
-  for (const amount of [null, true, "ten", "NaN", "Infinity", [1]]) {
+  // F5: the issuer's rule of a valid amount (no exponent, ASCII digits only).
+  for (const amount of [null, true, "ten", "NaN", "Infinity", [1], "1e3", "\u0663", " 1"]) {
     const json = await expectJson(await call({ amount, description: "x" }), 400);
     assertEquals(json.error_description, "amount must be a number", String(amount));
   }
