@@ -571,7 +571,7 @@ def test_L6_with_es256_keys_jwt_accept_hs256_false_refuses_every_hs256_token(
         )
     )
 
-    migrating = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys)
+    migrating = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys, JWT_ACCEPT_HS256="true")
     switched_off = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys, JWT_ACCEPT_HS256="false")
     try:
         # During the migration HS256 tokens still verify...
@@ -600,6 +600,49 @@ def test_L6_with_es256_keys_jwt_accept_hs256_false_refuses_every_hs256_token(
     with pytest.raises(ConfigError) as caught:
         load_settings(issuer_env(db_url, fake_clerk, JWT_ACCEPT_HS256="false"))
     assert "JWT_ACCEPT_HS256" in str(caught.value)
+
+
+def test_L12_es256_keys_refuse_hs256_by_default_at_validate_and_in_the_integration(
+    db_url: str, fake_clerk: Any
+) -> None:
+    import json
+
+    import pytest
+
+    from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
+    from issuer.signing import KeyRing, generate_es256_jwk
+    from support.world import JWT_SECRET, make_world
+
+    keys = json.dumps({"keys": [generate_es256_jwk("es-l12")]})
+    forger = KeyRing(
+        hmac_secret=JWT_SECRET.encode(), issuer="softcodes.ai", audience="vscode-extension"
+    )
+    forged = forger.sign(
+        build_claims(
+            "user_forged",
+            None,
+            TOKEN_TYPE_ACCESS,
+            None,
+            issuer="softcodes.ai",
+            audience="vscode-extension",
+            ttl_seconds=600,
+        )
+    )
+    # No JWT_ACCEPT_HS256 at all: ES256 keys are enough to refuse JWT_SECRET's tokens.
+    world = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys)
+    try:
+        r = _validate(world, forged)
+        assert (r.status_code, r.json()["error"]) == (401, "alg_not_allowed"), r.text
+        verifier = TokenVerifier.from_env({"JWT_SECRET": JWT_SECRET, "JWT_SIGNING_KEYS": keys})
+        with pytest.raises(InvalidTokenError):
+            verifier.verify(forged)
+        enabled = TokenVerifier.from_env(
+            {"JWT_SECRET": JWT_SECRET, "JWT_SIGNING_KEYS": keys, "JWT_ACCEPT_HS256": "true"}
+        )
+        assert enabled.verify(forged).sub == "user_forged"
+    finally:
+        world.close()
+        world.issuer.close()
 
 
 # -- L4: lifetimes are maxima ------------------------------------------------------------------
