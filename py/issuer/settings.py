@@ -83,9 +83,9 @@ class Settings(BaseSettings):
     """The tokens' ``iss`` claim (a name, not a URL: the seed's consumers check it)."""
     issuer_url: str | None = None
     """The issuer's public base URL: the RFC 8414 / RFC 9207 issuer identifier
-    and the base of every endpoint in the metadata. Unset: ``issuer serve``
-    uses ``http://127.0.0.1:<port>`` when it binds to loopback, otherwise each
-    request's own base URL is used (set it in production)."""
+    and the base of every endpoint in the metadata and of every absolute URL
+    (L11: never the Host header). Unset: ``issuer serve`` uses
+    ``http://<host>:<port>`` on a loopback address and refuses any other."""
     jwt_audience: str = "vscode-extension"
     access_token_ttl: int = Field(default=3600, gt=0)
     extension_token_ttl: int = Field(default=90 * DAY, gt=0)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from issuer.api.deps import IssuerDep
+from issuer.api.deps import IssuerDep, absolute_url
 from issuer.api.pages.csrf import csrf_token
 from issuer.api.pages.org_picker import denial_text, org_picker, wanted_org
 from issuer.api.pages.render import PageRoute, error_page, page
@@ -38,7 +38,7 @@ def _back_with_the_code(request: Request, form: FormData | None) -> str:
     """After sign-in, back to the page with the code the user typed."""
     code = (form or FormData()).get("user_code")
     user_code = code[:20] if isinstance(code, str) else ""
-    return str(request.url.replace(query=urlencode({"user_code": user_code})))
+    return absolute_url(request, request.url.path, urlencode({"user_code": user_code}))
 
 
 def _device_page(
