@@ -44,6 +44,7 @@ const FORBIDDEN_REASONS = new Set([
   "no_active_subscription",
   "unknown_user",
   "unknown_organization",
+  "account_closed",
 ]);
 
 const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
