@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from issuer.errors import InvalidToken as InvalidTokenError
 from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier, install
 from issuer.rpc_generated import ClerkEventResult
-from support.world import CLIENT_ID, REDIRECT_URI, World, pkce_pair, pkce_sign_in
+from support.world import CLIENT_ID, REDIRECT_URI, World, approve_pkce, pkce_pair, pkce_sign_in
 
 
 def _signin(world: World, user: str, org: str | None = None, **kw: Any) -> dict[str, Any]:
@@ -240,15 +240,26 @@ def test_L3_rotation_refuses_a_deleted_user_even_for_a_token_issued_after_the_ev
 ) -> None:
     eve = world.user()
     _clerk_event(world, "msg_del_" + eve, _user_event("user.deleted", eve, deleted=True))
-    # A Clerk session still in flight gets one more token out...
+    # A Clerk session still in flight gets one more long-lived token out...
     token = world.extension_token(eve)
-    grant = _signin(world, eve)
     # ...but it never rotates: the user no longer exists.
     r = world.client.post(
         "/api/extension-token/refresh", headers={"Authorization": f"Bearer {token}"}
     )
     assert r.status_code == 401
-    r = _refresh(world, grant["refresh_token"])
+    # And a code approved by that session redeems nothing at all (L10).
+    approved, verifier = approve_pkce(world.client, world, eve)
+    assert approved.status_code == 200, approved.text
+    r = world.client.post(
+        "/api/extension/auth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": approved.json()["code"],
+            "code_verifier": verifier,
+            "redirect_uri": REDIRECT_URI,
+            "client_id": CLIENT_ID,
+        },
+    )
     assert r.status_code == 400
     assert "account_closed" in r.json()["error_description"]
 

@@ -274,22 +274,23 @@ def test_R4_the_page_needs_a_session_and_a_csrf_token(
 def test_L2_R4_a_device_family_keeps_the_scope_granted_not_the_one_asked_for(
     world: World, http: httpx.Client
 ) -> None:
-    """The poll asks for an org whose seat is suspended: a personal token, and a personal family.
+    """A personal approval stays a personal family, whatever the seat does later.
 
     Before the device grant shared start_family with the code exchange, its
     family stored the org *asked for*: the refresh of this personal session
     answered org_scope_lost, and once the seat came back a refresh would have
-    switched the payer to the org without the user choosing it (L2).
+    switched the payer to the org without the user choosing it (L2). Since R5
+    a poll cannot even ask for another org (test_R5_* below).
     """
     org = world.org(pool=10, name="Held Org")
     carol = world.user(personal=5, email="carol@device.test")
     world.seat(org, carol, status="suspended")
     started = _start(http)
     assert _decide(world, http, carol, started["user_code"]).status_code == 200  # personal
-    r = _poll(http, started["device_code"], clerk_org_id=org)
+    r = _poll(http, started["device_code"])
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["pool"] == "personal" and body["org_scope_denied"]["clerk_org_id"] == org
+    assert body["pool"] == "personal" and body.get("org_scope_denied") is None
     refresh_token = body["refresh_token"]
     for _ in range(2):
         r = http.post(
@@ -305,3 +306,23 @@ def test_L2_R4_a_device_family_keeps_the_scope_granted_not_the_one_asked_for(
         assert _claims(r.json()["access_token"])["clerk_org_id"] is None
         refresh_token = r.json()["refresh_token"]
         world.set_seat(org, carol, "active")  # the seat coming back changes no payer
+
+
+def test_R5_a_device_code_approved_personal_never_polls_into_an_org_token(
+    world: World, http: httpx.Client
+) -> None:
+    org = world.org(pool=10, name="R5 Org")
+    ruth = world.user(email="ruth@device.test")
+    world.seat(org, ruth)
+    started = _start(http)
+    r = _decide(world, http, ruth, started["user_code"], org="", email="ruth@device.test")
+    assert r.status_code == 200 and "your personal credits" in r.text, r.text
+    r = _poll(http, started["device_code"], clerk_org_id=org)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant"), r.text
+    assert r.json()["error_description"].startswith("payer_mismatch"), r.text
+    # Approved for the org: polling with that org, or with none, gives the org token.
+    started = _start(http)
+    r = _decide(world, http, ruth, started["user_code"], org=org, email="ruth@device.test")
+    assert r.status_code == 200, r.text
+    r = _poll(http, started["device_code"])
+    assert r.status_code == 200 and r.json()["pool"] == "organization", r.text
