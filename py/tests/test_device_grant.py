@@ -74,12 +74,20 @@ def _decide(
     decision: str = "approve",
     org: str = "",
     email: str | None = None,
+    open_with_code: bool = True,
 ) -> httpx.Response:
-    """What the user does in the browser: open the page, enter the code, pick, answer."""
+    """What the user does in the browser: open the page, enter the code, pick, answer.
+
+    ``open_with_code``: the page is opened from ``verification_uri_complete``
+    (the code prefilled and previewed, R6; a wrong one is a guess there too),
+    else from ``verification_uri`` and the code typed in.
+    """
     cookies = {"__session": world.session(user, session_id=f"sess_{user}", email=email)}
-    page = http.get("/vscode/device", params={"user_code": user_code}, cookies=cookies)
-    assert page.status_code == 200, page.text
-    assert 'value="' + user_code + '"' in page.text  # verification_uri_complete prefills it
+    params = {"user_code": user_code} if open_with_code else {}
+    page = http.get("/vscode/device", params=params, cookies=cookies)
+    assert page.status_code in (200, 400, 429), page.text  # 400/429: the preview refused it
+    if open_with_code:
+        assert 'value="' + user_code + '"' in page.text  # verification_uri_complete prefills it
     return http.post(
         "/vscode/device",
         data={
@@ -238,9 +246,9 @@ def test_R4_wrong_user_codes_are_bounded_per_user(world: World, http: httpx.Clie
     started = _start(http)
     wrong = "BBBB-BBBB" if normalize_user_code(started["user_code"]) != "BBBBBBBB" else "CCCC-CCCC"
     for _ in range(10):
-        r = _decide(world, http, frank, wrong)
+        r = _decide(world, http, frank, wrong, open_with_code=False)
         assert r.status_code == 400 and "not valid" in r.text
-    r = _decide(world, http, frank, started["user_code"])
+    r = _decide(world, http, frank, started["user_code"], open_with_code=False)
     assert r.status_code == 429 and "Too many wrong codes" in r.text
     r = _decide(world, http, frank, "not a code")  # malformed: not a guess, no lookup
     assert r.status_code == 400
@@ -326,3 +334,41 @@ def test_R5_a_device_code_approved_personal_never_polls_into_an_org_token(
     assert r.status_code == 200, r.text
     r = _poll(http, started["device_code"])
     assert r.status_code == 200 and r.json()["pool"] == "organization", r.text
+
+
+def test_R6_the_prefilled_page_names_the_client_and_when_the_code_was_made(
+    world: World, http: httpx.Client
+) -> None:
+    ivy = world.user()
+    started = _start(http)
+    cookies = {"__session": world.session(ivy, session_id=f"sess_{ivy}")}
+    page = http.get("/vscode/device", params={"user_code": started["user_code"]}, cookies=cookies)
+    assert page.status_code == 200, page.text
+    assert f"requested by <strong>{CLIENT_ID}</strong>" in page.text, page.text
+    assert re.search(r'<time datetime="[^"]+">\d{4}-\d\d-\d\d \d\d:\d\d UTC, ', page.text)
+    # A wrong prefilled code names nothing, and is a guess like a wrong decision.
+    wrong = "BBBB-BBBB" if normalize_user_code(started["user_code"]) != "BBBBBBBB" else "CCCC-CCCC"
+    page = http.get("/vscode/device", params={"user_code": wrong}, cookies=cookies)
+    assert page.status_code == 400 and "requested by" not in page.text
+    assert world.sql(
+        "select failures from public.device_code_attempts where clerk_user_id = %s", (ivy,)
+    ) == [(1,)]
+
+
+def test_R6_device_code_creation_is_throttled(world: World, http: httpx.Client) -> None:
+    """Last in this module: it uses up the minute's budget of CLIENT_ID, then gives it back."""
+    try:
+        answers = [
+            http.post("/api/extension/auth/device", data={"client_id": CLIENT_ID})
+            for _ in range(40)
+        ]
+        codes = [r.status_code for r in answers]
+        assert 429 in codes and codes.count(200) <= 30, codes
+        refused = answers[codes.index(429)]
+        assert refused.json()["error"] == "slow_down"
+        assert refused.headers["retry-after"] == "60"
+    finally:
+        world.sql(
+            "update public.device_codes set created_at = created_at - interval '2 minutes' "
+            "where created_at > now() - interval '1 minute'"
+        )

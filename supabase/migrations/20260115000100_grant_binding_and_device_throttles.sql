@@ -12,7 +12,24 @@
 --      deduction with account_closed. The org pool needs nothing new: the
 --      same event revokes every seat of the user.
 --
--- Argument lists and result types of the public RPCs are unchanged.
+-- R6: device codes resist guessing and phishing (RFC 8628 5.1, 5.4).
+--      * creation is throttled: at most 30 codes a minute per client and 120
+--        a minute in all (create_device_code refuses with SQLSTATE 54000);
+--        so at most 120 * 10 = 1200 codes are pending at the default 10-minute
+--        lifetime;
+--      * wrong user codes are bounded beyond one account: besides 10 per user
+--        in 15 minutes, at most 100 in 15 minutes in all (the table
+--        device_code_guesses), after which every account is refused until
+--        the window ends (rate_limited), so fresh accounts gain nothing;
+--      * preview_device_code lets the device page name the client and when
+--        the code was made; a wrong code there counts as a wrong guess.
+--      The arithmetic (docs/security-model.md, R6): 20^8 = 2.56e10 user
+--      codes; a given code lives 10 minutes, within at most two 15-minute
+--      windows, so at most 200 guesses can be aimed at it: the chance of
+--      guessing it is at most 200 / 2.56e10 = 7.8e-9.
+--
+-- Argument lists and result types of the existing public RPCs are unchanged;
+-- preview_device_code and its result type public.device_code_preview are new.
 
 -- L10 ------------------------------------------------------------------------
 
@@ -302,3 +319,330 @@ comment on function private.personal_pool_opening(text, text, text, text, jsonb)
 'result (early: the unknown_user refusal, the replay of an earlier result for the key, or, for a '
 'deduction by a user deleted in Clerk, the account_closed refusal (L10); '
 'null to go on) and the ledger metadata {pool, clerk_user_id, context}.';
+
+-- R6 -------------------------------------------------------------------------
+
+create index device_codes_created_at_idx
+on public.device_codes (created_at);
+
+create index device_codes_client_created_at_idx
+on public.device_codes (client_id, created_at);
+
+create table public.device_code_guesses (
+    id boolean primary key default true check (id),
+    window_started_at timestamptz not null default now(),
+    failures integer not null default 0 check (failures >= 0)
+);
+
+alter table public.device_code_guesses enable row level security;
+revoke all on table public.device_code_guesses from public, anon, authenticated, service_role;
+
+comment on table public.device_code_guesses is
+'Wrong user codes entered by anyone in the current 15-minute window (one row): at 100 the '
+'verification page refuses every code for every account until the window ends (R6; RFC 8628 '
+'5.1). Written by decide_device_code and preview_device_code.';
+
+insert into public.device_code_guesses (id) values (true);
+
+create function private.device_guess_window()
+returns public.device_code_guesses
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    v public.device_code_guesses%rowtype;
+begin
+    -- Read (and roll over) the global window without taking the row lock:
+    -- only a wrong guess writes it (private.count_device_guess).
+    select g.* into v from public.device_code_guesses as g where g.id;
+    if v.window_started_at <= pg_catalog.now() - interval '15 minutes' then
+        update public.device_code_guesses as g
+        set window_started_at = pg_catalog.now(), failures = 0
+        where g.id and g.window_started_at <= pg_catalog.now() - interval '15 minutes'
+        returning g.* into v;
+        if not found then
+            select g.* into v from public.device_code_guesses as g where g.id;
+        end if;
+    end if;
+    return v;
+end
+$$;
+
+revoke all on function private.device_guess_window()
+from public, anon, authenticated, service_role;
+
+comment on function private.device_guess_window() is
+'The global wrong-guess window of device user codes (R6), renewed when 15 minutes have passed.';
+
+
+create function private.device_guess_refusal(p_clerk_user_id text)
+returns timestamptz
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+    v_attempts public.device_code_attempts%rowtype;
+    v_global public.device_code_guesses%rowtype;
+begin
+    -- The user's guesses: a new window after 15 minutes; refuse at 10 failures.
+    -- The row lock serializes one user's concurrent attempts.
+    insert into public.device_code_attempts as a (clerk_user_id)
+    values (p_clerk_user_id)
+    on conflict (clerk_user_id) do update
+        set window_started_at = case
+                when a.window_started_at <= pg_catalog.now() - interval '15 minutes'
+                    then pg_catalog.now()
+                else a.window_started_at
+            end,
+            failures = case
+                when a.window_started_at <= pg_catalog.now() - interval '15 minutes' then 0
+                else a.failures
+            end
+    returning a.* into v_attempts;
+    if v_attempts.failures >= 10 then
+        return v_attempts.window_started_at + interval '15 minutes';
+    end if;
+    -- Everyone's guesses (R6): 100 in 15 minutes, and no account may try.
+    v_global := private.device_guess_window();
+    if v_global.failures >= 100 then
+        return v_global.window_started_at + interval '15 minutes';
+    end if;
+    return null;
+end
+$$;
+
+revoke all on function private.device_guess_refusal(text)
+from public, anon, authenticated, service_role;
+
+comment on function private.device_guess_refusal(text) is
+'When the user (10 wrong user codes in 15 minutes) or everyone (100, R6) has guessed too '
+'often: the time a new guess may be made; null when a guess may be made now.';
+
+
+create function private.count_device_guess(p_clerk_user_id text)
+returns void
+language sql
+volatile
+set search_path = ''
+as $$
+    update public.device_code_attempts as a
+    set failures = a.failures + 1
+    where a.clerk_user_id = p_clerk_user_id;
+    update public.device_code_guesses as g
+    set failures = g.failures + 1
+    where g.id;
+$$;
+
+revoke all on function private.count_device_guess(text)
+from public, anon, authenticated, service_role;
+
+comment on function private.count_device_guess(text) is
+'Counts one wrong user code for the user and for everyone (R6).';
+
+
+create or replace function public.create_device_code(
+    p_device_code_hash text,
+    p_user_code_hash text,
+    p_client_id text,
+    p_ttl_seconds integer default 600,
+    p_interval_seconds integer default 5
+)
+returns timestamptz
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_expires_at timestamptz;
+begin
+    perform private.require_sha256_hex(p_device_code_hash, 'p_device_code_hash');
+    perform private.require_sha256_hex(p_user_code_hash, 'p_user_code_hash');
+    perform private.require_token_text(p_client_id, 'p_client_id');
+    if p_ttl_seconds is null or p_ttl_seconds < 1 or p_ttl_seconds > 1800 then
+        raise exception 'p_ttl_seconds must be between 1 and 1800'
+            using errcode = '22023';
+    end if;
+    if p_interval_seconds is null or p_interval_seconds < 1 or p_interval_seconds > 60 then
+        raise exception 'p_interval_seconds must be between 1 and 60'
+            using errcode = '22023';
+    end if;
+
+    -- R6: creation is throttled. The lock makes the two counts exact under
+    -- concurrency (creation is rare: one per headless sign-in).
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('device_codes:create', 0));
+    if (
+        select pg_catalog.count(*) from public.device_codes as d
+        where d.client_id = p_client_id and d.created_at > pg_catalog.now() - interval '1 minute'
+    ) >= 30 then
+        raise exception 'device codes are created too fast for this client (30 a minute)'
+            using errcode = '54000', hint = 'Retry in a minute.';
+    end if;
+    if (
+        select pg_catalog.count(*) from public.device_codes as d
+        where d.created_at > pg_catalog.now() - interval '1 minute'
+    ) >= 120 then
+        raise exception 'device codes are created too fast (120 a minute in all)'
+            using errcode = '54000', hint = 'Retry in a minute.';
+    end if;
+
+    insert into public.device_codes (
+        device_code_hash, user_code_hash, client_id, interval_seconds, created_at, expires_at
+    )
+    values (
+        p_device_code_hash, p_user_code_hash, p_client_id, p_interval_seconds, pg_catalog.now(),
+        pg_catalog.now() + pg_catalog.make_interval(secs => p_ttl_seconds)
+    )
+    returning expires_at into v_expires_at;
+
+    return v_expires_at;
+end
+$$;
+
+comment on function public.create_device_code(text, text, text, integer, integer) is
+'Stores a pending device authorization by its two hashes and returns its expiry (at most 30 '
+'minutes). A user-code hash already stored (a collision): 23505, the caller draws another code. '
+'More than 30 codes a minute for the client, or 120 in all: 54000 (R6, retry later). '
+'Bad input: 22023 naming the argument. service_role only.';
+
+
+create or replace function public.decide_device_code(
+    p_user_code_hash text,
+    p_clerk_user_id text,
+    p_approve boolean,
+    p_clerk_org_id text default null,
+    p_email text default null
+)
+returns public.device_decision_result
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_retry_at timestamptz;
+    v_code public.device_codes%rowtype;
+begin
+    perform private.require_sha256_hex(p_user_code_hash, 'p_user_code_hash');
+    perform private.require_token_text(p_clerk_user_id, 'p_clerk_user_id');
+    if p_approve is null then
+        raise exception 'p_approve is required'
+            using errcode = '22023';
+    end if;
+    if p_clerk_org_id is not null then
+        perform private.require_token_text(p_clerk_org_id, 'p_clerk_org_id');
+    end if;
+    if p_email is not null then
+        perform private.require_token_text(p_email, 'p_email', 320);
+    end if;
+
+    v_retry_at := private.device_guess_refusal(p_clerk_user_id);
+    if v_retry_at is not null then
+        return row(false, 'rate_limited', null, null, v_retry_at)::public.device_decision_result;
+    end if;
+
+    update public.device_codes as d
+    set status = case when p_approve then 'approved' else 'denied' end,
+        clerk_user_id = p_clerk_user_id,
+        clerk_org_id = case when p_approve then p_clerk_org_id end,
+        email = case when p_approve then p_email end,
+        decided_at = pg_catalog.now()
+    where d.user_code_hash = p_user_code_hash
+        and d.status = 'pending'
+        and d.expires_at > pg_catalog.now()
+    returning d.* into v_code;
+
+    if found then
+        return row(true, null, v_code.status, v_code.client_id, null)::public.device_decision_result;
+    end if;
+
+    select d.*
+    into v_code
+    from public.device_codes as d
+    where d.user_code_hash = p_user_code_hash;
+
+    if not found then
+        perform private.count_device_guess(p_clerk_user_id);
+        return row(false, 'unknown_code', null, null, null)::public.device_decision_result;
+    end if;
+
+    return row(
+        false, case when v_code.status <> 'pending' then 'already_decided' else 'expired' end,
+        null, null, null
+    )::public.device_decision_result;
+end
+$$;
+
+comment on function public.decide_device_code(text, text, boolean, text, text) is
+'The signed-in user approves (with the chosen org, null = Personal) or denies the pending device '
+'authorization of a user code, as public.device_decision_result: ok with status and client_id, or ok '
+'false with reason unknown_code (counted as a wrong guess), expired, already_decided or '
+'rate_limited (10 wrong guesses by the user, or 100 by everyone, in 15 minutes: R6; with '
+'retry_at). The issuer checks membership and seat before approving. service_role only.';
+
+
+create type public.device_code_preview as (
+    ok boolean,
+    reason text,
+    client_id text,
+    created_at timestamptz,
+    expires_at timestamptz,
+    retry_at timestamptz
+);
+
+comment on type public.device_code_preview is
+'Result of preview_device_code. ok: a pending code; client_id, created_at and expires_at name '
+'what the user is about to approve. Else reason: unknown_code (counted as a wrong guess), '
+'expired, already_decided or rate_limited (with retry_at).';
+
+
+create function public.preview_device_code(
+    p_user_code_hash text,
+    p_clerk_user_id text
+)
+returns public.device_code_preview
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_retry_at timestamptz;
+    v_code public.device_codes%rowtype;
+begin
+    perform private.require_sha256_hex(p_user_code_hash, 'p_user_code_hash');
+    perform private.require_token_text(p_clerk_user_id, 'p_clerk_user_id');
+
+    -- The same guard as a decision: a preview must not be a free oracle.
+    v_retry_at := private.device_guess_refusal(p_clerk_user_id);
+    if v_retry_at is not null then
+        return row(false, 'rate_limited', null, null, null, v_retry_at)::public.device_code_preview;
+    end if;
+
+    select d.*
+    into v_code
+    from public.device_codes as d
+    where d.user_code_hash = p_user_code_hash;
+
+    if not found then
+        perform private.count_device_guess(p_clerk_user_id);
+        return row(false, 'unknown_code', null, null, null, null)::public.device_code_preview;
+    elsif v_code.status <> 'pending' then
+        return row(false, 'already_decided', null, null, null, null)::public.device_code_preview;
+    elsif v_code.expires_at <= pg_catalog.now() then
+        return row(false, 'expired', null, null, null, null)::public.device_code_preview;
+    end if;
+    return row(
+        true, null, v_code.client_id, v_code.created_at, v_code.expires_at, null
+    )::public.device_code_preview;
+end
+$$;
+
+revoke all on function public.preview_device_code(text, text)
+from public, anon, authenticated, service_role;
+grant execute on function public.preview_device_code(text, text)
+to service_role;
+
+comment on function public.preview_device_code(text, text) is
+'What the device page shows before the user decides (R6, RFC 8628 5.4): the client that asked '
+'and when the code was made, as public.device_code_preview. A wrong code counts as a wrong '
+'guess, and the guess bounds of decide_device_code apply. service_role only.';
