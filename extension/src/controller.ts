@@ -186,7 +186,7 @@ export class Controller {
   async #deviceSignIn(clerkOrgId: string | null): Promise<SessionView> {
     const device = await this.issuer.deviceAuthorization(clerkOrgId);
     await this.ui.showDeviceCode(device);
-    const tokens = await this.issuer.pollDevice(device, clerkOrgId, {
+    const tokens = await this.issuer.pollDevice(device, {
       signal: AbortSignal.timeout(device.expiresIn * 1000),
     });
     return this.session.completeDeviceSignIn(tokens, clerkOrgId);
@@ -235,14 +235,13 @@ export class Controller {
     }
   }
 
-  /** Re-scope by refresh: membership and seat are checked again by the issuer. */
-  async switchTo(clerkOrgId: string): Promise<SessionView> {
-    const view = await this.session.switchOrganization(clerkOrgId);
-    if (view.orgScopeDenied) await this.#handle(deniedMessage(view.orgScopeDenied));
+  /**
+   * Another payer is a new sign-in with that org preselected: a refresh never
+   * switches who pays (R5). The user confirms (or picks otherwise) on the page.
+   */
+  async switchTo(clerkOrgId: string): Promise<SessionView | null> {
     this.#lastRemaining = null;
-    await this.updateStatus();
-    await this.#schedule();
-    return view;
+    return this.signIn({ clerkOrgId });
   }
 
   /** Personal credits: a personal token already held is enough; an org token needs a sign-in. */

@@ -150,7 +150,8 @@ export class IssuerClient {
 
   /**
    * The redirect came back: check it (`state`, RFC 9207 `iss`, `error`), then redeem
-   * the code with the verifier. `clerk_org_id` is sent again: the org asked for.
+   * the code with the verifier. No `clerk_org_id`: the payer is the one the user
+   * approved on the page, and the issuer refuses another (R5, `payer_mismatch`).
    */
   async exchange(pending: PendingAuthorization, callback: URL): Promise<TokenSet> {
     const as = await this.metadata();
@@ -162,27 +163,24 @@ export class IssuerClient {
       params,
       pending.redirectUri,
       pending.codeVerifier,
-      {
-        additionalParameters: pending.clerkOrgId ? { clerk_org_id: pending.clerkOrgId } : {},
-        ...this.#options(as),
-      },
+      this.#options(as),
     );
     return tokenSet(await oauth.processAuthorizationCodeResponse(as, this.client, response));
   }
   // #endregion
 
-  /** Rotate the refresh token; `clerkOrgId` asks for that org (re-checked by the issuer). */
-  async refresh(refreshToken: string, clerkOrgId: string | null): Promise<TokenSet> {
+  /**
+   * Rotate the refresh token. The family keeps the payer approved at sign-in (R5):
+   * no `clerk_org_id` is sent; another payer is a new sign-in.
+   */
+  async refresh(refreshToken: string): Promise<TokenSet> {
     const as = await this.metadata();
     const response = await oauth.refreshTokenGrantRequest(
       as,
       this.client,
       oauth.None(),
       refreshToken,
-      {
-        additionalParameters: clerkOrgId ? { clerk_org_id: clerkOrgId } : {},
-        ...this.#options(as),
-      },
+      this.#options(as),
     );
     return tokenSet(await oauth.processRefreshTokenResponse(as, this.client, response));
   }
@@ -232,7 +230,6 @@ export class IssuerClient {
    */
   async pollDevice(
     device: DeviceAuthorization,
-    clerkOrgId: string | null,
     options: { signal?: AbortSignal; sleep?: (ms: number) => Promise<void> } = {},
   ): Promise<TokenSet> {
     const as = await this.metadata();
@@ -247,10 +244,7 @@ export class IssuerClient {
         this.client,
         oauth.None(),
         device.deviceCode,
-        {
-          additionalParameters: clerkOrgId ? { clerk_org_id: clerkOrgId } : {},
-          ...this.#options(as),
-        },
+        this.#options(as), // no clerk_org_id: the device page chose the payer (R5)
       );
       try {
         return tokenSet(await oauth.processDeviceCodeResponse(as, this.client, response));

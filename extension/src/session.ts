@@ -180,23 +180,23 @@ export class Session {
   /**
    * Rotate the tokens (single flight: concurrent callers share one refresh, so one
    * window never presents a rotated token twice). The new refresh token is stored
-   * before anything else. `clerkOrgId` switches org; omitted, the stored choice.
+   * before anything else. The family keeps its payer (R5).
    */
-  async refresh(clerkOrgId?: string | null): Promise<Stored> {
-    this.#refreshing ??= this.#refresh(clerkOrgId).finally(() => {
+  async refresh(): Promise<Stored> {
+    this.#refreshing ??= this.#refresh().finally(() => {
       this.#refreshing = null;
     });
     return this.#refreshing;
   }
 
   // #region refresh
-  async #refresh(clerkOrgId?: string | null): Promise<Stored> {
+  async #refresh(): Promise<Stored> {
     const stored = await this.load();
     if (!stored) throw new ReauthRequired("not_signed_in");
-    const wanted = clerkOrgId === undefined ? stored.clerkOrgId : clerkOrgId;
+    const wanted = stored.clerkOrgId;
     let tokens: TokenSet;
     try {
-      tokens = await this.issuer.refresh(stored.refreshToken, wanted);
+      tokens = await this.issuer.refresh(stored.refreshToken);
     } catch (error) {
       if (error instanceof oauth.ResponseBodyError && error.error === "invalid_grant") {
         if (wanted && /org_scope_lost/.test(error.error_description ?? "")) {
@@ -244,25 +244,6 @@ export class Session {
       const refreshed = await this.refresh();
       return this.#view(refreshed, null);
     }
-  }
-
-  /**
-   * Switch to another organization (a refresh with its `clerk_org_id`; membership
-   * and seat are re-checked). When it cannot be granted, the new token is personal,
-   * `orgScopeDenied` says why, and the previous choice is kept.
-   */
-  async switchOrganization(clerkOrgId: string): Promise<SessionView> {
-    const before = await this.load();
-    if (!before) throw new ReauthRequired("not_signed_in");
-    let stored = await this.refresh(clerkOrgId);
-    const refused = stored.orgLost?.clerk_org_id === clerkOrgId ? stored.orgLost : null;
-    if (refused) {
-      // Not granted: go back to what the user had chosen (an org, or personal credits).
-      stored = before.clerkOrgId
-        ? await this.refresh(before.clerkOrgId)
-        : await this.#store({ ...stored, clerkOrgId: null, orgLost: null });
-    }
-    return this.#view(stored, refused);
   }
 
   async #store(value: Stored): Promise<Stored> {

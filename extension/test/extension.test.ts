@@ -129,15 +129,14 @@ describe("the extension against issuer serve", () => {
     assert.equal(ui.opened.at(-1)!.toString(), `${env("ISSUER_URL")}/dashboard/tokens`);
   });
 
-  it("switching to an org without an active seat is refused and keeps the current org", async () => {
+  it("switching org is a new sign-in (R5); one without an active seat, cancelled, keeps the current org", async () => {
     ui.picks.push({ kind: "enter" });
     ui.inputs.push(GLOBEX);
-    ui.answers.push(undefined);
+    ui.browserChoices.push({ deny: true }); // the page shows Globex refused; the user cancels
     const view = await controller.switchOrganization();
-    assert.ok(view);
-    assert.deepEqual(view.orgScopeDenied, { clerk_org_id: GLOBEX, reason: "no_active_seat" });
-    assert.match(ui.lastMessage().text, /was not granted \(your seat in it is not active\)/);
-    assert.equal(view.claims.clerk_org_id, ACME);
+    assert.equal(view, null);
+    assert.equal(ui.opened.at(-1)!.searchParams.get("clerk_org_id"), GLOBEX);
+    assert.equal((await session.view())!.claims.clerk_org_id, ACME);
     assert.equal(ui.status.text, "$(organization) Acme Inc · org pool");
     assert.equal((await stored(ui)).orgLost, null);
   });
@@ -146,6 +145,7 @@ describe("the extension against issuer serve", () => {
     ui.answers.push("Switch organization");
     ui.picks.push({ kind: "enter" });
     ui.inputs.push(INITECH);
+    ui.browserChoices.push({ approve: INITECH }); // a new sign-in: the page confirms the payer
     await controller.recordUsage(usage(50));
     assert.equal(ui.status.text, "$(organization) Initech · org pool");
     assert.equal((await stored(ui)).clerkOrgId, INITECH);
@@ -154,9 +154,11 @@ describe("the extension against issuer serve", () => {
     assert.equal(await balance({ org: INITECH }), 50);
     // Acme is now a known org: the quick pick offers it by name.
     ui.picks.push({ kind: "org", id: ACME });
+    ui.browserChoices.push({ approve: ACME });
     await controller.switchOrganization();
     assert.equal(ui.status.text, "$(organization) Acme Inc · org pool");
     ui.picks.push({ kind: "org", id: INITECH });
+    ui.browserChoices.push({ approve: INITECH });
     await controller.switchOrganization();
     assert.equal(ui.status.text, "$(organization) Initech · org pool");
   });
@@ -242,7 +244,7 @@ describe("the extension against issuer serve", () => {
     assert.equal(session.state, "signed-out");
     assert.equal(await ui.secrets.get(Session.SECRET_KEY), undefined);
     assert.equal(ui.status.text, "$(account) Softcodes: Sign in");
-    await assert.rejects(issuer.refresh(before.refreshToken, null), (error) => {
+    await assert.rejects(issuer.refresh(before.refreshToken), (error) => {
       assert.ok(error instanceof oauth.ResponseBodyError);
       assert.equal(error.error, "invalid_grant");
       return true;

@@ -91,6 +91,13 @@ class AuthorizationPending(IssuerError):
     status = 400
 
 
+class DeviceCodesThrottled(IssuerError):
+    """Device authorization: codes are being created too fast (R6); retry in a minute (429)."""
+
+    code = "slow_down"
+    status = 429
+
+
 class SlowDown(IssuerError):
     """Device grant: polled faster than the interval, which grew by 5 seconds (RFC 8628 §3.5)."""
 

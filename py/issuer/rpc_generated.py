@@ -29,6 +29,7 @@ __all__ = [
     "CreditConsistencyCheckRow",
     "CreditResult",
     "DeductCreditsPooledBatchRow",
+    "DeviceCodePreview",
     "DeviceDecisionResult",
     "ExtensionTokenResult",
     "HoldResult",
@@ -223,6 +224,34 @@ class DeductCreditsPooledBatchRow:
             amount=_d.as_decimal(r["amount"]),
             balance=_d.as_decimal(r["balance"]),
             replayed=_d.as_bool(r["replayed"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCodePreview:
+    """``public.device_code_preview``."""
+
+    ok: bool | None
+    reason: str | None
+    client_id: str | None
+    created_at: datetime | None
+    expires_at: datetime | None
+    retry_at: datetime | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> DeviceCodePreview:
+        r = _d.row(
+            data,
+            "public.device_code_preview",
+            ("ok", "reason", "client_id", "created_at", "expires_at", "retry_at"),
+        )
+        return cls(
+            ok=_d.as_bool(r["ok"]),
+            reason=_d.as_str(r["reason"]),
+            client_id=_d.as_str(r["client_id"]),
+            created_at=_d.as_datetime(r["created_at"]),
+            expires_at=_d.as_datetime(r["expires_at"]),
+            retry_at=_d.as_datetime(r["retry_at"]),
         )
 
 
@@ -1151,6 +1180,18 @@ class RpcMethods:
             self.invoke("poll_device_code", params, shape="row", setof=False)
         )
 
+    def preview_device_code(
+        self, *, p_user_code_hash: str, p_clerk_user_id: str
+    ) -> DeviceCodePreview:
+        """``public.preview_device_code(p_user_code_hash, p_clerk_user_id)``."""
+        params: dict[str, Any] = {
+            "p_user_code_hash": p_user_code_hash,
+            "p_clerk_user_id": p_clerk_user_id,
+        }
+        return DeviceCodePreview.from_json(
+            self.invoke("preview_device_code", params, shape="row", setof=False)
+        )
+
     def purge_expired_device_codes(
         self, *, p_retention: timedelta | str | None = None
     ) -> int | None:
@@ -1484,6 +1525,7 @@ RPC_SHAPES: dict[str, tuple[Literal["row", "scalar"], bool]] = {
     "issue_refresh_token": ("scalar", False),
     "list_extension_tokens": ("row", True),
     "poll_device_code": ("row", False),
+    "preview_device_code": ("row", False),
     "purge_expired_device_codes": ("scalar", False),
     "purge_expired_holds": ("scalar", False),
     "purge_expired_tokens": ("row", False),

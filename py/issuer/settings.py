@@ -83,9 +83,9 @@ class Settings(BaseSettings):
     """The tokens' ``iss`` claim (a name, not a URL: the seed's consumers check it)."""
     issuer_url: str | None = None
     """The issuer's public base URL: the RFC 8414 / RFC 9207 issuer identifier
-    and the base of every endpoint in the metadata. Unset: ``issuer serve``
-    uses ``http://127.0.0.1:<port>`` when it binds to loopback, otherwise each
-    request's own base URL is used (set it in production)."""
+    and the base of every endpoint in the metadata and of every absolute URL
+    (L11: never the Host header). Unset: ``issuer serve`` uses
+    ``http://<host>:<port>`` on a loopback address and refuses any other."""
     jwt_audience: str = "vscode-extension"
     access_token_ttl: int = Field(default=3600, gt=0)
     extension_token_ttl: int = Field(default=90 * DAY, gt=0)
@@ -94,9 +94,11 @@ class Settings(BaseSettings):
     """Absolute lifetime (seconds) of a rotation chain, from the original
     sign-in: long-lived token rotations and refresh-token families (L3).
     Rotating never extends it."""
-    jwt_accept_hs256: bool = True
-    """``false`` refuses every HS256 token at verification (L6). Needs ES256
-    signing keys (JWT_SIGNING_KEYS); see docs/operations.md for the switch-off."""
+    jwt_accept_hs256: bool | None = None
+    """Whether HS256 tokens verify. Unset: only while HS256 signs, so ES256
+    signing keys refuse HS256 (L12); ``true`` accepts both (the migration
+    window); ``false`` refuses every HS256 token (L6) and needs ES256 signing.
+    See :attr:`accepts_hs256` and docs/operations.md."""
 
     clerk_secret_key: SecretStr | None = None
     clerk_api_url: str = "https://api.clerk.com/v1"
@@ -213,11 +215,18 @@ class Settings(BaseSettings):
             raise ValueError("SUPABASE_URL: required when SUPABASE_SERVICE_ROLE_KEY is set")
         if self.jwt_signing_alg == "ES256" and self.jwt_signing_keys is None:
             raise ValueError("JWT_SIGNING_ALG: ES256 needs JWT_SIGNING_KEYS")
-        if not self.jwt_accept_hs256 and self.signing_alg != "ES256":
+        if self.jwt_accept_hs256 is False and self.signing_alg != "ES256":
             raise ValueError(
                 "JWT_ACCEPT_HS256: false needs ES256 signing (JWT_SIGNING_KEYS, JWT_SIGNING_ALG=ES256)"
             )
         return self
+
+    @property
+    def accepts_hs256(self) -> bool:
+        """HS256 verifies: as ``JWT_ACCEPT_HS256`` says, else only when HS256 signs (L12)."""
+        if self.jwt_accept_hs256 is not None:
+            return self.jwt_accept_hs256
+        return self.signing_alg == "HS256"
 
     @property
     def signing_alg(self) -> Literal["HS256", "ES256"]:

@@ -269,7 +269,7 @@ class KeyRing:
         clock: Callable[[], float] = time.time,
         key_version: Callable[[], object] | None = None,
         reload_interval: float | None = None,
-        accept_hs256: bool = True,
+        accept_hs256: bool | None = None,
     ) -> None:
         if len(hmac_secret) < 32:
             raise ValueError("HS256 secret must be at least 32 bytes")
@@ -282,10 +282,12 @@ class KeyRing:
         alg = signing_alg or (ES256 if ec_keys else HS256)
         if alg == ES256 and not ec_keys:
             raise ValueError("ES256 signing needs at least one ES256 key")
-        if not accept_hs256 and alg != ES256:
+        if accept_hs256 is False and alg != ES256:
             raise ValueError("refusing HS256 (JWT_ACCEPT_HS256=false) needs ES256 signing keys")
-        self.accept_hs256 = accept_hs256
-        """False: every HS256 token is refused (L6), JWT_SECRET mints nothing."""
+        self.accept_hs256: bool = alg == HS256 if accept_hs256 is None else accept_hs256
+        """False: every HS256 token is refused (L6), JWT_SECRET mints nothing.
+        Default (``None``): accepted only while HS256 signs, so a ring that
+        signs ES256 refuses HS256 unless told otherwise (L12)."""
         self._hmac_key = hmac_key
         self.issuer = issuer
         self.audience = audience
@@ -342,7 +344,7 @@ class KeyRing:
             refresh_interval=refresh_interval,
             clock=clock,
             key_version=key_version,
-            accept_hs256=settings.jwt_accept_hs256,
+            accept_hs256=settings.accepts_hs256,
         )
 
     @property

@@ -407,3 +407,81 @@ def test_R2_every_at_jwt_has_the_rfc9068_required_claims(world: World) -> None:
     long_lived = world.extension_token(alice)
     header, payload = _payload(long_lived)
     assert header["typ"] == "JWT" and payload["client_id"] == "dashboard"
+
+
+# -- R5: the payer chosen on the page binds the grant ---------------------------------
+
+
+def test_R5_a_code_approved_personal_never_redeems_into_an_org_token(world: World) -> None:
+    org = world.org(pool=10)
+    alice = world.user()
+    world.seat(org, alice)
+    verifier, challenge = pkce_pair()
+    code = _code(world, alice, challenge)  # the user approved Personal
+    r = _redeem(world, code, verifier, clerk_org_id=org)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant"), r.text
+    assert r.json()["error_description"].startswith("payer_mismatch"), r.text
+    assert "access_token" not in r.json()
+    # The same org as approved is not a switch: it redeems.
+    verifier, challenge = pkce_pair()
+    code = _code(world, alice, challenge, org)
+    r = _redeem(world, code, verifier, clerk_org_id=org)
+    assert r.status_code == 200 and r.json()["pool"] == "organization", r.text
+    # An org approval with another org (or a personal request) at the token endpoint: refused.
+    other = world.org(pool=10)
+    world.seat(other, alice)
+    verifier, challenge = pkce_pair()
+    code = _code(world, alice, challenge, org)
+    r = _redeem(world, code, verifier, clerk_org_id=other)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant"), r.text
+
+
+def test_R5_a_refresh_never_switches_the_pool_of_its_family(world: World) -> None:
+    org = world.org(pool=10)
+    alice = world.user()
+    world.seat(org, alice)
+    personal = pkce_sign_in_via(world, alice)
+    assert personal["pool"] == "personal"
+    r = world.client.post(
+        "/api/extension/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": personal["refresh_token"],
+            "client_id": CLIENT_ID,
+            "clerk_org_id": org,
+        },
+    )
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant"), r.text
+    assert r.json()["error_description"].startswith("payer_mismatch"), r.text
+    # An org family asked for another org, or its own: only its own is answered.
+    scoped = pkce_sign_in_via(world, alice, org)
+    assert scoped["pool"] == "organization"
+    other = world.org(pool=10)
+    world.seat(other, alice)
+    same = world.client.post(
+        "/api/extension/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": scoped["refresh_token"],
+            "client_id": CLIENT_ID,
+            "clerk_org_id": org,
+        },
+    )
+    assert same.status_code == 200 and same.json()["pool"] == "organization", same.text
+    r = world.client.post(
+        "/api/extension/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": same.json()["refresh_token"],
+            "client_id": CLIENT_ID,
+            "clerk_org_id": other,
+        },
+    )
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant"), r.text
+
+
+def pkce_sign_in_via(world: World, user: str, org: str | None = None) -> dict[str, Any]:
+    verifier, challenge = pkce_pair()
+    r = _redeem(world, _code(world, user, challenge, org), verifier)
+    assert r.status_code == 200, r.text
+    return dict(r.json())

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from issuer.errors import InvalidToken as InvalidTokenError
 from issuer.integrations.fastapi import TokenClaimsDep, TokenVerifier, install
 from issuer.rpc_generated import ClerkEventResult
-from support.world import CLIENT_ID, REDIRECT_URI, World, pkce_pair, pkce_sign_in
+from support.world import CLIENT_ID, REDIRECT_URI, World, approve_pkce, pkce_pair, pkce_sign_in
 
 
 def _signin(world: World, user: str, org: str | None = None, **kw: Any) -> dict[str, Any]:
@@ -240,15 +240,26 @@ def test_L3_rotation_refuses_a_deleted_user_even_for_a_token_issued_after_the_ev
 ) -> None:
     eve = world.user()
     _clerk_event(world, "msg_del_" + eve, _user_event("user.deleted", eve, deleted=True))
-    # A Clerk session still in flight gets one more token out...
+    # A Clerk session still in flight gets one more long-lived token out...
     token = world.extension_token(eve)
-    grant = _signin(world, eve)
     # ...but it never rotates: the user no longer exists.
     r = world.client.post(
         "/api/extension-token/refresh", headers={"Authorization": f"Bearer {token}"}
     )
     assert r.status_code == 401
-    r = _refresh(world, grant["refresh_token"])
+    # And a code approved by that session redeems nothing at all (L10).
+    approved, verifier = approve_pkce(world.client, world, eve)
+    assert approved.status_code == 200, approved.text
+    r = world.client.post(
+        "/api/extension/auth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": approved.json()["code"],
+            "code_verifier": verifier,
+            "redirect_uri": REDIRECT_URI,
+            "client_id": CLIENT_ID,
+        },
+    )
     assert r.status_code == 400
     assert "account_closed" in r.json()["error_description"]
 
@@ -571,7 +582,7 @@ def test_L6_with_es256_keys_jwt_accept_hs256_false_refuses_every_hs256_token(
         )
     )
 
-    migrating = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys)
+    migrating = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys, JWT_ACCEPT_HS256="true")
     switched_off = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys, JWT_ACCEPT_HS256="false")
     try:
         # During the migration HS256 tokens still verify...
@@ -600,6 +611,49 @@ def test_L6_with_es256_keys_jwt_accept_hs256_false_refuses_every_hs256_token(
     with pytest.raises(ConfigError) as caught:
         load_settings(issuer_env(db_url, fake_clerk, JWT_ACCEPT_HS256="false"))
     assert "JWT_ACCEPT_HS256" in str(caught.value)
+
+
+def test_L12_es256_keys_refuse_hs256_by_default_at_validate_and_in_the_integration(
+    db_url: str, fake_clerk: Any
+) -> None:
+    import json
+
+    import pytest
+
+    from issuer.claims import TOKEN_TYPE_ACCESS, build_claims
+    from issuer.signing import KeyRing, generate_es256_jwk
+    from support.world import JWT_SECRET, make_world
+
+    keys = json.dumps({"keys": [generate_es256_jwk("es-l12")]})
+    forger = KeyRing(
+        hmac_secret=JWT_SECRET.encode(), issuer="softcodes.ai", audience="vscode-extension"
+    )
+    forged = forger.sign(
+        build_claims(
+            "user_forged",
+            None,
+            TOKEN_TYPE_ACCESS,
+            None,
+            issuer="softcodes.ai",
+            audience="vscode-extension",
+            ttl_seconds=600,
+        )
+    )
+    # No JWT_ACCEPT_HS256 at all: ES256 keys are enough to refuse JWT_SECRET's tokens.
+    world = make_world(db_url, fake_clerk, JWT_SIGNING_KEYS=keys)
+    try:
+        r = _validate(world, forged)
+        assert (r.status_code, r.json()["error"]) == (401, "alg_not_allowed"), r.text
+        verifier = TokenVerifier.from_env({"JWT_SECRET": JWT_SECRET, "JWT_SIGNING_KEYS": keys})
+        with pytest.raises(InvalidTokenError):
+            verifier.verify(forged)
+        enabled = TokenVerifier.from_env(
+            {"JWT_SECRET": JWT_SECRET, "JWT_SIGNING_KEYS": keys, "JWT_ACCEPT_HS256": "true"}
+        )
+        assert enabled.verify(forged).sub == "user_forged"
+    finally:
+        world.close()
+        world.issuer.close()
 
 
 # -- L4: lifetimes are maxima ------------------------------------------------------------------

@@ -74,12 +74,20 @@ def _decide(
     decision: str = "approve",
     org: str = "",
     email: str | None = None,
+    open_with_code: bool = True,
 ) -> httpx.Response:
-    """What the user does in the browser: open the page, enter the code, pick, answer."""
+    """What the user does in the browser: open the page, enter the code, pick, answer.
+
+    ``open_with_code``: the page is opened from ``verification_uri_complete``
+    (the code prefilled and previewed, R6; a wrong one is a guess there too),
+    else from ``verification_uri`` and the code typed in.
+    """
     cookies = {"__session": world.session(user, session_id=f"sess_{user}", email=email)}
-    page = http.get("/vscode/device", params={"user_code": user_code}, cookies=cookies)
-    assert page.status_code == 200, page.text
-    assert 'value="' + user_code + '"' in page.text  # verification_uri_complete prefills it
+    params = {"user_code": user_code} if open_with_code else {}
+    page = http.get("/vscode/device", params=params, cookies=cookies)
+    assert page.status_code in (200, 400, 429), page.text  # 400/429: the preview refused it
+    if open_with_code:
+        assert 'value="' + user_code + '"' in page.text  # verification_uri_complete prefills it
     return http.post(
         "/vscode/device",
         data={
@@ -238,9 +246,9 @@ def test_R4_wrong_user_codes_are_bounded_per_user(world: World, http: httpx.Clie
     started = _start(http)
     wrong = "BBBB-BBBB" if normalize_user_code(started["user_code"]) != "BBBBBBBB" else "CCCC-CCCC"
     for _ in range(10):
-        r = _decide(world, http, frank, wrong)
+        r = _decide(world, http, frank, wrong, open_with_code=False)
         assert r.status_code == 400 and "not valid" in r.text
-    r = _decide(world, http, frank, started["user_code"])
+    r = _decide(world, http, frank, started["user_code"], open_with_code=False)
     assert r.status_code == 429 and "Too many wrong codes" in r.text
     r = _decide(world, http, frank, "not a code")  # malformed: not a guess, no lookup
     assert r.status_code == 400
@@ -274,22 +282,23 @@ def test_R4_the_page_needs_a_session_and_a_csrf_token(
 def test_L2_R4_a_device_family_keeps_the_scope_granted_not_the_one_asked_for(
     world: World, http: httpx.Client
 ) -> None:
-    """The poll asks for an org whose seat is suspended: a personal token, and a personal family.
+    """A personal approval stays a personal family, whatever the seat does later.
 
     Before the device grant shared start_family with the code exchange, its
     family stored the org *asked for*: the refresh of this personal session
     answered org_scope_lost, and once the seat came back a refresh would have
-    switched the payer to the org without the user choosing it (L2).
+    switched the payer to the org without the user choosing it (L2). Since R5
+    a poll cannot even ask for another org (test_R5_* below).
     """
     org = world.org(pool=10, name="Held Org")
     carol = world.user(personal=5, email="carol@device.test")
     world.seat(org, carol, status="suspended")
     started = _start(http)
     assert _decide(world, http, carol, started["user_code"]).status_code == 200  # personal
-    r = _poll(http, started["device_code"], clerk_org_id=org)
+    r = _poll(http, started["device_code"])
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["pool"] == "personal" and body["org_scope_denied"]["clerk_org_id"] == org
+    assert body["pool"] == "personal" and body.get("org_scope_denied") is None
     refresh_token = body["refresh_token"]
     for _ in range(2):
         r = http.post(
@@ -305,3 +314,61 @@ def test_L2_R4_a_device_family_keeps_the_scope_granted_not_the_one_asked_for(
         assert _claims(r.json()["access_token"])["clerk_org_id"] is None
         refresh_token = r.json()["refresh_token"]
         world.set_seat(org, carol, "active")  # the seat coming back changes no payer
+
+
+def test_R5_a_device_code_approved_personal_never_polls_into_an_org_token(
+    world: World, http: httpx.Client
+) -> None:
+    org = world.org(pool=10, name="R5 Org")
+    ruth = world.user(email="ruth@device.test")
+    world.seat(org, ruth)
+    started = _start(http)
+    r = _decide(world, http, ruth, started["user_code"], org="", email="ruth@device.test")
+    assert r.status_code == 200 and "your personal credits" in r.text, r.text
+    r = _poll(http, started["device_code"], clerk_org_id=org)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant"), r.text
+    assert r.json()["error_description"].startswith("payer_mismatch"), r.text
+    # Approved for the org: polling with that org, or with none, gives the org token.
+    started = _start(http)
+    r = _decide(world, http, ruth, started["user_code"], org=org, email="ruth@device.test")
+    assert r.status_code == 200, r.text
+    r = _poll(http, started["device_code"])
+    assert r.status_code == 200 and r.json()["pool"] == "organization", r.text
+
+
+def test_R6_the_prefilled_page_names_the_client_and_when_the_code_was_made(
+    world: World, http: httpx.Client
+) -> None:
+    ivy = world.user()
+    started = _start(http)
+    cookies = {"__session": world.session(ivy, session_id=f"sess_{ivy}")}
+    page = http.get("/vscode/device", params={"user_code": started["user_code"]}, cookies=cookies)
+    assert page.status_code == 200, page.text
+    assert f"requested by <strong>{CLIENT_ID}</strong>" in page.text, page.text
+    assert re.search(r'<time datetime="[^"]+">\d{4}-\d\d-\d\d \d\d:\d\d UTC, ', page.text)
+    # A wrong prefilled code names nothing, and is a guess like a wrong decision.
+    wrong = "BBBB-BBBB" if normalize_user_code(started["user_code"]) != "BBBBBBBB" else "CCCC-CCCC"
+    page = http.get("/vscode/device", params={"user_code": wrong}, cookies=cookies)
+    assert page.status_code == 400 and "requested by" not in page.text
+    assert world.sql(
+        "select failures from public.device_code_attempts where clerk_user_id = %s", (ivy,)
+    ) == [(1,)]
+
+
+def test_R6_device_code_creation_is_throttled(world: World, http: httpx.Client) -> None:
+    """Last in this module: it uses up the minute's budget of CLIENT_ID, then gives it back."""
+    try:
+        answers = [
+            http.post("/api/extension/auth/device", data={"client_id": CLIENT_ID})
+            for _ in range(40)
+        ]
+        codes = [r.status_code for r in answers]
+        assert 429 in codes and codes.count(200) <= 30, codes
+        refused = answers[codes.index(429)]
+        assert refused.json()["error"] == "slow_down"
+        assert refused.headers["retry-after"] == "60"
+    finally:
+        world.sql(
+            "update public.device_codes set created_at = created_at - interval '2 minutes' "
+            "where created_at > now() - interval '1 minute'"
+        )

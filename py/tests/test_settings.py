@@ -136,6 +136,22 @@ def test_signing_keys_inline_jwks_list_or_file(tmp_path: Path) -> None:
     assert forced.signing_alg == "HS256"
 
 
+def test_L12_with_es256_keys_hs256_is_refused_unless_the_deployer_enables_it() -> None:
+    """The default follows the keys: ES256 signing keys refuse HS256; ``true`` re-enables it."""
+    from issuer.signing import KeyRing
+
+    keys = json.dumps([generate_es256_jwk("k1")])
+    by_default = KeyRing.from_settings(load_settings(env(JWT_SIGNING_KEYS=keys)))
+    assert by_default.algorithms == {"ES256"}
+    assert load_settings(env(JWT_SIGNING_KEYS=keys)).accepts_hs256 is False
+    enabled = load_settings(env(JWT_SIGNING_KEYS=keys, JWT_ACCEPT_HS256="true"))
+    assert KeyRing.from_settings(enabled).algorithms == {"HS256", "ES256"}
+    # No ES256 keys, or keys but HS256 chosen to sign: HS256 is what signs, so it verifies.
+    assert KeyRing.from_settings(load_settings(env())).algorithms == {"HS256"}
+    hs_signing = load_settings(env(JWT_SIGNING_KEYS=keys, JWT_SIGNING_ALG="HS256"))
+    assert KeyRing.from_settings(hs_signing).algorithms == {"HS256", "ES256"}
+
+
 @pytest.mark.parametrize(
     ("source", "message"),
     [

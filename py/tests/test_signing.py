@@ -74,6 +74,9 @@ def ring(
     audience: str = AUDIENCE,
     **kwargs: Any,
 ) -> KeyRing:
+    """A ring in the migration window by default (both algorithms, ``JWT_ACCEPT_HS256=true``):
+    where algorithm confusion is possible, so the T tests attack it there."""
+    kwargs.setdefault("accept_hs256", True)
     return KeyRing(
         hmac_secret=SECRET,
         issuer=issuer,
@@ -153,9 +156,30 @@ def test_round_trip_mint_then_verify(
 
 
 def test_es256_ring_still_verifies_hs256_tokens(k1: dict[str, str]) -> None:
-    """Tokens of the original system (HS256) stay valid after moving to ES256."""
+    """With ``accept_hs256`` (the migration window), HS256 tokens stay valid after moving to ES256."""
     old = ring().sign(claims())
     assert ring(k1).verify(old, expected_type=TOKEN_TYPE_ACCESS).sub == "user_1"
+
+
+def test_L12_an_es256_ring_refuses_hs256_unless_told_to_accept_it(k1: dict[str, str]) -> None:
+    """By default, once ES256 signs, JWT_SECRET mints nothing that verifies (L12)."""
+    forged = ring().sign(claims())
+    strict = KeyRing(
+        hmac_secret=SECRET, issuer=ISSUER, audience=AUDIENCE, es256_jwks=[k1], clock=Clock()
+    )
+    assert strict.algorithms == {"ES256"}
+    with pytest.raises(InvalidToken) as caught:
+        strict.verify(forged, expected_type=TOKEN_TYPE_ACCESS)
+    assert reason(caught) == "alg_not_allowed"
+    migrating = KeyRing(
+        hmac_secret=SECRET,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        es256_jwks=[k1],
+        accept_hs256=True,
+        clock=Clock(),
+    )
+    assert migrating.verify(forged, expected_type=TOKEN_TYPE_ACCESS).sub == "user_1"
 
 
 def test_from_settings_signs_with_the_configured_algorithm(k1: dict[str, str]) -> None:

@@ -159,6 +159,7 @@ const REFUSAL_STATUS: Record<string, number> = {
   no_active_subscription: 403,
   unknown_user: 403,
   unknown_organization: 403,
+  account_closed: 403,
 };
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {

@@ -272,6 +272,8 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
             headers["WWW-Authenticate"] = challenge
         if exc.status == 503:
             headers["Retry-After"] = "1"
+        if exc.status == 429:
+            headers["Retry-After"] = "60"  # R6: device-code creation, counted per minute
         return JSONResponse(
             error_body(exc.code, exc.message, **extra), status_code=exc.status, headers=headers
         )

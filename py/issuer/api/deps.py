@@ -30,12 +30,24 @@ IssuerDep = Annotated[Issuer, Depends(get_issuer)]
 def public_issuer(request: Request) -> str:
     """The issuer identifier (RFC 8414 §2, RFC 9207): ``ISSUER_URL``, else this request's base.
 
-    Not the tokens' ``iss`` (``JWT_ISSUER``): see docs/api.md, "Discovery".
+    ``issuer serve`` always has ``ISSUER_URL`` (set on loopback, required
+    elsewhere: L11); only an in-process app built without it (the tests)
+    falls back to the request. Not the tokens' ``iss`` (``JWT_ISSUER``): see
+    docs/api.md, "Discovery".
     """
     issuer: Issuer | None = request.app.state.issuer
     if issuer is not None and issuer.settings.issuer_url:
         return issuer.settings.issuer_url
     return str(request.base_url).rstrip("/")
+
+
+def absolute_url(request: Request, path: str, query: str = "") -> str:
+    """``path`` (and ``query``) on :func:`public_issuer`: never on the Host header (L11).
+
+    ``path`` is the full path of this server (``root_path`` included), as
+    ``request.url.path`` is; only the scheme and host come from ``ISSUER_URL``.
+    """
+    return public_issuer(request) + path + (f"?{query}" if query else "")
 
 
 def clerk_session(

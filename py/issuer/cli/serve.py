@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Annotated
 
 import typer
 
+from issuer.errors import ConfigError
 from issuer.settings import load_settings
 
 #: How long uvicorn's supervisor waits for a worker's answer (``--workers`` > 1).
 WORKER_HEALTHCHECK_SECONDS = 30
+
+
+def _loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): only this machine reaches it."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def serve(
@@ -37,10 +49,17 @@ def serve(
             settings.database_role or None,
             pooler=settings.database_pooler,
         )
-    if host in ("127.0.0.1", "localhost", "::1"):
+    if _loopback(host):
         # A local run: the RFC 8414 issuer identifier is where this serves.
         url_host = f"[{host}]" if ":" in host else host
         os.environ.setdefault("ISSUER_URL", f"http://{url_host}:{port}")
+    elif settings.issuer_url is None:
+        # Elsewhere the public URL is unknowable but from the Host header,
+        # which any client sets: absolute URLs never come from it (L11).
+        raise ConfigError(
+            f"ISSUER_URL: required when serving on {host} (the public https URL of this issuer)",
+            variable="ISSUER_URL",
+        )
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "127.0.0.1")
     uvicorn.run(
         "issuer.api.app:app_from_env",

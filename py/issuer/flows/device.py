@@ -6,8 +6,13 @@
   ``JWT_SECRET``, because 20^8 codes are few enough to hash through offline.
 * ``decide``: the signed-in user enters the user code on ``/vscode/device``
   and approves with an account (Personal or an org, seat-gated exactly as on
-  ``/vscode/authorize``) or denies. Wrong guesses are counted per user in the
-  database: 10 in 15 minutes and the page refuses every code for a while.
+  ``/vscode/authorize``) or denies. Wrong guesses are counted in the
+  database, per user (10 in 15 minutes) and for everyone (100 in 15
+  minutes, R6): past either the page refuses every code for a while.
+* ``preview``: what the page shows for a prefilled code before the user
+  decides: the client that asked and when (R6); a wrong code is a guess.
+* Creation is throttled in the database (30 codes a minute per client, 120
+  in all, R6): ``start`` then raises :class:`DeviceCodesThrottled` (429).
 * ``device_grant``: the token endpoint's
   ``urn:ietf:params:oauth:grant-type:device_code``. The database answers
   ``authorization_pending`` / ``slow_down`` / ``access_denied`` /
@@ -28,6 +33,7 @@ from issuer.errors import (
     AccessDenied,
     AuthorizationPending,
     BadRequest,
+    DeviceCodesThrottled,
     ExpiredToken,
     InvalidGrant,
     SlowDown,
@@ -35,7 +41,8 @@ from issuer.errors import (
 from issuer.flows.minting import new_secret, token_hash
 from issuer.flows.oauth import TokenGrant, start_family
 from issuer.flows.scope import Scope, check_org_id, resolve_scope
-from issuer.rpc import RpcConflict
+from issuer.rpc import RpcConflict, RpcError
+from issuer.rpc_generated import DeviceCodePreview
 from issuer.service import Issuer
 
 GRANT_TYPE: Final = "urn:ietf:params:oauth:grant-type:device_code"
@@ -109,8 +116,31 @@ def start(issuer: Issuer, client_id: str) -> DeviceAuthorization:
             )
         except RpcConflict:
             continue
+        except RpcError as exc:
+            if exc.sqlstate == "54000":  # R6: too many codes this minute
+                raise DeviceCodesThrottled(
+                    "device codes are being created too fast; retry in a minute"
+                ) from exc
+            raise
         return DeviceAuthorization(device_code, user_code, DEVICE_CODE_TTL, POLL_INTERVAL)
     raise RuntimeError("no free user code after 5 draws")  # 2.56e10 codes: does not happen
+
+
+def preview(issuer: Issuer, session: ClerkSession, user_code: str) -> DeviceCodePreview:
+    """The pending code's client and creation time, for the page (R6); else ``UserCodeRefused``.
+
+    A wrong code counts as a wrong guess, as in :func:`decide`: the preview is
+    no free oracle.
+    """
+    letters = normalize_user_code(user_code)
+    if letters is None:
+        raise UserCodeRefused("malformed")
+    result = issuer.rpc.preview_device_code(
+        p_user_code_hash=user_code_hash(issuer, letters), p_clerk_user_id=session.user_id
+    )
+    if not result.ok:
+        raise UserCodeRefused(result.reason or "unknown_code")
+    return result
 
 
 def decide(

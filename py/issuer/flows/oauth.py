@@ -11,9 +11,12 @@
 
 Every grant re-resolves the org scope (Clerk membership + seat), so a token
 never outlives the seat that justified it by more than one access-token TTL.
-A refresh keeps the family's scope (the org granted at the code exchange, or
-personal): a lost seat or membership is ``invalid_grant`` with
-``org_scope_lost``, never a personal token (L2).
+The payer is the one the user approved on the page (R5): the code exchange,
+the device poll and every refresh keep it (an org, or personal); a lost seat
+or membership is ``invalid_grant`` with ``org_scope_lost``, never a personal
+token (L2), and a ``clerk_org_id`` at the token endpoint that names another
+payer is ``invalid_grant`` with ``payer_mismatch``, never a switch: choosing
+another payer is a new sign-in.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from issuer.flows.scope import Scope, check_org_id, keep_scope, resolve_scope, s
 from issuer.rpc_generated import TokenGrantResult
 from issuer.service import Issuer
 
+PAYER_MISMATCH = "payer_mismatch"
+"""The ``error_description`` prefix of R5's refusal (``invalid_grant``)."""
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 MAX_STATE = 1024
@@ -130,6 +135,21 @@ def complete_vscode_auth(
     return AuthorizationCode(code, state, redirect_to, scope)
 
 
+def check_payer(asked: str | None, granted: str | None) -> None:
+    """R5: a ``clerk_org_id`` at the token endpoint may only repeat the grant's payer.
+
+    Unset keeps the grant's payer; the same org is no change; anything else
+    (another org, or an org for a personal grant) is ``invalid_grant``.
+    """
+    org = check_org_id(asked)
+    if org is not None and org != granted:
+        approved = f"organization {granted}" if granted else "personal credits"
+        raise InvalidGrant(
+            f"{PAYER_MISMATCH}: this grant was approved for {approved}; "
+            "clerk_org_id cannot change who pays. Sign in again to choose another account"
+        )
+
+
 def _access(
     issuer: Issuer,
     *,
@@ -212,19 +232,33 @@ def start_family(
     device code, ``ok``): ``clerk_user_id``, ``email`` and the org chosen on
     the page; a family started from an authorization code remembers it
     (``code_id``), so a second redemption of that code revokes it (O2).
-    The org scope is resolved now (membership + seat), and the family keeps the
-    scope that was granted, not the one asked for (L2).
+    The payer is the one approved on the page (R5): a ``clerk_org_id`` that
+    names another is refused (:func:`check_payer`) before anything is issued
+    (the code is spent). The org scope is resolved now (membership + seat),
+    and the family keeps the scope that was granted (L2).
     """
     user = _granted_user(granted)
-    wanted = check_org_id(clerk_org_id) or granted.clerk_org_id
-    access, scope = _access(
-        issuer,
-        clerk_user_id=user,
-        email=granted.email,
-        wanted_org=wanted,
-        require_org=require_org,
-        client_id=client_id,
-    )
+    approved = granted.clerk_org_id or None
+    check_payer(clerk_org_id, approved)
+    if approved is None:
+        access, scope = _access(
+            issuer,
+            clerk_user_id=user,
+            email=granted.email,
+            wanted_org=None,
+            require_org=require_org,
+            client_id=client_id,
+        )
+    else:
+        # The org approved on the page, or nothing: a seat lost since the
+        # approval is org_scope_lost, never a personal token (R5, L2).
+        try:
+            scope = keep_scope(issuer, session_for_user(user), approved)
+        except OrgScopeLost as exc:
+            raise OAuthOrgScopeLost(exc.clerk_org_id, exc.reason) from exc
+        access = _mint_access(
+            issuer, clerk_user_id=user, email=granted.email, scope=scope, client_id=client_id
+        )
     refresh_token = new_secret(REFRESH_PREFIX)
     issuer.rpc.issue_refresh_token(
         p_token_hash=token_hash(refresh_token),
@@ -270,19 +304,13 @@ def refresh_grant(
         raise InvalidGrant(f"refresh token rejected: {result.reason or 'invalid'}")
     user = _granted_user(result)
     family_org = result.clerk_org_id or None
-    asked = check_org_id(clerk_org_id)
-    if asked and asked != family_org:
-        # The user chose another org for this access token: a first request
-        # for it (org_scope_denied, or 403 with require_org).
-        access, scope = _access(
-            issuer,
-            clerk_user_id=user,
-            email=result.email,
-            wanted_org=asked,
-            require_org=require_org,
-            client_id=client_id,
-        )
-        return TokenGrant(access, new_token, scope)
+    try:
+        check_payer(clerk_org_id, family_org)
+    except InvalidGrant:
+        # R5: a refresh never switches the payer. Nothing is issued and the
+        # family ends (the new token was never handed out), as for L2.
+        issuer.rpc.revoke_refresh_token(p_token_hash=token_hash(new_token))
+        raise
     try:
         scope = keep_scope(issuer, session_for_user(user), family_org)
     except OrgScopeLost as exc:

@@ -30,6 +30,7 @@ REFUSAL_STATUS = {
     "no_active_subscription": 403,
     "unknown_user": 403,
     "unknown_organization": 403,
+    "account_closed": 403,  # L10: a personal deduction by a user deleted in Clerk
 }
 #: The message of seat_cap_reached: the pool is not short, this seat's cap is
 #: (its org's owners/admins set it; H2). Same text on /usage and the hold routes.

@@ -68,6 +68,16 @@ export interface DeductCreditsPooledBatchRow {
   replayed: boolean | null;
 }
 
+/** `public.device_code_preview`. */
+export interface DeviceCodePreview {
+  ok: boolean | null;
+  reason: string | null;
+  client_id: string | null;
+  created_at: string | null;
+  expires_at: string | null;
+  retry_at: string | null;
+}
+
 /** `public.device_decision_result`. */
 export interface DeviceDecisionResult {
   ok: boolean | null;
@@ -395,6 +405,12 @@ export interface PollDeviceCodeArgs {
   p_client_id: string;
 }
 
+/** Arguments of `public.preview_device_code`. */
+export interface PreviewDeviceCodeArgs {
+  p_user_code_hash: string;
+  p_clerk_user_id: string;
+}
+
 /** Arguments of `public.purge_expired_device_codes`. */
 export interface PurgeExpiredDeviceCodesArgs {
   p_retention?: string | null;
@@ -579,6 +595,7 @@ export interface Rpcs {
   issue_refresh_token: { args: IssueRefreshTokenArgs; result: string | null };
   list_extension_tokens: { args: ListExtensionTokensArgs; result: ListExtensionTokensRow[] };
   poll_device_code: { args: PollDeviceCodeArgs; result: TokenGrantResult };
+  preview_device_code: { args: PreviewDeviceCodeArgs; result: DeviceCodePreview };
   purge_expired_device_codes: { args: PurgeExpiredDeviceCodesArgs; result: number | null };
   purge_expired_holds: { args: PurgeExpiredHoldsArgs; result: number | null };
   purge_expired_tokens: { args: PurgeExpiredTokensArgs; result: TokenPurgeResult };

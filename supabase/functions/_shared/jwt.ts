@@ -3,7 +3,8 @@
  * issuer does (`issuer.signing.KeyRing.verify`, SECURITY.md T1-T6, T10):
  *
  * - size and header first: an explicit algorithm allow-list (HS256 when
- *   `JWT_SECRET` is configured, ES256 when our JWKS is; never `none`), no
+ *   `JWT_SECRET` is configured and no JWKS is, or `JWT_ACCEPT_HS256=true`
+ *   says so (L12); ES256 when our JWKS is; never `none`), no
  *   key-fetching or extension headers (`jku`, `jwk`, `x5u`, `x5c`, `crit`);
  * - key selection by `alg` and `kid`: HS256 tokens carry no `kid`; ES256
  *   tokens name a `kid` of our JWKS (`ISSUER_JWKS_URL`, fetched and cached;
@@ -108,8 +109,13 @@ export interface TokenVerifier {
 }
 
 export interface VerifierOptions {
-  /** `JWT_SECRET`: enables HS256; at least 32 bytes. */
+  /** `JWT_SECRET`: enables HS256 (alone, or with `acceptHs256`); at least 32 bytes. */
   hmacSecret?: string;
+  /**
+   * `JWT_ACCEPT_HS256`: with our JWKS configured, HS256 is refused unless this
+   * is true (L12, the issuer's default); `false` refuses it in every case.
+   */
+  acceptHs256?: boolean;
   /** `ISSUER_JWKS_URL`: our public JWKS; enables ES256. */
   jwksUrl?: string;
   /** A JWKS given inline (tests, or a pinned key set); enables ES256. */
@@ -191,6 +197,12 @@ export function createVerifier(options: VerifierOptions): TokenVerifier {
   }
   if (hmacKey === null && ecKeys === null) {
     throw new Error("configure JWT_SECRET (HS256) or ISSUER_JWKS_URL (ES256) to verify tokens");
+  }
+  // L12: once ES256 keys exist, JWT_SECRET verifies nothing unless the deployer says so.
+  const acceptHs256 = options.acceptHs256 ?? ecKeys === null;
+  if (!acceptHs256) hmacKey = null;
+  if (hmacKey === null && ecKeys === null) {
+    throw new Error("JWT_ACCEPT_HS256=false needs ISSUER_JWKS_URL (ES256)");
   }
   const algorithms = new Set<string>();
   if (hmacKey) algorithms.add("HS256");
@@ -285,11 +297,20 @@ function reasonFor(err: unknown): string {
   return "malformed";
 }
 
-/** The verifier the environment configures: `JWT_SECRET`, `ISSUER_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`. */
+/**
+ * The verifier the environment configures: `JWT_SECRET`, `ISSUER_JWKS_URL`,
+ * `JWT_ACCEPT_HS256` (`true` / `false`; unset: HS256 only without a JWKS, L12),
+ * `JWT_ISSUER`, `JWT_AUDIENCE`.
+ */
 export function verifierFromEnv(
   env: { get(name: string): string | undefined } = Deno.env,
 ): TokenVerifier {
+  const accept = env.get("JWT_ACCEPT_HS256")?.trim().toLowerCase();
+  if (accept !== undefined && accept !== "" && accept !== "true" && accept !== "false") {
+    throw new Error("JWT_ACCEPT_HS256 must be true or false");
+  }
   return createVerifier({
+    acceptHs256: accept === "true" ? true : accept === "false" ? false : undefined,
     hmacSecret: env.get("JWT_SECRET"),
     jwksUrl: env.get("ISSUER_JWKS_URL"),
     issuer: env.get("JWT_ISSUER"),

@@ -189,6 +189,32 @@ Deno.test({
   },
 });
 
+Deno.test("L12: with our JWKS, HS256 is refused unless JWT_ACCEPT_HS256=true", async () => {
+  const signing = await generateKeyPair("ES256", { extractable: true });
+  const jwk = { ...(await exportJWK(signing.publicKey)), kid: "key-l12", alg: "ES256", use: "sig" };
+  const forged = await mint();
+  const both = { hmacSecret: HMAC_SECRET, jwks: { keys: [jwk] }, now: () => NOW };
+  await refused(createVerifier(both), forged, "alg_not_allowed");
+  const enabled = await createVerifier({ ...both, acceptHs256: true }).verify(forged, ["access"]);
+  assertEquals(enabled.sub, "user_alice");
+  // Without a JWKS, JWT_SECRET is what verifies: HS256 as before.
+  assertEquals((await hs().verify(forged, ["access"])).sub, "user_alice");
+  const fromEnv = (extra: Record<string, string>) =>
+    verifierFromEnv(new Map(Object.entries({ JWT_SECRET: HMAC_SECRET, ...extra })));
+  const current = await mintHs256("user_alice");
+  assertEquals(
+    (await fromEnv({ JWT_ACCEPT_HS256: "true" }).verify(current, ["access"])).sub,
+    "user_alice",
+  );
+  let message = "";
+  try {
+    fromEnv({ JWT_ACCEPT_HS256: "maybe" });
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  assertEquals(message, "JWT_ACCEPT_HS256 must be true or false");
+});
+
 Deno.test("ISSUER_JWKS_URL must be https (http only on loopback)", () => {
   let message = "";
   try {

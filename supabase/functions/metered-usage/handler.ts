@@ -44,6 +44,7 @@ const FORBIDDEN_REASONS = new Set([
   "no_active_subscription",
   "unknown_user",
   "unknown_organization",
+  "account_closed",
 ]);
 
 // F5: a valid amount, as the issuer's (py/issuer/amounts.py): ASCII digits,

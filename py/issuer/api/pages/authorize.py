@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from issuer.api.deps import IssuerDep, public_issuer
+from issuer.api.deps import IssuerDep, absolute_url, public_issuer
 from issuer.api.pages.csrf import csrf_token
 from issuer.api.pages.org_picker import denial_text, org_picker, wanted_org
 from issuer.api.pages.render import PageAnswer, PageRoute, csp_source, error_page, page, redirect
@@ -147,7 +147,8 @@ def _back_to_the_page(request: Request, form: FormData | None) -> str:
         fields.get("code_challenge_method", ""),
         "code",
     )
-    return str(request.url.replace(query=urlencode(params.as_query(fields.get("clerk_org_id")))))
+    query = urlencode(params.as_query(fields.get("clerk_org_id")))
+    return absolute_url(request, request.url.path, query)
 
 
 def _authorize_page(

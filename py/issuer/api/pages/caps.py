@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from issuer.api.deps import IssuerDep
+from issuer.api.deps import IssuerDep, absolute_url
 from issuer.api.pages.csrf import csrf_token
 from issuer.api.pages.render import PageRoute, page, redirect
 from issuer.api.pages.session import PageOpening, who
@@ -49,7 +49,7 @@ def _caps_path(request: Request) -> str:
 
 
 def _caps_url(request: Request, _form: FormData | None = None) -> str:
-    return str(request.url.replace(path=_caps_path(request), query=""))
+    return absolute_url(request, _caps_path(request))
 
 
 def _amount(value: Any) -> str:

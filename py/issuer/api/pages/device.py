@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from issuer.api.deps import IssuerDep
+from issuer.api.deps import IssuerDep, absolute_url
 from issuer.api.pages.csrf import csrf_token
 from issuer.api.pages.org_picker import denial_text, org_picker, wanted_org
 from issuer.api.pages.render import PageRoute, error_page, page
@@ -17,6 +18,7 @@ from issuer.api.pages.session import PageOpening, who
 from issuer.clerk import ClerkSession
 from issuer.errors import OrgScopeDenied
 from issuer.flows import device
+from issuer.rpc_generated import DeviceCodePreview
 from issuer.service import Issuer
 
 router = APIRouter(route_class=PageRoute)
@@ -38,7 +40,7 @@ def _back_with_the_code(request: Request, form: FormData | None) -> str:
     """After sign-in, back to the page with the code the user typed."""
     code = (form or FormData()).get("user_code")
     user_code = code[:20] if isinstance(code, str) else ""
-    return str(request.url.replace(query=urlencode({"user_code": user_code})))
+    return absolute_url(request, request.url.path, urlencode({"user_code": user_code}))
 
 
 def _device_page(
@@ -50,6 +52,7 @@ def _device_page(
     wanted: str | None = None,
     status: int = 200,
     error: str | None = None,
+    requested: dict[str, str] | None = None,
 ) -> HTMLResponse:
     picker = org_picker(issuer, session)
     selected, warnings = picker.preselect(wanted)
@@ -66,9 +69,22 @@ def _device_page(
         notice=None,
         warnings=warnings,
         error=error,
+        requested=requested,
         csrf=csrf_token(issuer, session),
         action=_device_path(request),
     )
+
+
+def _requested(found: DeviceCodePreview) -> dict[str, str]:
+    """Who asked and when, as the page says it (R6, RFC 8628 §5.4: against remote phishing)."""
+    made = (found.created_at or datetime.now(UTC)).astimezone(UTC)
+    minutes = max(0, int((datetime.now(UTC) - made).total_seconds() // 60))
+    ago = "less than a minute ago" if minutes == 0 else f"{minutes} minute(s) ago"
+    return {
+        "client": found.client_id or "",
+        "at": made.isoformat(),
+        "when": f"{made:%Y-%m-%d %H:%M} UTC, {ago}",
+    }
 
 
 @router.get("/vscode/device", response_class=HTMLResponse)
@@ -79,9 +95,29 @@ def device_page(
     user_code: str = "",
     clerk_org_id: str | None = None,
 ) -> Response:
-    """RFC 8628 §3.3: the verification page (``verification_uri[_complete]``)."""
+    """RFC 8628 §3.3: the verification page (``verification_uri[_complete]``).
+
+    A prefilled code is previewed: the page names the client and when the
+    code was made (R6), or says why the code cannot be used.
+    """
+    requested = None
+    error = None
+    status = 200
+    if user_code:
+        try:
+            requested = _requested(device.preview(issuer, session, user_code))
+        except device.UserCodeRefused as exc:
+            status = 429 if exc.reason == "rate_limited" else 400
+            error = DEVICE_REFUSALS.get(exc.reason, DEVICE_REFUSALS["unknown_code"])
     return _device_page(
-        request, issuer, session, user_code=user_code, wanted=wanted_org(clerk_org_id)
+        request,
+        issuer,
+        session,
+        user_code=user_code,
+        wanted=wanted_org(clerk_org_id),
+        status=status,
+        error=error,
+        requested=requested,
     )
 
 

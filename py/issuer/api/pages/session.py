@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from issuer.api.deps import IssuerDep
+from issuer.api.deps import IssuerDep, absolute_url
 from issuer.api.pages.csrf import CSRF_FIELD, csrf_refused
 from issuer.api.pages.render import WHO, PageAnswer, error_page, redirect
 from issuer.clerk import ClerkSession
@@ -74,8 +74,8 @@ def forbidden(request: Request, session: ClerkSession) -> Response:
 
 
 def this_url(request: Request, _form: FormData | None) -> str:
-    """The default way back from sign-in: this very URL."""
-    return str(request.url)
+    """The default way back from sign-in: this very path and query, on ISSUER_URL (L11)."""
+    return absolute_url(request, request.url.path, request.url.query)
 
 
 BackTo = Callable[[Request, FormData | None], str]

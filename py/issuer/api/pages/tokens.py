@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from issuer.api.deps import IssuerDep
+from issuer.api.deps import IssuerDep, absolute_url
 from issuer.api.pages.csrf import csrf_token
 from issuer.api.pages.org_picker import denial_text, org_picker, wanted_org
 from issuer.api.pages.render import PageRoute, page, redirect
@@ -43,7 +43,7 @@ def _tokens_path(request: Request) -> str:
 
 def _tokens_url(request: Request, _form: FormData | None = None) -> str:
     """Absolute, for the sign-in page's ``redirect_url``."""
-    return str(request.url.replace(path=_tokens_path(request), query=""))
+    return absolute_url(request, _tokens_path(request))
 
 
 def _when(value: datetime | None) -> tuple[str, str] | None:
