@@ -123,9 +123,7 @@ class Tokens:
         return self.world.extension_token(self.user)
 
 
-def _walk(
-    served: Served, tokens: Tokens, op: Any, seen: Counter[int], failures: list[str]
-) -> None:
+def _walk(served: Served, tokens: Tokens, op: Any, seen: Counter[int], failures: list[str]) -> None:
     variants: list[dict[str, str] | None] = [
         None,
         {"Authorization": f"Bearer {tokens.ours}"},
