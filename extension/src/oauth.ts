@@ -100,6 +100,32 @@ export interface DeviceAuthorization {
   interval: number;
 }
 
+/**
+ * Discovery answered another issuer identifier than the configured URL
+ * (oauth4webapi's OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED, RFC 8414 §3.3): most
+ * often `localhost` configured while a local `issuer serve` names itself
+ * `http://127.0.0.1:<port>`. The message says which URL to use (R1).
+ */
+export class IssuerUrlMismatch extends Error {
+  constructor(readonly configured: string, readonly served: string) {
+    super(
+      `the issuer at ${configured} identifies itself as ${served}: ` +
+        `set softcodes.issuerUrl to ${served} (or have the issuer's deployer set ISSUER_URL ` +
+        `to the URL you use)`,
+    );
+    this.name = "IssuerUrlMismatch";
+  }
+}
+
+function issuerMismatch(error: unknown, base: URL): IssuerUrlMismatch | null {
+  if (!(error instanceof oauth.OperationProcessingError)) return null;
+  if (error.code !== oauth.JSON_ATTRIBUTE_COMPARISON) return null;
+  const cause = error.cause as { attribute?: string; body?: { issuer?: unknown } } | undefined;
+  const served = cause?.body?.issuer;
+  if (cause?.attribute !== "issuer" || typeof served !== "string") return null;
+  return new IssuerUrlMismatch(base.href.replace(/\/$/, ""), served);
+}
+
 export class IssuerClient {
   readonly client: oauth.Client;
   readonly #base: URL;
@@ -118,7 +144,11 @@ export class IssuerClient {
         algorithm: "oauth2",
         ...httpOptions(this.#base),
       });
-      return oauth.processDiscoveryResponse(this.#base, response);
+      try {
+        return await oauth.processDiscoveryResponse(this.#base, response);
+      } catch (error) {
+        throw issuerMismatch(error, this.#base) ?? error;
+      }
     })();
     this.#metadata.catch(() => {
       this.#metadata = null; // try again next time
