@@ -300,7 +300,7 @@ export class IssuerClient {
   // #region verify
   /**
    * Verify an access token with jose against the published JWKS: ES256 only,
-   * `typ: at+jwt`, our `iss` and `aud`, not expired. Business decisions (which
+   * `typ: at+jwt`, our `iss` (`tokenIssuer`, or the metadata's issuer) and `aud`, not expired. Business decisions (which
    * org pays) take `clerk_org_id` from HERE, never from an unverified decode.
    */
   async verifyAccessToken(token: string): Promise<AccessClaims> {
@@ -310,7 +310,10 @@ export class IssuerClient {
     const { payload } = await jwtVerify<AccessClaims>(token, this.#jwks, {
       algorithms: ["ES256"],
       typ: "at+jwt",
-      issuer: this.config.tokenIssuer,
+      // The seed's name (default), or the discovered issuer under the strict
+      // RFC 9068 profile (JWT_ISSUER = ISSUER_URL, docs/operations.md): §4's
+      // check, with that same server's JWKS.
+      issuer: [this.config.tokenIssuer, as.issuer],
       audience: this.config.audience,
       requiredClaims: ["sub", "exp", "iat", "jti"],
     });
