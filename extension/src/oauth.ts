@@ -300,8 +300,9 @@ export class IssuerClient {
   // #region verify
   /**
    * Verify an access token with jose against the published JWKS: ES256 only,
-   * `typ: at+jwt`, our `iss` (`tokenIssuer`, or the metadata's issuer) and `aud`, not expired. Business decisions (which
-   * org pays) take `clerk_org_id` from HERE, never from an unverified decode.
+   * `typ: at+jwt`, our `iss` (`tokenIssuer`, or the metadata's issuer) and
+   * `aud`, not expired. Business decisions (which org pays) take
+   * `clerk_org_id` from HERE, never from an unverified decode.
    */
   async verifyAccessToken(token: string): Promise<AccessClaims> {
     const as = await this.metadata();
