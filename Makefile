@@ -4,7 +4,8 @@
 #   make test    the whole suite: pgTAP, Python, Deno, the extension, deployability, browser
 #   make gen     regenerate the typed RPC client (py/issuer/rpc_generated.py, db_types.ts)
 #                from the migrations' catalog; a test fails when it is stale
-#   make lint    ruff, mypy --strict, sqlfluff, supabase db lint, deno lint/fmt, tsc + eslint (extension/)
+#   make lint    ruff, mypy --strict, sqlfluff, supabase db lint, deno lint/fmt, tsc + eslint (extension/),
+#                Redocly's recommended rules on docs/openapi.json
 #   make bench   benchmarks against Postgres' own ceiling (bench-quick: < 2 min)
 #   make soak    a bounded load run against a local server
 #   make serve   the HTTP API on 127.0.0.1:8000 (needs DATABASE_URL and JWT_SECRET)
@@ -94,6 +95,8 @@ lint: setup
 	$(BIN)/sqlfluff lint supabase/migrations sql/tests sql/bootstrap sql/test_helpers
 	$(BIN)/python scripts/db_lint.py
 	cd extension && npm run --silent check && npm run --silent lint
+	@# The OpenAPI document as generators read it: Redocly's recommended rules (redocly.yaml), offline.
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true node_modules/.bin/redocly lint docs/openapi.json
 	@if ls supabase/functions/*/index.ts >/dev/null 2>&1; then \
 		node_modules/.bin/deno lint supabase/functions docs/examples && \
 		node_modules/.bin/deno fmt --check supabase/functions docs/examples; fi

@@ -100,6 +100,32 @@ export interface DeviceAuthorization {
   interval: number;
 }
 
+/**
+ * Discovery answered another issuer identifier than the configured URL
+ * (oauth4webapi's OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED, RFC 8414 §3.3): most
+ * often `localhost` configured while a local `issuer serve` names itself
+ * `http://127.0.0.1:<port>`. The message says which URL to use (R1).
+ */
+export class IssuerUrlMismatch extends Error {
+  constructor(readonly configured: string, readonly served: string) {
+    super(
+      `the issuer at ${configured} identifies itself as ${served}: ` +
+        `set softcodes.issuerUrl to ${served} (or have the issuer's deployer set ISSUER_URL ` +
+        `to the URL you use)`,
+    );
+    this.name = "IssuerUrlMismatch";
+  }
+}
+
+function issuerMismatch(error: unknown, base: URL): IssuerUrlMismatch | null {
+  if (!(error instanceof oauth.OperationProcessingError)) return null;
+  if (error.code !== oauth.JSON_ATTRIBUTE_COMPARISON) return null;
+  const cause = error.cause as { attribute?: string; body?: { issuer?: unknown } } | undefined;
+  const served = cause?.body?.issuer;
+  if (cause?.attribute !== "issuer" || typeof served !== "string") return null;
+  return new IssuerUrlMismatch(base.href.replace(/\/$/, ""), served);
+}
+
 export class IssuerClient {
   readonly client: oauth.Client;
   readonly #base: URL;
@@ -118,7 +144,11 @@ export class IssuerClient {
         algorithm: "oauth2",
         ...httpOptions(this.#base),
       });
-      return oauth.processDiscoveryResponse(this.#base, response);
+      try {
+        return await oauth.processDiscoveryResponse(this.#base, response);
+      } catch (error) {
+        throw issuerMismatch(error, this.#base) ?? error;
+      }
     })();
     this.#metadata.catch(() => {
       this.#metadata = null; // try again next time
@@ -264,8 +294,9 @@ export class IssuerClient {
   // #region verify
   /**
    * Verify an access token with jose against the published JWKS: ES256 only,
-   * `typ: at+jwt`, our `iss` and `aud`, not expired. Business decisions (which
-   * org pays) take `clerk_org_id` from HERE, never from an unverified decode.
+   * `typ: at+jwt`, our `iss` (`tokenIssuer`, or the metadata's issuer) and
+   * `aud`, not expired. Business decisions (which org pays) take
+   * `clerk_org_id` from HERE, never from an unverified decode.
    */
   async verifyAccessToken(token: string): Promise<AccessClaims> {
     const as = await this.metadata();
@@ -274,7 +305,10 @@ export class IssuerClient {
     const { payload } = await jwtVerify<AccessClaims>(token, this.#jwks, {
       algorithms: ["ES256"],
       typ: "at+jwt",
-      issuer: this.config.tokenIssuer,
+      // The seed's name (default), or the discovered issuer under the strict
+      // RFC 9068 profile (JWT_ISSUER = ISSUER_URL, docs/operations.md): §4's
+      // check, with that same server's JWKS.
+      issuer: [this.config.tokenIssuer, as.issuer],
       audience: this.config.audience,
       requiredClaims: ["sub", "exp", "iat", "jti"],
     });

@@ -14,6 +14,7 @@ import { randomUUID } from "node:crypto";
 import { describe, it, before, after } from "node:test";
 import * as oauth from "oauth4webapi";
 import { Controller } from "../src/controller.js";
+import { IssuerClient, IssuerUrlMismatch } from "../src/oauth.js";
 import { statusText } from "../src/messages.js";
 import { ReauthRequired, Session, SignInFailed, type Stored } from "../src/session.js";
 import { approveDevice, arrange, balance, env, issuerClient, StandIn } from "./harness.js";
@@ -280,6 +281,22 @@ describe("the extension against issuer serve", () => {
     assert.equal(session.state, "signed-in");
     assert.equal(ui.status.text, "$(organization) Acme Inc · org pool");
     await controller.signOut();
+  });
+
+  it("R1: configured as localhost while the issuer is 127.0.0.1: the error names the URL to use", async () => {
+    const served = new URL(env("ISSUER_URL"));
+    assert.equal(served.hostname, "127.0.0.1");
+    const localhost = new URL(served.href);
+    localhost.hostname = "localhost";
+    const misnamed = new IssuerClient({ ...issuer.config, issuerUrl: localhost.href });
+    await assert.rejects(misnamed.metadata(), (error: unknown) => {
+      assert.ok(error instanceof IssuerUrlMismatch, String(error));
+      const want = served.href.replace(/\/$/, "");
+      assert.equal(error.served, want);
+      assert.ok(error.message.includes(`set softcodes.issuerUrl to ${want}`), error.message);
+      assert.match(error.message, /ISSUER_URL/);
+      return true;
+    });
   });
 
   it("the status text: org name and pool, or Personal", () => {

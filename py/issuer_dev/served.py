@@ -41,9 +41,11 @@ def issuer_serve(
     workers: int = 1,
     timeout: float = 60,
     host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> Iterator[Served]:
-    """Start `issuer serve` with ``env`` on a free port of ``host``; stop it afterwards (always)."""
-    port = free_port()
+    """Start `issuer serve` with ``env`` on ``port`` (default: a free one) of ``host``; stop it
+    afterwards (always). Pass ``port`` when ``env`` must name the URL (``ISSUER_URL``)."""
+    port = port or free_port()
     log_path = log_dir / f"issuer-serve-{port}.log"
     exe = Path(sys.executable).parent / "issuer"
     with open(log_path, "wb") as log:

@@ -274,3 +274,69 @@ def test_extension_packages_into_a_vsix(tmp_path: Path) -> None:
         "softcodes.showCredits",
     }
     assert "softcodes.issuerUrl" in manifest["contributes"]["configuration"]["properties"]
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_vsce_package_without_flags_warns_about_nothing(tmp_path: Path) -> None:
+    """What a marketplace user gets: `vsce package` with no flags, no warning; VS Code's conventions.
+
+    The manifest names the repository, homepage and bug tracker, the project's
+    license (MIT, as LICENSE), an icon (PNG, at least 128x128), categories
+    beyond "Other", keywords, and a description for every value of each enum
+    setting; the package carries LICENSE and CHANGELOG.md besides the bundle.
+    """
+    out = tmp_path / "plain.vsix"
+    proc = _run(["node_modules/.bin/vsce", "package", "-o", str(out)])
+    assert proc.returncode == 0, _output(proc)
+    warnings = [
+        line for line in (proc.stdout + proc.stderr).splitlines() if re.search(r"\bWARN", line)
+    ]
+    assert warnings == [], "\n".join(warnings)
+    manifest = json.loads((EXTENSION / "package.json").read_text())
+    assert manifest["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert manifest["repository"]["url"].startswith("https://")
+    assert manifest["homepage"].startswith("https://")
+    assert manifest["bugs"]["url"].startswith("https://")
+    assert set(manifest["categories"]) - {"Other"}, manifest["categories"]
+    assert len(manifest["keywords"]) >= 3
+    for name, prop in manifest["contributes"]["configuration"]["properties"].items():
+        if "enum" in prop:
+            described = prop.get("enumDescriptions") or prop.get("markdownEnumDescriptions")
+            assert described and len(described) == len(prop["enum"]), name
+    with zipfile.ZipFile(out) as archive:
+        names = set(archive.namelist())
+        icon = archive.read(f"extension/{manifest['icon']}")
+        packaged_license = archive.read("extension/LICENSE.txt").decode()
+    width, height = _png_size(icon)
+    assert width >= 128 and height >= 128, (width, height)
+    assert packaged_license == (ROOT / "LICENSE").read_text()
+    assert {"extension/changelog.md", "extension/dist/extension.cjs"} <= {
+        n.lower() if n.lower().endswith(".md") else n for n in names
+    }, names
+    assert not any("node_modules" in n or n.endswith(".ts") for n in names), names
+
+
+@pytest.mark.parametrize("where", [ROOT, EXTENSION], ids=["root", "extension"])
+def test_npm_install_scripts_are_all_reviewed(where: Path) -> None:
+    """npm 11 warns on every install of a dependency script not in ``allowScripts`` (npm 12 skips it).
+
+    Each one is approved (deno, esbuild, vsce-sign: their binaries) or denied
+    (keytar: only `vsce login` stores a token in the keychain) in package.json.
+    """
+    manifest = json.loads((where / "package.json").read_text())
+    assert manifest.get("allowScripts"), "no allowScripts in package.json"
+    proc = subprocess.run(
+        ["npm", "install-scripts", "ls"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, _output(proc)
+    assert "No packages with unreviewed install scripts" in proc.stdout, _output(proc)

@@ -25,7 +25,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from issuer import __version__
-from issuer.api import pages, routes_holds, routes_meta, routes_oauth, routes_tokens, routes_usage
+from issuer.api import (
+    openapi_shape,
+    pages,
+    routes_holds,
+    routes_meta,
+    routes_oauth,
+    routes_tokens,
+    routes_usage,
+)
 from issuer.errors import IssuerError, OAuthOrgScopeLost, OrgScopeDenied, OrgScopeLost, SlowDown
 from issuer.service import Issuer
 
@@ -253,7 +261,10 @@ def create_app(issuer: Issuer | None, *, close_issuer: bool = False) -> FastAPI:
             "Errors are JSON with a stable `error` code."
         ),
         lifespan=lifespan,
+        servers=[{"url": "/", "description": "The issuer serving this document"}],
+        license_info={"name": "MIT", "identifier": "MIT"},
     )
+    openapi_shape.install(app)
     app.state.issuer = issuer
     app.state.coalescer = routes_usage.make_coalescer(issuer)
 

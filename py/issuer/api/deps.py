@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from issuer.claims import TokenClaims
@@ -50,10 +51,39 @@ def absolute_url(request: Request, path: str, query: str = "") -> str:
     return public_issuer(request) + path + (f"?{query}" if query else "")
 
 
-def clerk_session(
-    issuer: IssuerDep,
-    authorization: Annotated[str | None, Header()] = None,
-) -> ClerkSession:
+class BearerScheme(HTTPBearer):
+    """An OpenAPI ``http`` / ``bearer`` security scheme (JWT) that answers the raw header.
+
+    FastAPI documents the scheme and each route's ``security`` from it, so a
+    generated client sends the token by itself; parsing and refusing stay in
+    :func:`~issuer.flows.bearer.bearer_token` (RFC 6750 challenges, and the
+    validate route's ``{"valid": false}``), not in FastAPI's own 403.
+    """
+
+    def __init__(self, name: str, description: str) -> None:
+        super().__init__(
+            bearerFormat="JWT", scheme_name=name, description=description, auto_error=False
+        )
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        return request.headers.get("authorization")
+
+
+CLERK_SESSION = BearerScheme(
+    "clerkSession", "A Clerk session token of the signed-in user (the dashboard, the sign-in page)."
+)
+ISSUER_TOKEN = BearerScheme(
+    "issuerToken",
+    "A token this issuer signed: an access token (RFC 9068 `at+jwt`) or a long-lived "
+    "extension token.",
+)
+
+#: The raw ``Authorization`` header of a route that takes a Clerk session / one of our tokens.
+ClerkAuthorization = Annotated[str | None, Security(CLERK_SESSION)]
+IssuerAuthorization = Annotated[str | None, Security(ISSUER_TOKEN)]
+
+
+def clerk_session(issuer: IssuerDep, authorization: ClerkAuthorization) -> ClerkSession:
     """``Authorization: Bearer <Clerk session token>``, verified against Clerk's JWKS.
 
     Sync on purpose: it may fetch Clerk's JWKS (blocking HTTP).
@@ -61,10 +91,7 @@ def clerk_session(
     return issuer.sessions.verify(bearer_token(authorization))
 
 
-async def our_token(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-) -> TokenClaims:
+async def our_token(request: Request, authorization: IssuerAuthorization) -> TokenClaims:
     """``Authorization: Bearer <a token this issuer signed>`` (access or long-lived).
 
     :func:`issuer.flows.bearer.verify_token` in its two steps: signature and

@@ -1,7 +1,8 @@
 """Print the OpenAPI document (``python -m issuer.api.openapi > docs/openapi.json``).
 
 Built from the app's routes and models without a database or Clerk: the
-document does not depend on configuration.
+document does not depend on configuration. FastAPI writes it; issuer.api.openapi_shape
+corrects it to what the app answers.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from issuer.api.models import (
     CompleteVscodeAuth,
     DeviceAuthorizationIssued,
     DeviceAuthorizationRequest,
+    ErrorBody,
     RevokeRequest,
     TokenIssued,
     TokenRequest,
@@ -46,6 +47,14 @@ class UnsupportedGrantType(IssuerError):
     code = "unsupported_grant_type"
     status = 400
 
+
+#: The token and device endpoints' client check (R3): documented for generated clients.
+_INVALID_CLIENT: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "invalid_client: unknown or missing client_id (RFC 6749 §5.2, R3)",
+    }
+}
 
 GRANT_TYPES = ("authorization_code", "refresh_token", device.GRANT_TYPE)
 
@@ -175,6 +184,7 @@ async def _token(issuer: IssuerDep, request: Request, response: Response) -> dic
 @router.post(
     "/api/extension/auth/token",
     response_model=TokenIssued,
+    responses=_INVALID_CLIENT,
     openapi_extra=_form_or_json(TokenRequest),
     tags=["extension sign-in"],
 )
@@ -188,6 +198,7 @@ async def extension_token_endpoint(
 @router.post(
     "/api/auth/token",
     response_model=TokenIssued,
+    responses=_INVALID_CLIENT,
     openapi_extra=_form_or_json(TokenRequest),
     tags=["extension sign-in"],
 )
@@ -199,6 +210,7 @@ async def token_endpoint(issuer: IssuerDep, request: Request, response: Response
 @router.post(
     "/api/extension/auth/device",
     response_model=DeviceAuthorizationIssued,
+    responses=_INVALID_CLIENT,
     openapi_extra=_form_or_json(DeviceAuthorizationRequest),
     tags=["extension sign-in"],
 )

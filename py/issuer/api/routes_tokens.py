@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Response
+from fastapi import APIRouter, Body, Response
 
-from issuer.api.deps import IssuerDep, SessionDep
+from issuer.api.deps import IssuerAuthorization, IssuerDep, SessionDep
 from issuer.api.models import (
     AccessTokenIssued,
     DashboardTokenIssued,
@@ -75,7 +75,7 @@ def generate_extension_token(
 def refresh_extension_token(
     issuer: IssuerDep,
     response: Response,
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: IssuerAuthorization,
     body: Annotated[RefreshExtensionToken | None, Body()] = None,
 ) -> dict[str, Any]:
     """Rotate a long-lived token (bearer): org re-checked, the old token revoked."""
@@ -192,7 +192,7 @@ def generate_dashboard_token(
 def validate_token(
     issuer: IssuerDep,
     response: Response,
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: IssuerAuthorization,
 ) -> dict[str, Any]:
     """Is this bearer token (access or long-lived) valid now? Returns its claims.
 
