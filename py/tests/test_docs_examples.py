@@ -63,7 +63,11 @@ CONFIG = EXAMPLES / "deno.json"
 DENO_TIMEOUT = 600  # the first run may fetch npm packages into .local/deno
 
 SIGNING_KEYS = json.dumps({"keys": [generate_es256_jwk("docs-es256-1")]})
-"""The served issuer signs ES256 (so the JWKS has a key); JWT_SECRET still verifies HS256."""
+"""The served issuer signs ES256 (so the JWKS has a key); JWT_SECRET still verifies HS256.
+
+Since L12 that needs ``JWT_ACCEPT_HS256=true`` (the documented migration
+window): the docs' examples show both kinds of token.
+"""
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -133,7 +137,9 @@ def _sign_in(world: World, user: str, org: str | None) -> dict[str, Any]:
 def served(
     world: World, fake_clerk: FakeClerk, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    env = issuer_env(world.db_url, fake_clerk, JWT_SIGNING_KEYS=SIGNING_KEYS)
+    env = issuer_env(
+        world.db_url, fake_clerk, JWT_SIGNING_KEYS=SIGNING_KEYS, JWT_ACCEPT_HS256="true"
+    )
     with issuer_serve(env, tmp_path_factory.mktemp("docs-serve")) as server:
         yield server
 
@@ -311,7 +317,11 @@ def _served_sign_in(served: Served, world: World, user: str, org: str) -> str:
         return token
 
 
-VERIFIER_ENV = {"JWT_SECRET": JWT_SECRET, "JWT_SIGNING_KEYS": SIGNING_KEYS}
+VERIFIER_ENV = {
+    "JWT_SECRET": JWT_SECRET,
+    "JWT_SIGNING_KEYS": SIGNING_KEYS,
+    "JWT_ACCEPT_HS256": "true",  # L12: the migration window, as above
+}
 
 
 @dataclass
@@ -893,6 +903,10 @@ class CurlWorld:
     def env(self) -> dict[str, str]:
         """Fresh values for one example: codes are single use, tokens get revoked."""
         w, user, org = self.world, self.user, self.org
+        # Each example makes a device code; R6 allows 30 a minute per client.
+        # Drop the earlier ones (each example makes its own) so ~50 examples in
+        # a few seconds stay under it.
+        w.sql("delete from public.device_codes")
         verifier, challenge = pkce_pair()
         r = w.client.post(
             "/api/auth/complete-vscode-auth",
