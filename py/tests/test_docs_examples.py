@@ -68,6 +68,8 @@ SIGNING_KEYS = json.dumps({"keys": [generate_es256_jwk("docs-es256-1")]})
 Since L12 that needs ``JWT_ACCEPT_HS256=true`` (the documented migration
 window): the docs' examples show both kinds of token.
 """
+ES256_AND_HS256 = {"JWT_SIGNING_KEYS": SIGNING_KEYS, "JWT_ACCEPT_HS256": "true"}
+"""The signing settings above, for the served issuer and the verifier examples alike."""
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -137,9 +139,7 @@ def _sign_in(world: World, user: str, org: str | None) -> dict[str, Any]:
 def served(
     world: World, fake_clerk: FakeClerk, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    env = issuer_env(
-        world.db_url, fake_clerk, JWT_SIGNING_KEYS=SIGNING_KEYS, JWT_ACCEPT_HS256="true"
-    )
+    env = issuer_env(world.db_url, fake_clerk, **ES256_AND_HS256)
     with issuer_serve(env, tmp_path_factory.mktemp("docs-serve")) as server:
         yield server
 
@@ -317,11 +317,7 @@ def _served_sign_in(served: Served, world: World, user: str, org: str) -> str:
         return token
 
 
-VERIFIER_ENV = {
-    "JWT_SECRET": JWT_SECRET,
-    "JWT_SIGNING_KEYS": SIGNING_KEYS,
-    "JWT_ACCEPT_HS256": "true",  # L12: the migration window, as above
-}
+VERIFIER_ENV = {"JWT_SECRET": JWT_SECRET, **ES256_AND_HS256}
 
 
 @dataclass
