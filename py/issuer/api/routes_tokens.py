@@ -10,6 +10,7 @@ from issuer.api.deps import IssuerAuthorization, IssuerDep, SessionDep
 from issuer.api.models import (
     AccessTokenIssued,
     DashboardTokenIssued,
+    ErrorBody,
     ExtensionTokenInfo,
     ExtensionTokenIssued,
     GenerateExtensionToken,
@@ -29,6 +30,14 @@ from issuer.service import Issuer
 
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: Routes that take a ``clerk_org_id``: a refused org is 403, nothing issued.
+_SCOPE_REFUSED: dict[int | str, dict[str, Any]] = {
+    403: {
+        "model": ErrorBody,
+        "description": "org_scope_denied (require_org, no membership or seat) / "
+        "org_scope_lost (a refresh whose seat or membership is gone: L2)",
+    }
+}
 
 
 def _issued(result: extension_tokens.IssuedExtensionToken) -> dict[str, Any]:
@@ -46,6 +55,7 @@ def _issued(result: extension_tokens.IssuedExtensionToken) -> dict[str, Any]:
     "/api/extension-token/generate",
     status_code=201,
     response_model=ExtensionTokenIssued,
+    responses=_SCOPE_REFUSED,
     tags=["extension tokens"],
 )
 def generate_extension_token(
@@ -70,7 +80,10 @@ def generate_extension_token(
 
 
 @router.post(
-    "/api/extension-token/refresh", response_model=ExtensionTokenIssued, tags=["extension tokens"]
+    "/api/extension-token/refresh",
+    response_model=ExtensionTokenIssued,
+    responses=_SCOPE_REFUSED,
+    tags=["extension tokens"],
 )
 def refresh_extension_token(
     issuer: IssuerDep,
@@ -137,7 +150,12 @@ def _mint_for_session(issuer: Issuer, session: ClerkSession, scope: Scope) -> Mi
     )
 
 
-@router.post("/api/auth/refresh-token", response_model=AccessTokenIssued, tags=["access tokens"])
+@router.post(
+    "/api/auth/refresh-token",
+    response_model=AccessTokenIssued,
+    responses=_SCOPE_REFUSED,
+    tags=["access tokens"],
+)
 def refresh_access_token(
     issuer: IssuerDep,
     session: SessionDep,
@@ -164,7 +182,10 @@ def refresh_access_token(
 
 
 @router.post(
-    "/api/dashboard-token/generate", response_model=DashboardTokenIssued, tags=["access tokens"]
+    "/api/dashboard-token/generate",
+    response_model=DashboardTokenIssued,
+    responses=_SCOPE_REFUSED,
+    tags=["access tokens"],
 )
 def generate_dashboard_token(
     issuer: IssuerDep,
